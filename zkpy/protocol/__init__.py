@@ -1,0 +1,1 @@
+"""ZooKeeper's client wire protocol: constants, jute records and framing (sans-IO)."""

@@ -1,0 +1,281 @@
+"""One client connection: frames in, responses and watch events out (NIOServerCnxn).
+
+The hot path: `data_received` parses every complete frame in the buffer, answers reads at
+once (unless the session has writes in flight: per-session FIFO), hands writes to the
+server's pipeline, and writes everything the batch produced with one `transport.write`.
+No task, future or log line per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import TYPE_CHECKING
+
+import structlog
+
+from ..protocol import jute
+from ..protocol.codes import XID_AUTH, Err, Op, State
+from ..protocol.jute import INT, INT_INT, REPLY_HEADER, JuteError, Reader
+from .final import READS, WRITES
+
+if TYPE_CHECKING:
+    from .server import ZkServer
+
+log = structlog.get_logger("zkpy.connection")
+
+_unpack_int = INT.unpack_from
+_unpack_header = INT_INT.unpack_from
+_pack_reply = REPLY_HEADER.pack
+_pack_int = INT.pack
+
+
+class _Pending:
+    """A request of this connection waiting for an earlier write (or itself a write)."""
+
+    __slots__ = ("xid", "op", "args", "frame")
+
+    def __init__(self, xid: int, op: int, args: tuple | None, frame: bytes | None) -> None:
+        self.xid = xid
+        self.op = op
+        self.args = args
+        self.frame = frame
+
+
+class ClientConnection(asyncio.Protocol):
+    def __init__(self, server: "ZkServer") -> None:
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+        self.buf = bytearray()
+        self.out: list[bytes] = []
+        self.session_id = 0
+        self.timeout = 0
+        self.identities: list[tuple[str, str]] = []
+        self.peer = ("?", 0)
+        self.pending: deque[_Pending] = deque()
+        self.closed = False
+        self._in_batch = False
+        self._flush_scheduled = False
+        self._reading_paused = False
+        self.packets_received = 0
+        self.packets_sent = 0
+        self.last_zxid = 0
+        self.connected_at = 0.0
+        self.old_client = False
+
+    # ------------------------------------------------------------ asyncio callbacks
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername") or ("?", 0)
+        self.peer = (peer[0], peer[1])
+        self.identities = [("ip", peer[0])]
+        self.connected_at = self.server.loop.time()
+        if not self.server.register(self):
+            self.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.server.unregister(self)
+
+    def pause_writing(self) -> None:
+        # The client does not read its responses: stop reading its requests.
+        if self.transport is not None and not self._reading_paused:
+            self._reading_paused = True
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.transport is not None and self._reading_paused:
+            self._reading_paused = False
+            self.transport.resume_reading()
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buf
+        buf += data
+        server = self.server
+        server.now_ms = server.clock_ms()
+        self._in_batch = True
+        try:
+            self._process(buf, server)
+        finally:
+            self._in_batch = False
+        if self.out:
+            self._flush()
+
+    # ------------------------------------------------------------ framing
+
+    def _process(self, buf: bytearray, server: "ZkServer") -> None:
+        pos = 0
+        end = len(buf)
+        max_len = server.config.jute_max_buffer
+        try:
+            while not self.closed and end - pos >= 4:
+                if not self.session_id and pos == 0 and self._maybe_four_letter_word(buf):
+                    return
+                (n,) = _unpack_int(buf, pos)
+                if n < 0 or n > max_len:
+                    log.warning("closing connection: frame length out of bounds", peer=self.peer, length=n,
+                                max=max_len)
+                    self.close()
+                    return
+                if end - pos - 4 < n:
+                    break
+                start = pos + 4
+                pos = start + n
+                self.packets_received += 1
+                if self.session_id:
+                    self._request(buf, start, pos, server)
+                else:
+                    self._connect(bytes(buf[start:pos]), server)
+        finally:
+            if pos:
+                del buf[:pos]
+
+    def _maybe_four_letter_word(self, buf: bytearray) -> bool:
+        word = bytes(buf[:4])
+        if not word.isalpha():
+            return False
+        from . import fourletter
+
+        if word.decode("ascii", "replace") not in fourletter.COMMANDS:
+            return False
+        text = fourletter.run(self.server, word.decode("ascii"))
+        self.out.append(text.encode("utf-8"))
+        self._flush()
+        self.close()
+        return True
+
+    # ------------------------------------------------------------ handshake
+
+    def _connect(self, payload: bytes, server: "ZkServer") -> None:
+        try:
+            req = jute.decode_connect(payload)
+        except JuteError as e:
+            log.warning("closing connection: malformed connect request", peer=self.peer, error=str(e))
+            self.close()
+            return
+        server.connect(self, req)
+
+    def send_connect_response(self, timeout: int, session_id: int, passwd: bytes, with_read_only: bool) -> None:
+        self.out.append(jute.encode_connect_response(timeout, session_id, passwd, False, with_read_only))
+        self._kick()
+
+    # ------------------------------------------------------------ requests
+
+    def _request(self, buf: bytearray, start: int, end: int, server: "ZkServer") -> None:
+        if end - start < 8:
+            log.warning("closing connection: request header truncated", peer=self.peer)
+            self.close()
+            return
+        xid, op = _unpack_header(buf, start)
+        server.sessions.touch(self.session_id, server.now_ms)
+        if op == Op.GET_DATA or op in READS:
+            dec = jute.DECODERS[op]
+            try:
+                args = dec(Reader(buf, start + 8, end))
+            except JuteError:
+                self._reply(xid, server.tree.last_zxid, Err.MARSHALLINGERROR, b"")
+                return
+            if self.pending:
+                self.pending.append(_Pending(xid, op, args, None))
+                return
+            err, body = READS[op](server.tree, self, args)
+            self._reply(xid, server.tree.last_zxid, err, body)
+            return
+        if op in WRITES:
+            try:
+                args = jute.DECODERS[op](Reader(buf, start + 8, end))
+            except JuteError:
+                log.info("malformed write request", peer=self.peer, op=op)
+                self._reply(xid, server.tree.last_zxid, Err.MARSHALLINGERROR, b"")
+                return
+            entry = _Pending(xid, op, None, None)
+            self.pending.append(entry)
+            server.submit_write(self, entry, op, args)
+            return
+        if op == Op.PING:
+            self.out.append(_pack_int(16) + _pack_reply(-2, server.tree.last_zxid, 0))
+            return
+        if op == Op.AUTH:
+            self._auth(buf, start, end, server)
+            return
+        if op == Op.CLOSE_SESSION:
+            entry = _Pending(xid, op, None, None)
+            self.pending.append(entry)
+            server.close_session_request(self, entry)
+            return
+        log.warning("closing connection: unknown op code", peer=self.peer, op=op)
+        self._reply(xid, server.tree.last_zxid, Err.UNIMPLEMENTED, b"")
+        self._flush()
+        self.close()
+
+    def _auth(self, buf: bytearray, start: int, end: int, server: "ZkServer") -> None:
+        try:
+            _type, scheme, auth = jute.DECODERS[Op.AUTH](Reader(buf, start + 8, end))
+        except JuteError:
+            self._reply(XID_AUTH, server.tree.last_zxid, Err.MARSHALLINGERROR, b"")
+            return
+        ids = server.authenticate(scheme, auth)
+        if ids is None:
+            log.info("authentication failed; closing connection", peer=self.peer, scheme=scheme)
+            self._reply(XID_AUTH, server.tree.last_zxid, Err.AUTHFAILED, b"")
+            self._flush()
+            self.close()
+            return
+        for ident in ids:
+            if ident not in self.identities:
+                self.identities.append(ident)
+        self._reply(XID_AUTH, server.tree.last_zxid, 0, b"")
+
+    def _reply(self, xid: int, zxid: int, err: int, body: bytes) -> None:
+        self.out.append(_pack_int(16 + len(body)) + _pack_reply(xid, zxid, err) + body)
+        self.packets_sent += 1
+        self.last_zxid = zxid
+
+    def write_done(self, entry: _Pending, zxid: int, err: int, body: bytes) -> None:
+        """The server finished a write of this connection: answer it and whatever waited behind it."""
+        entry.frame = _pack_int(16 + len(body)) + _pack_reply(entry.xid, zxid, err) + body
+        pending = self.pending
+        tree = self.server.tree
+        while pending:
+            head = pending[0]
+            if head.frame is not None:
+                self.out.append(head.frame)
+                self.packets_sent += 1
+            elif head.args is not None:
+                err, body = READS[head.op](tree, self, head.args)
+                self._reply(head.xid, tree.last_zxid, err, body)
+            else:
+                break
+            pending.popleft()
+        self._kick()
+
+    # ------------------------------------------------------------ events and output
+
+    def notify(self, event_type: int, path: str) -> None:
+        """A watch of this connection fired (called by the watch tables)."""
+        self.out.append(jute.encode_event(event_type, State.SYNC_CONNECTED, path))
+        self._kick()
+
+    def _kick(self) -> None:
+        if self._in_batch or self._flush_scheduled or self.closed:
+            return
+        self._flush_scheduled = True
+        self.server.loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        out = self.out
+        if out and self.transport is not None and not self.closed:
+            self.transport.write(b"".join(out) if len(out) > 1 else out[0])
+        out.clear()
+
+    def close(self) -> None:
+        if self.out:
+            self._flush()
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+    def close_after_flush(self) -> None:
+        self.close()

@@ -1,0 +1,301 @@
+"""Prep: turns a write request into a transaction (PrepRequestProcessor).
+
+Checks paths, versions and ACLs against the tree as it will be once every transaction
+already handed out is applied (ZooKeeper's outstanding change records), assigns the
+zxid and wall time, and fixes everything that must be identical on every replica:
+sequence suffixes, expanded ACLs, ephemeral owners, the new versions.  A request that
+fails still consumes a zxid and becomes an ERROR txn, as in ZooKeeper.
+
+Pure: no I/O, no clock (the caller passes `now_ms`).
+"""
+
+from __future__ import annotations
+
+from ..protocol.codes import (CONTAINER_OWNER, EPHEMERAL_MODES, MAX_TTL, SEQUENTIAL_MODES, TTL_MODES, CreateMode,
+                              Err, Op, Perm, ZkError, owner_kind, ttl_owner)
+from ..tree import acl as acls
+from ..tree.datatree import DataTree, Txn
+from ..tree.paths import is_valid_path
+
+SPECIAL_PATHS = frozenset({"/", "/zookeeper", "/zookeeper/quota", "/zookeeper/config"})
+
+
+class Change:
+    """What Prep knows of a node once outstanding txns apply (ChangeRecord); stat None = deleted."""
+
+    __slots__ = ("zxid", "path", "exists", "version", "cversion", "aversion", "owner", "child_count", "acl")
+
+    def __init__(self, zxid: int, path: str, exists: bool, version: int = 0, cversion: int = 0,
+                 aversion: int = 0, owner: int = 0, child_count: int = 0, acl: tuple = ()) -> None:
+        self.zxid = zxid
+        self.path = path
+        self.exists = exists
+        self.version = version
+        self.cversion = cversion
+        self.aversion = aversion
+        self.owner = owner
+        self.child_count = child_count
+        self.acl = acl
+
+    def copy(self, zxid: int) -> "Change":
+        return Change(zxid, self.path, self.exists, self.version, self.cversion, self.aversion, self.owner,
+                      self.child_count, self.acl)
+
+
+def _next_version(current: int, expected: int) -> int:
+    if expected != -1 and expected != current:
+        raise ZkError(Err.BADVERSION)
+    nxt = current + 1
+    return 0 if nxt == -1 else nxt
+
+
+class Prep:
+    def __init__(self, tree: DataTree, extended_types: bool = False) -> None:
+        self.tree = tree
+        self.extended_types = extended_types
+        self.zxid = tree.last_zxid  # the last zxid handed out
+        self.changes: list[Change] = []
+        self.by_path: dict[str, Change] = {}
+        self._undo: list[tuple[str, Change | None]] | None = None
+
+    # ------------------------------------------------------------ change records
+
+    def _record(self, path: str) -> Change:
+        c = self.by_path.get(path)
+        if c is None:
+            n = self.tree.nodes.get(path)
+            if n is None:
+                raise ZkError(Err.NONODE)
+            return Change(-1, path, True, n.version, n.cversion, n.aversion, n.owner, len(n.children), n.acl)
+        if not c.exists:
+            raise ZkError(Err.NONODE)
+        return c
+
+    def _add(self, c: Change) -> None:
+        if self._undo is not None:
+            self._undo.append((c.path, self.by_path.get(c.path)))
+        self.changes.append(c)
+        self.by_path[c.path] = c
+
+    def committed(self, zxid: int) -> None:
+        """Forget the change records of txns up to `zxid`, now applied to the tree."""
+        changes = self.changes
+        if not changes:
+            return
+        i = 0
+        while i < len(changes) and changes[i].zxid <= zxid:
+            c = changes[i]
+            if self.by_path.get(c.path) is c:
+                del self.by_path[c.path]
+            i += 1
+        del changes[:i]
+
+    def reset(self) -> None:
+        """Drop every outstanding change (e.g. after a leader change); zxid follows the tree."""
+        self.changes.clear()
+        self.by_path.clear()
+        self.zxid = self.tree.last_zxid
+
+    # ------------------------------------------------------------ entry points
+
+    def next_zxid(self) -> int:
+        self.zxid += 1
+        return self.zxid
+
+    def prepare(self, session: int, cxid: int, op: int, args: tuple, identities: list, now_ms: int) -> Txn:
+        """One write request -> one txn (an ERROR txn when a check fails)."""
+        zxid = self.next_zxid()
+        if op == Op.MULTI:
+            return Txn(zxid, now_ms, session, cxid, Op.MULTI, (self._multi(zxid, session, args[0], identities, now_ms),))
+        try:
+            t, targs = self._one(zxid, session, op, args, identities)
+        except ZkError as e:
+            return Txn(zxid, now_ms, session, cxid, Op.ERROR, (int(e.code),))
+        return Txn(zxid, now_ms, session, cxid, t, targs)
+
+    def create_session(self, session: int, timeout: int, now_ms: int) -> Txn:
+        return Txn(self.next_zxid(), now_ms, session, 0, Op.CREATE_SESSION, (timeout,))
+
+    def close_session(self, session: int, cxid: int, now_ms: int) -> Txn:
+        zxid = self.next_zxid()
+        paths = set(self.tree.ephemerals_of(session))
+        for c in self.changes:
+            if not c.exists:
+                paths.discard(c.path)
+            elif c.owner == session:
+                paths.add(c.path)
+        for p in paths:
+            self._add(Change(zxid, p, False))
+        return Txn(zxid, now_ms, session, cxid, Op.CLOSE_SESSION, (sorted(paths),))
+
+    def delete_container(self, path: str, now_ms: int) -> Txn:
+        zxid = self.next_zxid()
+        try:
+            t, targs = self._delete_container(zxid, path)
+        except ZkError as e:
+            return Txn(zxid, now_ms, 0, 0, Op.ERROR, (int(e.code),))
+        return Txn(zxid, now_ms, 0, 0, t, targs)
+
+    # ------------------------------------------------------------ ops
+
+    def _multi(self, zxid: int, session: int, ops: list, identities: list, now_ms: int) -> list:
+        self._undo = []
+        subs: list[tuple[int, tuple]] = []
+        failed = False
+        try:
+            for op, args in ops:
+                if failed:
+                    subs.append((Op.ERROR, (int(Err.RUNTIMEINCONSISTENCY),)))
+                    continue
+                try:
+                    subs.append(self._one(zxid, session, op, args, identities))
+                except ZkError as e:
+                    failed = True
+                    subs.append((Op.ERROR, (int(e.code),)))
+                    self._rollback(zxid)
+        finally:
+            self._undo = None
+        return subs
+
+    def _rollback(self, zxid: int) -> None:
+        while self.changes and self.changes[-1].zxid == zxid:
+            self.changes.pop()
+        for path, previous in reversed(self._undo or []):
+            if previous is None:
+                self.by_path.pop(path, None)
+            else:
+                self.by_path[path] = previous
+        self._undo = []
+
+    def _one(self, zxid: int, session: int, op: int, args: tuple, ids: list) -> tuple[int, tuple]:
+        if op in (Op.CREATE, Op.CREATE2, Op.CREATE_CONTAINER, Op.CREATE_TTL):
+            return self._create(zxid, session, op, args, ids)
+        if op == Op.DELETE:
+            return self._delete(zxid, args, ids)
+        if op == Op.SET_DATA:
+            return self._set_data(zxid, args, ids)
+        if op == Op.SET_ACL:
+            return self._set_acl(zxid, args, ids)
+        if op == Op.CHECK:
+            path, version = args
+            _check_path(path)
+            rec = self._record(path)
+            acls.check(rec.acl, Perm.READ, ids)
+            return Op.CHECK, (path, _next_version(rec.version, version))
+        raise ZkError(Err.MARSHALLINGERROR)
+
+    def _create(self, zxid: int, session: int, op: int, args: tuple, ids: list) -> tuple[int, tuple]:
+        path, data, acl, flags, ttl = args
+        try:
+            mode = CreateMode(flags)
+        except ValueError:
+            raise ZkError(Err.BADARGUMENTS) from None
+        is_ttl = mode in TTL_MODES
+        if is_ttl:
+            if not self.extended_types:
+                raise ZkError(Err.UNIMPLEMENTED)
+            if not 0 < ttl <= MAX_TTL:
+                raise ZkError(Err.BADARGUMENTS)
+        elif ttl >= 0:
+            raise ZkError(Err.BADARGUMENTS)
+        slash = path.rfind("/")
+        if slash == -1 or "\0" in path:
+            raise ZkError(Err.BADARGUMENTS)
+        parent_path = path[:slash] if slash > 0 else "/"
+        if path == "/":
+            parent_path = ""
+        fixed_acl = acls.fixup(acl, ids)
+        if parent_path == "":
+            # Creating "/": its "parent" is the root itself in ZooKeeper, which exists.
+            parent = self._record("/")
+        else:
+            parent = self._record(parent_path)
+        acls.check(parent.acl, Perm.CREATE, ids)
+        if mode in SEQUENTIAL_MODES:
+            path = "%s%010d" % (path, parent.cversion)
+        _check_path(path)
+        existing = self.by_path.get(path)
+        if (existing is not None and existing.exists) or (existing is None and path in self.tree.nodes):
+            raise ZkError(Err.NODEEXISTS)
+        if owner_kind(parent.owner) == "session":
+            raise ZkError(Err.NOCHILDRENFOREPHEMERALS)
+        new_cversion = parent.cversion + 1
+        if op == Op.CREATE_CONTAINER or mode == CreateMode.CONTAINER:
+            owner = CONTAINER_OWNER
+        elif is_ttl:
+            owner = ttl_owner(ttl)
+        elif mode in EPHEMERAL_MODES:
+            owner = session
+        else:
+            owner = 0
+        p = parent.copy(zxid)
+        p.child_count += 1
+        p.cversion = new_cversion
+        self._add(p)
+        self._add(Change(zxid, path, True, 0, 0, 0, owner, 0, fixed_acl))
+        return op, (path, data if data is not None else b"", fixed_acl, owner, new_cversion)
+
+    def _delete(self, zxid: int, args: tuple, ids: list) -> tuple[int, tuple]:
+        path, version = args
+        parent_path = _parent_for_delete(path)
+        parent = self._record(parent_path)
+        acls.check(parent.acl, Perm.DELETE, ids)
+        rec = self._record(path)
+        _next_version(rec.version, version)
+        if rec.child_count > 0:
+            raise ZkError(Err.NOTEMPTY)
+        p = parent.copy(zxid)
+        p.child_count -= 1
+        self._add(p)
+        self._add(Change(zxid, path, False))
+        return Op.DELETE, (path,)
+
+    def _delete_container(self, zxid: int, path: str) -> tuple[int, tuple]:
+        parent_path = _parent_for_delete(path)
+        rec = self._record(path)
+        if rec.child_count > 0:
+            raise ZkError(Err.NOTEMPTY)
+        if owner_kind(rec.owner) not in ("container", "ttl"):
+            raise ZkError(Err.BADVERSION)
+        parent = self._record(parent_path)
+        p = parent.copy(zxid)
+        p.child_count -= 1
+        self._add(p)
+        self._add(Change(zxid, path, False))
+        return Op.DELETE_CONTAINER, (path,)
+
+    def _set_data(self, zxid: int, args: tuple, ids: list) -> tuple[int, tuple]:
+        path, data, version = args
+        _check_path(path)
+        rec = self._record(path)
+        acls.check(rec.acl, Perm.WRITE, ids)
+        new_version = _next_version(rec.version, version)
+        c = rec.copy(zxid)
+        c.version = new_version
+        self._add(c)
+        return Op.SET_DATA, (path, data if data is not None else b"", new_version)
+
+    def _set_acl(self, zxid: int, args: tuple, ids: list) -> tuple[int, tuple]:
+        path, acl, version = args
+        _check_path(path)
+        fixed_acl = acls.fixup(acl, ids)
+        rec = self._record(path)
+        acls.check(rec.acl, Perm.ADMIN, ids)
+        new_aversion = _next_version(rec.aversion, version)
+        c = rec.copy(zxid)
+        c.aversion = new_aversion
+        c.acl = fixed_acl
+        self._add(c)
+        return Op.SET_ACL, (path, fixed_acl, new_aversion)
+
+
+def _check_path(path: str) -> None:
+    if not is_valid_path(path):
+        raise ZkError(Err.BADARGUMENTS)
+
+
+def _parent_for_delete(path: str) -> str:
+    slash = path.rfind("/")
+    if slash == -1 or "\0" in path or path in SPECIAL_PATHS:
+        raise ZkError(Err.BADARGUMENTS)
+    return path[:slash] if slash > 0 else "/"

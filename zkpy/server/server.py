@@ -1,0 +1,256 @@
+"""The standalone server: wires connections, Prep, the commit pipeline and the tree.
+
+client bytes -> ClientConnection -> Prep (txn) -> commit -> DataTree.apply -> Final -> client
+
+Standalone is a quorum of one: a write is committed by `self.commit`, the one place where
+txns become applied state (durable logging and replication hook in there).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+from typing import Any, Callable
+
+import structlog
+
+from ..protocol.codes import Op, owner_kind, owner_ttl
+from ..protocol.jute import ConnectRequest
+from ..tree import acl as acls
+from ..tree.datatree import DataTree, Txn
+from .config import Config
+from .final import write_response
+from .prep import Prep
+from .sessions import SessionTracker, session_password
+
+log = structlog.get_logger("zkpy.server")
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class ServerStats:
+    __slots__ = ("started", "packets_received", "packets_sent", "outstanding", "min_latency", "max_latency",
+                 "total_latency", "count", "connections_total")
+
+    def __init__(self) -> None:
+        self.started = time.time()
+        self.reset()
+        self.connections_total = 0
+
+    def reset(self) -> None:
+        self.packets_received = 0
+        self.packets_sent = 0
+        self.outstanding = 0
+        self.min_latency = 0
+        self.max_latency = 0
+        self.total_latency = 0
+        self.count = 0
+
+
+class ZkServer:
+    def __init__(self, config: Config, clock_ms: Callable[[], int] = wall_clock_ms) -> None:
+        self.config = config
+        self.clock_ms = clock_ms
+        self.now_ms = clock_ms()
+        self.tree = DataTree()
+        self.prep = Prep(self.tree, extended_types=config.extended_types)
+        self.sessions = SessionTracker(config.tick_time, 0, self.now_ms)
+        self.connections: set[Any] = set()
+        self.by_session: dict[int, set[Any]] = {}
+        self.per_ip: dict[str, int] = {}
+        self.stats = ServerStats()
+        self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
+        self._server: asyncio.AbstractServer | None = None
+        self._tick_handle: asyncio.TimerHandle | None = None
+        self._last_container_check = 0
+        self.host = config.client_port_address
+        self.port = config.client_port
+        self.state = "standalone"
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        from .connection import ClientConnection
+
+        self.loop = asyncio.get_running_loop()
+        self.now_ms = self.clock_ms()
+        self._last_container_check = self.now_ms
+        self._server = await self.loop.create_server(
+            lambda: ClientConnection(self), self.config.client_port_address, self.config.client_port,
+            reuse_address=True, backlog=1024)
+        sock = self._server.sockets[0]
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1) if sock.family != socket.AF_UNIX else None
+        self.host, self.port = sock.getsockname()[:2]
+        self._schedule_tick()
+        log.info("serving", host=self.host, port=self.port, tick_time=self.config.tick_time)
+
+    async def stop(self) -> None:
+        if self._tick_handle is not None:
+            self._tick_handle.cancel()
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self.connections):
+            conn.close()
+        if self._server is not None:
+            await self._server.wait_closed()
+        log.info("stopped", port=self.port)
+
+    @property
+    def connect_string(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    # ------------------------------------------------------------ connections
+
+    def register(self, conn: Any) -> bool:
+        ip = conn.peer[0]
+        count = self.per_ip.get(ip, 0)
+        limit = self.config.max_client_cnxns
+        if limit and count >= limit:
+            log.warning("too many connections from one address; closing", ip=ip, limit=limit)
+            return False
+        self.per_ip[ip] = count + 1
+        self.connections.add(conn)
+        self.stats.connections_total += 1
+        return True
+
+    def unregister(self, conn: Any) -> None:
+        if conn in self.connections:
+            self.connections.discard(conn)
+            ip = conn.peer[0]
+            n = self.per_ip.get(ip, 1) - 1
+            if n <= 0:
+                self.per_ip.pop(ip, None)
+            else:
+                self.per_ip[ip] = n
+        self.tree.remove_watcher(conn)
+        conns = self.by_session.get(conn.session_id)
+        if conns is not None:
+            conns.discard(conn)
+            if not conns:
+                del self.by_session[conn.session_id]
+
+    def connect(self, conn: Any, req: ConnectRequest) -> None:
+        """A ConnectRequest: new session, or reattach to a live one (processConnectRequest)."""
+        if req.last_zxid_seen > self.tree.last_zxid:
+            log.info("refusing session: client has seen a newer zxid than ours", peer=conn.peer,
+                     client_zxid=hex(req.last_zxid_seen), our_zxid=hex(self.tree.last_zxid))
+            conn.close()
+            return
+        timeout = min(max(req.timeout, self.config.min_timeout), self.config.max_timeout)
+        conn.old_client = not req.has_read_only
+        if req.session_id == 0:
+            sid = self.sessions.new_session_id()
+            self.sessions.add(sid, timeout, self.now_ms)
+            self._bind(conn, sid, timeout)
+            txn = self.prep.create_session(sid, timeout, self.now_ms)
+            self.commit(txn, None)
+            conn.send_connect_response(timeout, sid, session_password(sid), req.has_read_only)
+            return
+        sid = req.session_id
+        if req.passwd != session_password(sid) or not self.sessions.is_alive(sid):
+            log.info("session expired or invalid on reconnect", session=hex(sid), peer=conn.peer)
+            conn.send_connect_response(0, 0, b"\x00" * 16, req.has_read_only)
+            conn.close()
+            return
+        self.sessions.touch(sid, self.now_ms)
+        self._bind(conn, sid, timeout)
+        conn.send_connect_response(timeout, sid, session_password(sid), req.has_read_only)
+
+    def _bind(self, conn: Any, sid: int, timeout: int) -> None:
+        conn.session_id = sid
+        conn.timeout = timeout
+        self.by_session.setdefault(sid, set()).add(conn)
+
+    def authenticate(self, scheme: str, auth: bytes) -> list[tuple[str, str]] | None:
+        """Identities an AuthPacket grants, or None when the scheme or credentials fail."""
+        if scheme != "digest":
+            return None
+        try:
+            text = auth.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        ident = acls.digest(text)
+        ids = [("digest", ident)]
+        if self.config.super_digest is not None and ident == self.config.super_digest:
+            ids.append(acls.SUPER)
+        return ids
+
+    # ------------------------------------------------------------ the write pipeline
+
+    def submit_write(self, conn: Any, entry: Any, op: int, args: tuple) -> None:
+        txn = self.prep.prepare(conn.session_id, entry.xid, op, args, conn.identities, self.now_ms)
+        self.commit(txn, (conn, entry, op))
+
+    def close_session_request(self, conn: Any, entry: Any) -> None:
+        sid = conn.session_id
+        self.sessions.set_closing(sid)
+        txn = self.prep.close_session(sid, entry.xid, self.now_ms)
+        self.commit(txn, (conn, entry, Op.CLOSE_SESSION))
+
+    def commit(self, txn: Txn, origin: tuple | None) -> None:
+        """Make `txn` durable and applied, then answer its origin (standalone: at once)."""
+        self.apply(txn, origin)
+
+    def apply(self, txn: Txn, origin: tuple | None) -> None:
+        result = self.tree.apply(txn)
+        self.prep.committed(txn.zxid)
+        if txn.type == Op.CLOSE_SESSION:
+            self._session_closed(txn.session)
+        if origin is not None:
+            conn, entry, op = origin
+            if not conn.closed:
+                err, body = write_response(op, result)
+                conn.write_done(entry, txn.zxid, err, body)
+
+    def _session_closed(self, sid: int) -> None:
+        self.sessions.remove(sid)
+        for conn in list(self.by_session.pop(sid, ())):
+            conn.close()
+
+    # ------------------------------------------------------------ time
+
+    def _schedule_tick(self) -> None:
+        interval = max(self.config.tick_time / 2, 10) / 1000.0
+        self._tick_handle = self.loop.call_later(interval, self._tick)
+
+    def _tick(self) -> None:
+        try:
+            self.now_ms = self.clock_ms()
+            for sid in self.sessions.expired(self.now_ms):
+                log.info("session expired", session=hex(sid))
+                self.commit(self.prep.close_session(sid, 0, self.now_ms), None)
+            if self.now_ms - self._last_container_check >= self.config.container_check_interval_ms:
+                self._last_container_check = self.now_ms
+                self.check_containers()
+        finally:
+            self._schedule_tick()
+
+    def check_containers(self) -> int:
+        """Delete empty containers that once had children and expired empty TTL nodes (ContainerManager)."""
+        tree = self.tree
+        candidates = []
+        for path in sorted(tree.containers):
+            node = tree.nodes.get(path)
+            if node is not None and not node.children and node.cversion > 0:
+                candidates.append(path)
+        for path in sorted(tree.ttls):
+            node = tree.nodes.get(path)
+            if node is not None and not node.children and owner_kind(node.owner) == "ttl":
+                ttl = owner_ttl(node.owner)
+                if ttl and self.now_ms - node.mtime > ttl:
+                    candidates.append(path)
+        for path in candidates[: self.config.container_max_per_minute]:
+            self.commit(self.prep.delete_container(path, self.now_ms), None)
+        return len(candidates)
+
+    # ------------------------------------------------------------ introspection
+
+    def server_id(self) -> int:
+        return 0
+
+    def data_dir(self) -> str:
+        return self.config.data_dir or os.getcwd()

@@ -1,0 +1,127 @@
+"""Server-side watch tables with ZooKeeper's triggering rules (WatchManager).
+
+A watcher is any object with `notify(event_type, path)` and an `identities` list (for the
+ACL filter on persistent-recursive events).  The server's client connections are the
+watchers; tests may use plain objects.
+
+Two tables exist, as in ZooKeeper: data watches (getData, exists, persistent and
+persistent-recursive watches) and child watches (getChildren, persistent watches).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from . import acl as acls
+from ..protocol.codes import Perm
+
+STANDARD = 1
+PERSISTENT = 2
+RECURSIVE = 4
+
+
+class WatchTable:
+    """path -> {watcher: mode bits}, plus the reverse index for removal on disconnect."""
+
+    __slots__ = ("by_path", "by_watcher", "recursive_count")
+
+    def __init__(self) -> None:
+        self.by_path: dict[str, dict[Any, int]] = {}
+        self.by_watcher: dict[Any, set[str]] = {}
+        self.recursive_count = 0
+
+    def add(self, path: str, watcher: Any, mode: int = STANDARD) -> None:
+        entry = self.by_path.get(path)
+        if entry is None:
+            entry = self.by_path[path] = {}
+        old = entry.get(watcher, 0)
+        if mode & RECURSIVE and not old & RECURSIVE:
+            self.recursive_count += 1
+        entry[watcher] = old | mode
+        paths = self.by_watcher.get(watcher)
+        if paths is None:
+            paths = self.by_watcher[watcher] = set()
+        paths.add(path)
+
+    def _drop(self, path: str, watcher: Any) -> None:
+        entry = self.by_path.get(path)
+        if entry is None:
+            return
+        mode = entry.pop(watcher, 0)
+        if mode & RECURSIVE:
+            self.recursive_count -= 1
+        if not entry:
+            del self.by_path[path]
+        paths = self.by_watcher.get(watcher)
+        if paths is not None:
+            paths.discard(path)
+            if not paths:
+                del self.by_watcher[watcher]
+
+    def remove(self, path: str, watcher: Any, modes: int) -> bool:
+        """Remove the given mode bits of `watcher` at `path`; True if any was there."""
+        entry = self.by_path.get(path)
+        if entry is None or watcher not in entry:
+            return False
+        old = entry[watcher]
+        if not old & modes:
+            return False
+        new = old & ~modes
+        if new:
+            if old & RECURSIVE and not new & RECURSIVE:
+                self.recursive_count -= 1
+            entry[watcher] = new
+        else:
+            self._drop(path, watcher)
+        return True
+
+    def has(self, path: str, watcher: Any, modes: int) -> bool:
+        entry = self.by_path.get(path)
+        return bool(entry and entry.get(watcher, 0) & modes)
+
+    def remove_watcher(self, watcher: Any) -> None:
+        for path in list(self.by_watcher.get(watcher, ())):
+            self._drop(path, watcher)
+
+    def count(self) -> int:
+        return sum(len(e) for e in self.by_path.values())
+
+    def trigger(self, path: str, event_type: int, node_acl: tuple | None,
+                suppress: set | None = None) -> set:
+        """Fire `event_type` at `path`; returns the set of watchers notified."""
+        fired: set = set()
+        entry = self.by_path.get(path)
+        if entry:
+            for watcher, mode in list(entry.items()):
+                if mode & STANDARD:
+                    rest = mode & ~STANDARD
+                    if rest:
+                        entry[watcher] = rest
+                    else:
+                        self._drop(path, watcher)
+                fired.add(watcher)
+        if self.recursive_count:
+            for parent in _ancestors(path):
+                pentry = self.by_path.get(parent)
+                if not pentry:
+                    continue
+                for watcher, mode in pentry.items():
+                    if mode & RECURSIVE and watcher not in fired:
+                        # A recursive watcher learns nothing of a node it may not read.
+                        if node_acl is not None and not acls.allowed(node_acl, Perm.READ, watcher.identities):
+                            continue
+                        fired.add(watcher)
+        for watcher in fired:
+            if suppress is None or watcher not in suppress:
+                watcher.notify(event_type, path)
+        return fired
+
+    def paths_of(self, watcher: Any) -> Iterable[str]:
+        return self.by_watcher.get(watcher, ())
+
+
+def _ancestors(path: str):
+    while path != "/":
+        i = path.rfind("/")
+        path = path[:i] if i > 0 else "/"
+        yield path
