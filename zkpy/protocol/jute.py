@@ -104,8 +104,9 @@ class Reader:
         out = []
         for _ in range(n):
             perms = self.int()
-            scheme = self.path()
-            ident = self.path()
+            # Clients (kazoo) send "" as a null string; ZooKeeper's Java records accept both.
+            scheme = self.ustring() or ""
+            ident = self.ustring() or ""
             out.append((perms, scheme, ident))
         return out
 

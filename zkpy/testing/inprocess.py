@@ -1,0 +1,155 @@
+"""An in-process zkpy server on a background event-loop thread.
+
+Synchronous test code (kazoo, the Java client in a subprocess, anything) talks to it over
+a real loopback socket; fault injection runs on the server's loop via `call`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from typing import Any, Callable, TypeVar
+
+from ..server.config import Config
+from ..server.server import ZkServer
+
+T = TypeVar("T")
+
+
+class ZkpyServer:
+    """`with ZkpyServer() as zk: KazooClient(zk.connect_string)`.
+
+    Listens on 127.0.0.1 on a free port unless `port` is given.  Options are zoo.cfg
+    settings by their Config field names (tick_time, extended_types, super_digest, ...).
+    """
+
+    def __init__(self, port: int = 0, **options: Any) -> None:
+        self.config = Config(client_port=port, client_port_address="127.0.0.1",
+                             four_letter_words=frozenset({"ruok", "srvr", "stat", "conf", "cons", "mntr", "wchs",
+                                                          "wchc", "wchp", "dump", "isro", "envi", "dirs", "crst",
+                                                          "srst"}))
+        for key, value in options.items():
+            if not hasattr(self.config, key):
+                raise TypeError(f"unknown server option {key!r}")
+            setattr(self.config, key, value)
+        self.server: ZkServer | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self, timeout: float = 10.0) -> "ZkpyServer":
+        ready: concurrent.futures.Future = concurrent.futures.Future()
+
+        def run() -> None:
+            try:
+                import uvloop
+
+                loop = uvloop.new_event_loop()
+            except ImportError:  # pragma: no cover
+                loop = asyncio.new_event_loop()
+            self._loop = loop
+            asyncio.set_event_loop(loop)
+            try:
+                server = ZkServer(self.config)
+                loop.run_until_complete(server.start())
+                self.server = server
+                ready.set_result(None)
+            except BaseException as e:  # noqa: BLE001 - report start-up failure to the caller
+                ready.set_exception(e)
+                loop.close()
+                return
+            loop.run_forever()
+            loop.run_until_complete(server.stop())
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name="zkpy-server", daemon=True)
+        self._thread.start()
+        ready.result(timeout)
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self._loop is not None and self._thread is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout)
+        self._thread = None
+
+    def __enter__(self) -> "ZkpyServer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def host(self) -> str:
+        assert self.server is not None
+        return self.server.host
+
+    @property
+    def port(self) -> int:
+        assert self.server is not None
+        return self.server.port
+
+    @property
+    def connect_string(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    # ------------------------------------------------------------ access to the server's loop
+
+    def call(self, fn: Callable[[], T], timeout: float = 10.0) -> T:
+        """Run `fn()` on the server's loop and return its result."""
+        assert self._loop is not None
+        fut: concurrent.futures.Future = concurrent.futures.Future()
+
+        def wrapper() -> None:
+            try:
+                fut.set_result(fn())
+            except BaseException as e:  # noqa: BLE001
+                fut.set_exception(e)
+
+        self._loop.call_soon_threadsafe(wrapper)
+        return fut.result(timeout)
+
+    # ------------------------------------------------------------ fault injection
+
+    def expire_session(self, session_id: int) -> None:
+        """Expire a session now, as if its timeout had passed: ephemerals go, watches fire."""
+
+        def expire() -> None:
+            server = self.server
+            assert server is not None
+            if server.sessions.is_alive(session_id):
+                server.sessions.set_closing(session_id)
+                server.commit(server.prep.close_session(session_id, 0, server.clock_ms()), None)
+
+        self.call(expire)
+
+    def drop_connections(self) -> int:
+        """Close every client connection (clients see CONNECTIONLOSS and reconnect; sessions live)."""
+
+        def drop() -> int:
+            assert self.server is not None
+            conns = list(self.server.connections)
+            for c in conns:
+                c.close()
+            return len(conns)
+
+        return self.call(drop)
+
+    def digest(self) -> str:
+        return self.call(lambda: self.server.tree.digest())  # type: ignore[union-attr]
+
+    def four_letter_word(self, word: str) -> str:
+        import socket
+
+        with socket.create_connection((self.host, self.port), timeout=5) as s:
+            s.sendall(word.encode("ascii"))
+            chunks = []
+            while True:
+                data = s.recv(65536)
+                if not data:
+                    break
+                chunks.append(data)
+        return b"".join(chunks).decode("utf-8")
