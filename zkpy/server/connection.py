@@ -156,9 +156,20 @@ class ClientConnection(asyncio.Protocol):
             return
         server.connect(self, req)
 
-    def send_connect_response(self, timeout: int, session_id: int, passwd: bytes, with_read_only: bool) -> None:
-        self.out.append(jute.encode_connect_response(timeout, session_id, passwd, False, with_read_only))
-        self._kick()
+    def expect_connect_response(self) -> _Pending:
+        """Hold this connection's requests until its new session is durable."""
+        entry = _Pending(0, Op.CREATE_SESSION, None, None)
+        self.pending.append(entry)
+        return entry
+
+    def send_connect_response(self, timeout: int, session_id: int, passwd: bytes, with_read_only: bool,
+                              entry: _Pending | None = None) -> None:
+        frame = jute.encode_connect_response(timeout, session_id, passwd, False, with_read_only)
+        if entry is None:
+            self.out.append(frame)
+            self._kick()
+        else:
+            self._complete(entry, frame)
 
     # ------------------------------------------------------------ requests
 
@@ -234,7 +245,11 @@ class ClientConnection(asyncio.Protocol):
 
     def write_done(self, entry: _Pending, zxid: int, err: int, body: bytes) -> None:
         """The server finished a write of this connection: answer it and whatever waited behind it."""
-        entry.frame = _pack_int(16 + len(body)) + _pack_reply(entry.xid, zxid, err) + body
+        self.last_zxid = zxid
+        self._complete(entry, _pack_int(16 + len(body)) + _pack_reply(entry.xid, zxid, err) + body)
+
+    def _complete(self, entry: _Pending, frame: bytes) -> None:
+        entry.frame = frame
         pending = self.pending
         tree = self.server.tree
         while pending:

@@ -16,16 +16,21 @@ from typing import Any, Callable
 
 import structlog
 
-from ..protocol.codes import Op, owner_kind, owner_ttl
+from ..protocol.codes import Err, Op, owner_kind, owner_ttl
 from ..protocol.jute import ConnectRequest
 from ..tree import acl as acls
 from ..tree.datatree import DataTree, Txn
 from .config import Config
 from .final import write_response
+from .persistence import Persistence, recover
 from .prep import Prep
 from .sessions import SessionTracker, session_password
 
 log = structlog.get_logger("zkpy.server")
+
+# What a committed txn answers (the first field of an origin tuple).
+_REQUEST = "request"
+_CONNECT = "connect"
 
 
 def wall_clock_ms() -> int:
@@ -56,9 +61,18 @@ class ZkServer:
         self.config = config
         self.clock_ms = clock_ms
         self.now_ms = clock_ms()
-        self.tree = DataTree()
+        self.persistence: Persistence | None = None
+        if config.data_dir:
+            self.tree = recover(config.data_dir, config.data_log_dir)
+            self.persistence = Persistence(config.data_dir, config.data_log_dir, config.force_sync,
+                                           config.snap_count, self.apply, self._write_failed)
+        else:
+            self.tree = DataTree()
         self.prep = Prep(self.tree, extended_types=config.extended_types)
         self.sessions = SessionTracker(config.tick_time, 0, self.now_ms)
+        for sid, timeout in self.tree.sessions.items():
+            # Sessions outlive a restart: their clients have a timeout's worth of time to come back.
+            self.sessions.add(sid, timeout, self.now_ms)
         self.connections: set[Any] = set()
         self.by_session: dict[int, set[Any]] = {}
         self.per_ip: dict[str, int] = {}
@@ -77,6 +91,8 @@ class ZkServer:
         from .connection import ClientConnection
 
         self.loop = asyncio.get_running_loop()
+        if self.persistence is not None:
+            self.persistence.loop = self.loop
         self.now_ms = self.clock_ms()
         self._last_container_check = self.now_ms
         self._server = await self.loop.create_server(
@@ -97,6 +113,8 @@ class ZkServer:
             conn.close()
         if self._server is not None:
             await self._server.wait_closed()
+        if self.persistence is not None:
+            await self.loop.run_in_executor(None, self.persistence.close)
         log.info("stopped", port=self.port)
 
     @property
@@ -146,9 +164,9 @@ class ZkServer:
             sid = self.sessions.new_session_id()
             self.sessions.add(sid, timeout, self.now_ms)
             self._bind(conn, sid, timeout)
+            entry = conn.expect_connect_response()
             txn = self.prep.create_session(sid, timeout, self.now_ms)
-            self.commit(txn, None)
-            conn.send_connect_response(timeout, sid, session_password(sid), req.has_read_only)
+            self.commit(txn, (_CONNECT, conn, entry, req.has_read_only))
             return
         sid = req.session_id
         if req.passwd != session_password(sid) or not self.sessions.is_alive(sid):
@@ -183,17 +201,20 @@ class ZkServer:
 
     def submit_write(self, conn: Any, entry: Any, op: int, args: tuple) -> None:
         txn = self.prep.prepare(conn.session_id, entry.xid, op, args, conn.identities, self.now_ms)
-        self.commit(txn, (conn, entry, op))
+        self.commit(txn, (_REQUEST, conn, entry, op))
 
     def close_session_request(self, conn: Any, entry: Any) -> None:
         sid = conn.session_id
         self.sessions.set_closing(sid)
         txn = self.prep.close_session(sid, entry.xid, self.now_ms)
-        self.commit(txn, (conn, entry, Op.CLOSE_SESSION))
+        self.commit(txn, (_REQUEST, conn, entry, Op.CLOSE_SESSION))
 
     def commit(self, txn: Txn, origin: tuple | None) -> None:
-        """Make `txn` durable and applied, then answer its origin (standalone: at once)."""
-        self.apply(txn, origin)
+        """Make `txn` durable and applied, then answer its origin."""
+        if self.persistence is None:
+            self.apply(txn, origin)
+        else:
+            self.persistence.append(txn, origin)
 
     def apply(self, txn: Txn, origin: tuple | None) -> None:
         result = self.tree.apply(txn)
@@ -201,10 +222,28 @@ class ZkServer:
         if txn.type == Op.CLOSE_SESSION:
             self._session_closed(txn.session)
         if origin is not None:
-            conn, entry, op = origin
-            if not conn.closed:
-                err, body = write_response(op, result)
+            kind, conn, entry, extra = origin
+            if conn.closed:
+                return
+            if kind is _REQUEST:
+                err, body = write_response(extra, result)
                 conn.write_done(entry, txn.zxid, err, body)
+            else:
+                conn.send_connect_response(conn.timeout, txn.session, session_password(txn.session), extra, entry)
+
+    def _write_failed(self, txn: Txn, origin: tuple | None) -> None:
+        """The log could not take `txn`: it is not applied and never acknowledged.
+
+        The server goes on serving reads; writes get NOTREADONLY, as from a server that
+        cannot accept them (ZooKeeper's read-only mode)."""
+        self.prep.reset()
+        if origin is None:
+            return
+        kind, conn, entry, extra = origin
+        if kind is _REQUEST and not conn.closed:
+            conn.write_done(entry, self.tree.last_zxid, Err.NOTREADONLY, b"")
+        else:
+            conn.close()
 
     def _session_closed(self, sid: int) -> None:
         self.sessions.remove(sid)
@@ -223,6 +262,8 @@ class ZkServer:
             for sid in self.sessions.expired(self.now_ms):
                 log.info("session expired", session=hex(sid))
                 self.commit(self.prep.close_session(sid, 0, self.now_ms), None)
+            if self.persistence is not None:
+                self.persistence.maybe_snapshot(self.tree)
             if self.now_ms - self._last_container_check >= self.config.container_check_interval_ms:
                 self._last_container_check = self.now_ms
                 self.check_containers()

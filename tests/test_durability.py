@@ -1,0 +1,149 @@
+"""Durability: the log and snapshots bring back the exact tree after a restart; torn
+tails are cut, corruption stops the start with file and offset."""
+
+import os
+import time
+
+import pytest
+from kazoo.client import KazooClient
+
+from zkpy.consensus.txnlog import LogCorrupt, segments
+from zkpy.consensus.snapshot import snapshots
+from zkpy.server.persistence import data_paths, purge
+from zkpy.testing import ZkpyServer
+
+
+def _write_some(cs: str, n: int = 50, ephemeral_client: bool = False) -> KazooClient:
+    c = KazooClient(cs, timeout=10)
+    c.start(10)
+    c.create("/d", b"root")
+    for i in range(n):
+        c.create(f"/d/n{i}", str(i).encode())
+        if i % 3 == 0:
+            c.set(f"/d/n{i}", b"changed")
+        if i % 7 == 0:
+            c.delete(f"/d/n{i}")
+    c.create("/d/eph", b"e", ephemeral=True)
+    c.create("/d/seq-", b"s", sequence=True)
+    return c
+
+
+def test_restart_recovers_exact_tree_with_live_ephemerals(tmp_path):
+    with ZkpyServer(data_dir=str(tmp_path)) as s:
+        c = _write_some(s.connect_string)
+        sid, passwd = c.client_id
+        before = s.digest()
+    # the client's session is still within its timeout when the server comes back
+    with ZkpyServer(data_dir=str(tmp_path)) as s2:
+        assert s2.digest() == before
+        c2 = KazooClient(s2.connect_string, client_id=(sid, passwd), timeout=10)
+        c2.start(10)
+        assert c2.exists("/d/eph").ephemeralOwner == sid
+        c2.stop()
+    c.stop()
+
+
+def test_snapshot_plus_log_equals_live_tree(tmp_path):
+    with ZkpyServer(data_dir=str(tmp_path), snap_count=20, tick_time=100) as s:
+        c = _write_some(s.connect_string, n=120)
+        time.sleep(0.5)  # ticks start snapshots; wait for the children to finish
+        c.create("/after", b"x")
+        c.stop()
+        before = s.digest()
+    snap_dir, log_dir = data_paths(str(tmp_path), None)
+    assert len(snapshots(snap_dir)) >= 1
+    assert len(segments(log_dir)) >= 2
+    with ZkpyServer(data_dir=str(tmp_path)) as s2:
+        assert s2.digest() == before
+
+
+def _last_segment(tmp_path) -> str:
+    _, log_dir = data_paths(str(tmp_path), None)
+    return segments(log_dir)[-1][1]
+
+
+def _end_of_records(path: str) -> int:
+    data = open(path, "rb").read()
+    return len(data.rstrip(b"\0"))
+
+
+def test_torn_tail_is_cut(tmp_path):
+    with ZkpyServer(data_dir=str(tmp_path)) as s:
+        c = KazooClient(s.connect_string)
+        c.start(10)
+        c.create("/kept", b"1")
+        c.stop()
+        before = s.digest()
+    seg = _last_segment(tmp_path)
+    end = _end_of_records(seg)
+    with open(seg, "r+b") as f:  # half a record: a length and crc, part of a payload
+        f.seek(end)
+        f.write(b"\x00\x00\x00\x40\x12\x34\x56\x78partial")
+    with ZkpyServer(data_dir=str(tmp_path)) as s2:
+        assert s2.digest() == before
+        c = KazooClient(s2.connect_string)
+        c.start(10)
+        c.create("/more")  # the log goes on after the cut
+        c.stop()
+        after = s2.digest()
+    with ZkpyServer(data_dir=str(tmp_path)) as s3:
+        assert s3.digest() == after
+
+
+def test_corrupt_record_in_the_middle_stops_the_start(tmp_path):
+    with ZkpyServer(data_dir=str(tmp_path)) as s:
+        c = KazooClient(s.connect_string)
+        c.start(10)
+        for i in range(20):
+            c.create(f"/n{i}", b"x" * 10)
+        c.stop()
+    seg = _last_segment(tmp_path)
+    with open(seg, "r+b") as f:
+        f.seek(100)
+        byte = f.read(1)
+        f.seek(100)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    copy = open(seg, "rb").read()
+    with pytest.raises(LogCorrupt) as info:
+        ZkpyServer(data_dir=str(tmp_path)).start()
+    assert seg in str(info.value) and "offset" in str(info.value)
+    assert open(seg, "rb").read() == copy  # nothing overwritten
+
+
+def test_purge_keeps_what_recovery_needs(tmp_path):
+    with ZkpyServer(data_dir=str(tmp_path), snap_count=10, tick_time=50) as s:
+        c = KazooClient(s.connect_string)
+        c.start(10)
+        for i in range(8):
+            for j in range(15):
+                c.create(f"/p{i}-{j}")
+            time.sleep(0.15)
+        c.stop()
+        before = s.digest()
+    snap_dir, log_dir = data_paths(str(tmp_path), None)
+    assert len(snapshots(snap_dir)) > 3
+    removed = purge(str(tmp_path), None, retain=3)
+    assert removed and len(snapshots(snap_dir)) == 3
+    with ZkpyServer(data_dir=str(tmp_path)) as s2:
+        assert s2.digest() == before
+
+
+def test_unwritable_log_stops_writes_but_not_reads(tmp_path):
+    from kazoo.exceptions import NotReadOnlyCallError
+
+    with ZkpyServer(data_dir=str(tmp_path)) as s:
+        c = KazooClient(s.connect_string)
+        c.start(10)
+        c.create("/r", b"readable")
+
+        def break_log():
+            p = s.server.persistence
+            os.close(p.log.fd)  # the next write fails with EBADF, as a dead disk would
+
+        s.call(break_log)
+        with pytest.raises(NotReadOnlyCallError):
+            c.create("/w")
+        with pytest.raises(NotReadOnlyCallError):
+            c.set("/r", b"x")
+        assert c.get("/r")[0] == b"readable"
+        c.stop()

@@ -1,0 +1,144 @@
+"""Snapshots of the tree and session table: `version-2/snapshot.<zxid in hex>` in dataDir.
+
+A snapshot is exact as of its zxid (the server writes it from a copy-on-write view, see
+zkpy/server/persistence.py), so recovery is: load the newest valid snapshot, replay the
+log after its zxid.  The file is framed msgpack records ending with a footer; a file
+without its footer or with a bad checksum is not valid and an older one is tried.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+import msgpack
+import structlog
+
+from ..protocol.codes import CONTAINER_OWNER, owner_kind
+from ..tree.datatree import DataTree, Znode
+from .records import FRAME, check, frame, intern_acl
+
+log = structlog.get_logger("zkpy.snapshot")
+
+MAGIC = b"ZKPYSNP1"
+_NAME = re.compile(r"^snapshot\.([0-9a-f]+)$")
+_CHUNK = 2000
+
+
+class SnapshotInvalid(Exception):
+    pass
+
+
+def snapshots(snap_dir: str) -> list[tuple[int, str]]:
+    """(zxid, path) of every snapshot file, newest first."""
+    out = []
+    if os.path.isdir(snap_dir):
+        for name in os.listdir(snap_dir):
+            m = _NAME.match(name)
+            if m:
+                out.append((int(m.group(1), 16), os.path.join(snap_dir, name)))
+    return sorted(out, reverse=True)
+
+
+def _node_row(path: str, n: Znode) -> list:
+    return [path, n.data, n.acl, n.czxid, n.mzxid, n.ctime, n.mtime, n.version, n.cversion, n.aversion,
+            n.owner, n.pzxid]
+
+
+def write_snapshot(tree: DataTree, snap_dir: str) -> str:
+    """Write the tree to snapshot.<last_zxid>, atomically (tmp file, fsync, rename)."""
+    os.makedirs(snap_dir, exist_ok=True)
+    zxid = tree.last_zxid
+    final = os.path.join(snap_dir, f"snapshot.{zxid:x}")
+    tmp = final + ".tmp"
+    packer = msgpack.Packer(use_bin_type=True)
+    with open(tmp, "wb") as f:
+        f.write(MAGIC)
+        f.write(frame(packer.pack({"zxid": zxid, "nodes": len(tree.nodes), "sessions": len(tree.sessions)})))
+        rows = []
+        for path, node in tree.nodes.items():
+            rows.append(_node_row(path, node))
+            if len(rows) >= _CHUNK:
+                f.write(frame(packer.pack(rows)))
+                rows = []
+        if rows:
+            f.write(frame(packer.pack(rows)))
+        f.write(frame(packer.pack({"sessions": list(tree.sessions.items())})))
+        f.write(frame(packer.pack({"end": True, "nodes": len(tree.nodes)})))
+        f.flush()
+        os.fsync(f.fileno())
+    os.rename(tmp, final)
+    dfd = os.open(snap_dir, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+    return final
+
+
+def _records(path: str):
+    with open(path, "rb") as f:
+        data = f.read()
+    if data[: len(MAGIC)] != MAGIC:
+        raise SnapshotInvalid(f"{path}: bad magic")
+    pos = len(MAGIC)
+    while pos < len(data):
+        if pos + FRAME.size > len(data):
+            raise SnapshotInvalid(f"{path}: truncated at offset {pos}")
+        length, crc = FRAME.unpack_from(data, pos)
+        payload = data[pos + FRAME.size : pos + FRAME.size + length]
+        if len(payload) != length or not check(payload, crc):
+            raise SnapshotInvalid(f"{path}: bad record at offset {pos}")
+        pos += FRAME.size + length
+        yield msgpack.unpackb(payload, raw=False)
+
+
+def load_snapshot(path: str) -> DataTree:
+    tree = DataTree()
+    tree.nodes.clear()
+    records = _records(path)
+    header = next(records)
+    footer_seen = False
+    for rec in records:
+        if isinstance(rec, dict):
+            if "sessions" in rec and "end" not in rec:
+                tree.sessions = {int(sid): int(timeout) for sid, timeout in rec["sessions"]}
+            elif rec.get("end"):
+                footer_seen = True
+                if rec["nodes"] != len(tree.nodes):
+                    raise SnapshotInvalid(f"{path}: node count mismatch")
+            continue
+        for row in rec:
+            path_, data, acl, czxid, mzxid, ctime, mtime, version, cversion, aversion, owner, pzxid = row
+            n = Znode(data, intern_acl(acl), czxid, ctime, owner)
+            n.mzxid, n.mtime, n.version, n.cversion, n.aversion, n.pzxid = mzxid, mtime, version, cversion, aversion, pzxid
+            tree.nodes[path_] = n
+    if not footer_seen:
+        raise SnapshotInvalid(f"{path}: incomplete (no footer)")
+    for p, n in tree.nodes.items():
+        if p != "/":
+            i = p.rfind("/")
+            parent = tree.nodes.get(p[:i] if i > 0 else "/")
+            if parent is None:
+                raise SnapshotInvalid(f"{path}: node {p} has no parent")
+            parent.children.add(p[i + 1 :])
+        if n.owner:
+            kind = owner_kind(n.owner)
+            if n.owner == CONTAINER_OWNER:
+                tree.containers.add(p)
+            elif kind == "ttl":
+                tree.ttls.add(p)
+            else:
+                tree.ephemerals.setdefault(n.owner, set()).add(p)
+    tree.last_zxid = header["zxid"]
+    return tree
+
+
+def load_latest(snap_dir: str) -> DataTree | None:
+    """The newest snapshot that loads; older ones are tried when a newer one is invalid."""
+    for zxid, path in snapshots(snap_dir):
+        try:
+            return load_snapshot(path)
+        except (SnapshotInvalid, ValueError, msgpack.exceptions.ExtraData, msgpack.exceptions.UnpackException) as e:
+            log.warning("skipping invalid snapshot", file=path, error=str(e))
+    return None

@@ -1,0 +1,193 @@
+"""The transaction log: segment files of framed msgpack txn records.
+
+Files are `version-2/log.<first zxid in hex>` in dataLogDir, preallocated in large steps
+so that appends rarely change the file size (fdatasync then flushes data only).  A
+segment ends where its records end: the preallocated tail reads as zeros.
+
+Blocking I/O: the server calls `append`/`sync` from one writer thread.
+
+Recovery rules: a bad record at the end of the newest segment, with nothing but zeros
+after it, is a torn write of a batch that was never acknowledged: it is cut off with a
+log line.  A bad record anywhere else is corruption: `LogCorrupt` names file and offset
+and nothing is changed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Iterator
+
+import structlog
+
+from ..tree.datatree import Txn
+from .records import FRAME, check, decode_txn
+
+log = structlog.get_logger("zkpy.txnlog")
+
+MAGIC = b"ZKPYLOG1"
+PREALLOC = 64 * 1024 * 1024
+_NAME = re.compile(r"^log\.([0-9a-f]+)$")
+
+
+class LogCorrupt(Exception):
+    def __init__(self, path: str, offset: int, reason: str) -> None:
+        super().__init__(f"corrupt transaction log {path} at offset {offset}: {reason}")
+        self.path = path
+        self.offset = offset
+
+
+def segments(log_dir: str) -> list[tuple[int, str]]:
+    """(first zxid, path) of every segment, oldest first."""
+    out = []
+    if os.path.isdir(log_dir):
+        for name in os.listdir(log_dir):
+            m = _NAME.match(name)
+            if m:
+                out.append((int(m.group(1), 16), os.path.join(log_dir, name)))
+    return sorted(out)
+
+
+class TxnLog:
+    def __init__(self, log_dir: str, force_sync: bool = True, prealloc: int = PREALLOC) -> None:
+        self.dir = log_dir
+        os.makedirs(log_dir, exist_ok=True)
+        self.force_sync = force_sync
+        self.prealloc = prealloc
+        self.fd: int | None = None
+        self.path: str | None = None
+        self.pos = 0
+        self.allocated = 0
+
+    # ------------------------------------------------------------ writing
+
+    def _open_segment(self, first_zxid: int) -> None:
+        self.close()
+        path = os.path.join(self.dir, f"log.{first_zxid:x}")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        os.write(fd, MAGIC)
+        self.fd, self.path, self.pos, self.allocated = fd, path, len(MAGIC), len(MAGIC)
+        self._fsync_dir()
+
+    def _fsync_dir(self) -> None:
+        dfd = os.open(self.dir, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+    def append(self, data: bytes, first_zxid: int) -> None:
+        """Write already framed records; a new segment starts at `first_zxid` if none is open."""
+        if self.fd is None:
+            self._open_segment(first_zxid)
+        end = self.pos + len(data)
+        if end > self.allocated:
+            size = ((end // self.prealloc) + 1) * self.prealloc
+            try:
+                os.posix_fallocate(self.fd, 0, size)
+            except OSError:
+                os.ftruncate(self.fd, size)  # filesystems without fallocate
+            self.allocated = size
+        written = os.pwrite(self.fd, data, self.pos)
+        while written < len(data):  # short writes are rare but legal
+            written += os.pwrite(self.fd, data[written:], self.pos + written)
+        self.pos = end
+
+    def sync(self) -> None:
+        if self.fd is not None and self.force_sync:
+            os.fdatasync(self.fd)
+
+    def roll(self) -> None:
+        """Close the current segment: the next append starts a new one (after a snapshot)."""
+        self.close()
+
+    def close(self) -> None:
+        if self.fd is not None:
+            fd, self.fd = self.fd, None
+            try:
+                if self.force_sync:
+                    os.fdatasync(fd)
+                os.close(fd)
+            except OSError as e:
+                log.warning("closing the transaction log failed", file=self.path, error=str(e))
+
+
+# ---------------------------------------------------------------- reading
+
+
+def _all_zero(f, start: int, size: int) -> bool:
+    f.seek(start)
+    remaining = size - start
+    while remaining > 0:
+        chunk = f.read(min(remaining, 1 << 20))
+        if not chunk or chunk.count(0) != len(chunk):
+            return False
+        remaining -= len(chunk)
+    return True
+
+
+def read_segment(path: str, is_last: bool, repair: bool = False) -> Iterator[Txn]:
+    """Yield the txns of one segment, applying the torn-tail and corruption rules."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        if f.read(len(MAGIC)) != MAGIC:
+            if size == 0 and is_last:
+                return
+            raise LogCorrupt(path, 0, "bad magic")
+        offset = len(MAGIC)
+        while offset + FRAME.size <= size:
+            f.seek(offset)
+            header = f.read(FRAME.size)
+            length, crc = FRAME.unpack(header)
+            if length == 0 and crc == 0:
+                if _all_zero(f, offset, size):
+                    return  # preallocated tail
+                reason = "zero record before data"
+            else:
+                payload = f.read(length) if offset + FRAME.size + length <= size else b""
+                if len(payload) == length and check(payload, crc):
+                    try:
+                        txn = decode_txn(payload)
+                    except Exception as e:  # noqa: BLE001 - any decode failure is corruption
+                        raise LogCorrupt(path, offset, f"undecodable record: {e}") from None
+                    yield txn
+                    offset += FRAME.size + length
+                    continue
+                reason = "checksum mismatch" if len(payload) == length else "record past end of file"
+            end_of_claim = min(size, offset + FRAME.size + max(length, 0))
+            if is_last and _all_zero(f, end_of_claim, size):
+                log.warning("cutting off torn tail of the transaction log", file=path, offset=offset, reason=reason)
+                if repair:
+                    with open(path, "r+b") as w:
+                        w.seek(offset)
+                        w.write(b"\0" * (end_of_claim - offset))
+                        w.flush()
+                        os.fsync(w.fileno())
+                return
+            raise LogCorrupt(path, offset, reason)
+        if offset < size and not (is_last and _all_zero(f, offset, size)):
+            raise LogCorrupt(path, offset, "truncated record header")
+
+
+def read_log(log_dir: str, after_zxid: int, repair: bool = False) -> Iterator[Txn]:
+    """Every logged txn with zxid > after_zxid, in order, across segments."""
+    segs = segments(log_dir)
+    # Start from the last segment that begins at or before after_zxid + 1.
+    start = 0
+    for i, (first, _) in enumerate(segs):
+        if first <= after_zxid + 1:
+            start = i
+    last_zxid = after_zxid
+    for i in range(start, len(segs)):
+        _, path = segs[i]
+        for txn in read_segment(path, i == len(segs) - 1, repair):
+            if txn.zxid <= after_zxid:
+                continue
+            if txn.zxid <= last_zxid:
+                raise LogCorrupt(path, -1, f"zxid {txn.zxid:#x} out of order after {last_zxid:#x}")
+            if txn.zxid != last_zxid + 1 and (txn.zxid & 0xFFFFFFFF) != 1:
+                # zxids are contiguous within an epoch: a hole means lost txns (a purged
+                # log behind an invalid snapshot, or a deleted segment).
+                raise LogCorrupt(path, -1, f"gap in the log: zxid {txn.zxid:#x} follows {last_zxid:#x}")
+            last_zxid = txn.zxid
+            yield txn
