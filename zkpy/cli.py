@@ -18,14 +18,29 @@ def _serve(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(f"zkpy: invalid configuration: {e}", file=sys.stderr)
         return 2
+    if args.config is not None and not cfg.data_dir:
+        print("zkpy: invalid configuration: dataDir is not set", file=sys.stderr)
+        return 2
     if cfg.servers and len([s for s in cfg.servers.values() if s.role == "participant"]) > 1:
         print("zkpy: quorum mode (server.N lines) is not supported yet; run standalone", file=sys.stderr)
         return 2
+    from .consensus.txnlog import LogCorrupt
     from .server.server import ZkServer
 
-    async def main() -> None:
+    try:
         server = ZkServer(cfg)
-        await server.start()
+    except LogCorrupt as e:
+        print(f"zkpy: cannot start: {e}", file=sys.stderr)
+        return 3
+
+    failed: list[str] = []
+
+    async def main() -> None:
+        try:
+            await server.start()
+        except OSError as e:
+            failed.append(f"cannot listen on {cfg.client_port_address}:{cfg.client_port}: {e.strerror}")
+            return
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -34,6 +49,9 @@ def _serve(args: argparse.Namespace) -> int:
         await server.stop()
 
     _run(main())
+    if failed:
+        print(f"zkpy: {failed[0]}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -46,6 +64,75 @@ def _run(coro) -> None:
         asyncio.run(coro)
 
 
+def _purge(args: argparse.Namespace) -> int:
+    from .server.persistence import purge
+
+    for path in purge(args.data_dir, args.data_log_dir or args.data_dir, retain=max(3, args.count)):
+        print(f"removed {path}")
+    return 0
+
+
+def _dump_log(args: argparse.Namespace) -> int:
+    from .consensus.txnlog import LogCorrupt, read_segment
+
+    try:
+        for txn in read_segment(args.file, is_last=True):
+            print(f"zxid=0x{txn.zxid:x} time={txn.time} session=0x{txn.session:x} cxid={txn.cxid} "
+                  f"type={_op_name(txn.type)} {_short(txn.args)}")
+    except LogCorrupt as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _dump_snapshot(args: argparse.Namespace) -> int:
+    from .consensus.snapshot import SnapshotInvalid, load_snapshot
+    from .protocol.codes import owner_kind
+
+    try:
+        tree = load_snapshot(args.file)
+    except SnapshotInvalid as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"zxid=0x{tree.last_zxid:x} nodes={len(tree.nodes)} sessions={len(tree.sessions)}")
+    for path in sorted(tree.nodes):
+        n = tree.nodes[path]
+        owner = f" owner=0x{n.owner & 0xFFFFFFFFFFFFFFFF:x}({owner_kind(n.owner)})" if n.owner else ""
+        print(f"{path}  czxid=0x{n.czxid:x} mzxid=0x{n.mzxid:x} pzxid=0x{n.pzxid:x} version={n.version} "
+              f"cversion={n.cversion} aversion={n.aversion} dataLength={len(n.data)}{owner}")
+    for sid, timeout in sorted(tree.sessions.items()):
+        print(f"session 0x{sid:x} timeout={timeout}")
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from .consensus.txnlog import LogCorrupt
+    from .server.persistence import recover
+
+    try:
+        tree = recover(args.data_dir, args.data_log_dir or args.data_dir)
+    except LogCorrupt as e:
+        print(f"corrupt: {e}", file=sys.stderr)
+        return 1
+    print(f"ok: last zxid 0x{tree.last_zxid:x}, {len(tree.nodes)} nodes, {len(tree.sessions)} sessions, "
+          f"digest {tree.digest()}")
+    return 0
+
+
+def _op_name(op: int) -> str:
+    from .protocol.codes import Op
+
+    try:
+        return Op(op).name.lower()
+    except ValueError:
+        return str(op)
+
+
+def _short(args: tuple) -> str:
+    text = repr(args)
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="zkpy", description="A ZooKeeper-compatible coordination server.")
@@ -54,15 +141,26 @@ def main(argv: list[str] | None = None) -> int:
     serve = sub.add_parser("serve", help="run a server from a zoo.cfg (standalone on 127.0.0.1:2181 without one)")
     serve.add_argument("config", nargs="?", help="path to zoo.cfg")
     serve.add_argument("properties", nargs="*", help="Java system properties as -Dkey=value")
+    p = sub.add_parser("purge", help="delete old snapshots and the log segments only they need")
+    p.add_argument("data_dir")
+    p.add_argument("--data-log-dir")
+    p.add_argument("-n", "--count", type=int, default=3, help="snapshots to keep (at least 3)")
+    p = sub.add_parser("dump-log", help="print the txns of one log segment")
+    p.add_argument("file")
+    p = sub.add_parser("dump-snapshot", help="print the nodes and sessions of one snapshot")
+    p.add_argument("file")
+    p = sub.add_parser("check", help="recover a data dir read-only-ish (cuts a torn tail) and report")
+    p.add_argument("data_dir")
+    p.add_argument("--data-log-dir")
     # -D arguments look like options to argparse: split them off first.
     props = [a for a in argv if a.startswith("-D")]
     rest = [a for a in argv if not a.startswith("-D")]
     args = parser.parse_args(rest)
     args.properties = props
     logs.configure(args.log_level)
-    if args.command == "serve":
-        return _serve(args)
-    return 2
+    commands = {"serve": _serve, "purge": _purge, "dump-log": _dump_log, "dump-snapshot": _dump_snapshot,
+                "check": _check}
+    return commands[args.command](args)
 
 
 if __name__ == "__main__":

@@ -275,6 +275,8 @@ def _apply_properties(cfg: Config, props: dict[str, str], cfg_keys: set[str]) ->
             cfg.admin_enable_server = _bool(key, value)
         elif key in _KNOWN_PROPERTIES or key.startswith(_KNOWN_PROPERTY_PREFIXES):
             pass
+        elif key.startswith("zookeeper.") and key[len("zookeeper."):] in cfg_keys:
+            pass  # already warned about as a zoo.cfg key
         else:
             log.warning("unknown system property ignored", property=key)
 
