@@ -1,0 +1,30 @@
+"""Four-letter words on the client port, and the whitelist."""
+
+from zkpy.testing import ZkpyServer
+
+
+def test_words(zk, server):
+    zk.create("/w", b"x")
+    zk.get("/w", watch=lambda e: None)
+    assert server.four_letter_word("ruok") == "imok"
+    srvr = server.four_letter_word("srvr")
+    assert "Mode: standalone" in srvr and "Zxid: 0x" in srvr and "Node count: 5" in srvr
+    assert "Clients:" in server.four_letter_word("stat")
+    assert f"clientPort={server.port}" in server.four_letter_word("conf")
+    assert "sid=0x" in server.four_letter_word("cons")
+    mntr = dict(line.split("\t", 1) for line in server.four_letter_word("mntr").splitlines())
+    assert mntr["zk_server_state"] == "standalone" and mntr["zk_znode_count"] == "5" and mntr["zk_watch_count"] == "1"
+    assert "Total watches:1" in server.four_letter_word("wchs")
+    assert "/w" in server.four_letter_word("wchc") and "/w" in server.four_letter_word("wchp")
+    assert "Global Sessions" in server.four_letter_word("dump")
+    assert server.four_letter_word("isro") == "rw"
+    assert "zookeeper.version" in server.four_letter_word("envi")
+    assert "datadir_size" in server.four_letter_word("dirs")
+    assert server.four_letter_word("srst").startswith("Server stats reset")
+    assert server.four_letter_word("crst").startswith("Connection stats reset")
+
+
+def test_whitelist():
+    with ZkpyServer(four_letter_words=frozenset({"srvr"})) as s:
+        assert s.four_letter_word("ruok") == "ruok is not executed because it is not in the whitelist.\n"
+        assert "Zookeeper version" in s.four_letter_word("srvr")
