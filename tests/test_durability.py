@@ -147,3 +147,14 @@ def test_unwritable_log_stops_writes_but_not_reads(tmp_path):
             c.set("/r", b"x")
         assert c.get("/r")[0] == b"readable"
         c.stop()
+
+
+def test_global_outstanding_limit_throttles_without_losing_writes(tmp_path):
+    with ZkpyServer(data_dir=str(tmp_path), global_outstanding_limit=5) as s:
+        c = KazooClient(s.connect_string)
+        c.start(10)
+        results = [c.create_async(f"/t{i}", b"x") for i in range(300)]
+        assert [r.get(timeout=30) for r in results] == [f"/t{i}" for i in range(300)]
+        assert len(c.get_children("/")) == 301
+        assert s.call(lambda: len(s.server.throttled)) == 0
+        c.stop()

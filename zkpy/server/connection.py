@@ -87,13 +87,16 @@ class ClientConnection(asyncio.Protocol):
     def resume_writing(self) -> None:
         if self.transport is not None and self._reading_paused:
             self._reading_paused = False
-            self.transport.resume_reading()
+            if self not in self.server.throttled:
+                self.transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
         buf = self.buf
         buf += data
         server = self.server
         server.now_ms = server.clock_ms()
+        if self.session_id:
+            server.sessions.touch(self.session_id, server.now_ms)
         self._in_batch = True
         try:
             self._process(buf, server)
@@ -101,6 +104,8 @@ class ClientConnection(asyncio.Protocol):
             self._in_batch = False
         if self.out:
             self._flush()
+        if self.pending and server.outstanding() >= server.config.global_outstanding_limit:
+            server.throttle(self)
 
     # ------------------------------------------------------------ framing
 
@@ -179,7 +184,6 @@ class ClientConnection(asyncio.Protocol):
             self.close()
             return
         xid, op = _unpack_header(buf, start)
-        server.sessions.touch(self.session_id, server.now_ms)
         if op == Op.GET_DATA or op in READS:
             dec = jute.DECODERS[op]
             try:

@@ -94,6 +94,7 @@ class Persistence:
         self.snapshot_pid: int | None = None
         self.batches = 0
         self.txns_logged = 0
+        self.after_batch: Callable[[], None] = lambda: None
 
     def _next_threshold(self) -> int:
         # Randomised as in ZooKeeper so that the servers of an ensemble do not all snapshot at once.
@@ -142,6 +143,7 @@ class Persistence:
         self._since_snapshot += len(batch)
         if self.queue:
             self._start_batch()
+        self.after_batch()
 
     def _enter_failed(self, reason: str, batch: list) -> None:
         self.failed = reason

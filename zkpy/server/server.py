@@ -81,6 +81,9 @@ class ZkServer:
         self._server: asyncio.AbstractServer | None = None
         self._tick_handle: asyncio.TimerHandle | None = None
         self._last_container_check = 0
+        self.throttled: set[Any] = set()
+        if self.persistence is not None:
+            self.persistence.after_batch = self._unthrottle
         self.host = config.client_port_address
         self.port = config.client_port
         self.state = "standalone"
@@ -202,6 +205,22 @@ class ZkServer:
     def submit_write(self, conn: Any, entry: Any, op: int, args: tuple) -> None:
         txn = self.prep.prepare(conn.session_id, entry.xid, op, args, conn.identities, self.now_ms)
         self.commit(txn, (_REQUEST, conn, entry, op))
+
+    def outstanding(self) -> int:
+        return self.persistence.outstanding if self.persistence is not None else 0
+
+    def throttle(self, conn: Any) -> None:
+        """Stop reading from `conn` until the log catches up (globalOutstandingLimit)."""
+        if conn.transport is not None and conn not in self.throttled:
+            self.throttled.add(conn)
+            conn.transport.pause_reading()
+
+    def _unthrottle(self) -> None:
+        if self.throttled and self.outstanding() < self.config.global_outstanding_limit:
+            for conn in self.throttled:
+                if not conn.closed and not conn._reading_paused:
+                    conn.transport.resume_reading()
+            self.throttled.clear()
 
     def close_session_request(self, conn: Any, entry: Any) -> None:
         sid = conn.session_id
