@@ -28,6 +28,7 @@ _unpack_int = INT.unpack_from
 _unpack_header = INT_INT.unpack_from
 _pack_reply = REPLY_HEADER.pack
 _pack_int = INT.pack
+_DECODE = jute.DECODE
 
 
 class _Pending:
@@ -184,22 +185,22 @@ class ClientConnection(asyncio.Protocol):
             self.close()
             return
         xid, op = _unpack_header(buf, start)
-        if op == Op.GET_DATA or op in READS:
-            dec = jute.DECODERS[op]
+        read = READS.get(op)
+        if read is not None:
             try:
-                args = dec(Reader(buf, start + 8, end))
+                args = _DECODE[op](buf, start + 8, end)
             except JuteError:
                 self._reply(xid, server.tree.last_zxid, Err.MARSHALLINGERROR, b"")
                 return
             if self.pending:
                 self.pending.append(_Pending(xid, op, args, None))
                 return
-            err, body = READS[op](server.tree, self, args)
+            err, body = read(server.tree, self, args)
             self._reply(xid, server.tree.last_zxid, err, body)
             return
         if op in WRITES:
             try:
-                args = jute.DECODERS[op](Reader(buf, start + 8, end))
+                args = _DECODE[op](buf, start + 8, end)
             except JuteError:
                 log.info("malformed write request", peer=self.peer, op=op)
                 self._reply(xid, server.tree.last_zxid, Err.MARSHALLINGERROR, b"")

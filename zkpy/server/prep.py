@@ -267,11 +267,25 @@ class Prep:
     def _set_data(self, zxid: int, args: tuple, ids: list) -> tuple[int, tuple]:
         path, data, version = args
         _check_path(path)
-        rec = self._record(path)
-        acls.check(rec.acl, Perm.WRITE, ids)
-        new_version = _next_version(rec.version, version)
-        c = rec.copy(zxid)
-        c.version = new_version
+        rec = self.by_path.get(path)
+        if rec is None:
+            n = self.tree.nodes.get(path)
+            if n is None:
+                raise ZkError(Err.NONODE)
+            acl, current = n.acl, n.version
+        elif not rec.exists:
+            raise ZkError(Err.NONODE)
+        else:
+            acl, current = rec.acl, rec.version
+        if acl is not acls.OPEN_ACL_UNSAFE:
+            acls.check(acl, Perm.WRITE, ids)
+        new_version = _next_version(current, version)
+        if rec is None:
+            n = self.tree.nodes[path]
+            c = Change(zxid, path, True, new_version, n.cversion, n.aversion, n.owner, len(n.children), n.acl)
+        else:
+            c = rec.copy(zxid)
+            c.version = new_version
         self._add(c)
         return Op.SET_DATA, (path, data if data is not None else b"", new_version)
 

@@ -8,8 +8,22 @@ import re
 _BAD_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\uf8ff\ufff0-\U0010ffff]")
 
 
+_valid_cache: set[str] = set()
+
+
 def is_valid_path(path: str) -> bool:
-    """True when `path` is an absolute, canonical znode path."""
+    """True when `path` is an absolute, canonical znode path (valid paths are cached)."""
+    if path in _valid_cache:
+        return True
+    if _check(path):
+        if len(_valid_cache) > 100_000:
+            _valid_cache.clear()
+        _valid_cache.add(path)
+        return True
+    return False
+
+
+def _check(path: str) -> bool:
     if not path or path[0] != "/":
         return False
     if len(path) == 1:
