@@ -1,0 +1,599 @@
+"""ZAB as a pure, deterministic state machine (the etcd-io/raft `Ready` idea).
+
+Inputs: `tick()`, `receive(sender, message)`, `propose(zxid, record)` (leader),
+`persisted(zxid)` (the caller's log is durable up to zxid).
+Outputs: `ready()` hands out a `Ready` — messages to send, log entries to persist, a
+truncation or snapshot to install, epochs to persist, entries to apply — and the caller
+calls `advance()` once it has acted on it.
+
+Contract for the caller, per Ready, in this order: install `snapshot`, apply `truncate`,
+persist `epochs` durably, start persisting `entries` (report with `persisted`), apply
+`commits` to the state machine, send `messages`.  Messages never carry an ack for data that
+is not durable: acks are produced only from `persisted`.
+
+Phases (ZooKeeper's): fast leader election (votes ordered by (epoch, zxid, sid)),
+discovery (FOLLOWERINFO / LEADERINFO / ACKEPOCH: a new epoch above every accepted one),
+synchronisation (DIFF, TRUNC or SNAP, then NEWLEADER acked by a quorum), broadcast
+(PROPOSAL, ACK, COMMIT in zxid order).  A zxid names one txn: the high 32 bits are the
+epoch of the only leader that could assign it.
+
+Messages are tuples whose first item is the type; they are msgpack-friendly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+LOOKING = "looking"
+FOLLOWING = "following"
+LEADING = "leading"
+OBSERVING = "observing"
+
+Entry = tuple[int, bytes]  # (zxid, record)
+
+
+def epoch_of(zxid: int) -> int:
+    return zxid >> 32
+
+
+def make_zxid(epoch: int, counter: int) -> int:
+    return (epoch << 32) | counter
+
+
+@dataclass
+class Ready:
+    messages: list[tuple[int, tuple]] = field(default_factory=list)
+    entries: list[Entry] = field(default_factory=list)
+    truncate: int | None = None
+    snapshot: tuple[int, bytes] | None = None
+    epochs: tuple[int, int] | None = None
+    commits: list[Entry] = field(default_factory=list)
+    role_changed: bool = False
+
+    def empty(self) -> bool:
+        return not (self.messages or self.entries or self.commits or self.role_changed
+                    or self.truncate is not None or self.snapshot is not None or self.epochs is not None)
+
+
+@dataclass
+class Timing:
+    """Timeouts in ticks (tickTime units), as in zoo.cfg."""
+
+    init_limit: int = 10
+    sync_limit: int = 5
+    finalize_wait: int = 1  # ticks a decided vote waits for a better one
+
+
+class Zab:
+    def __init__(self, sid: int, voters: set[int], observers: set[int], *, accepted_epoch: int = 0,
+                 current_epoch: int = 0, log: list[Entry] | None = None, applied_zxid: int | None = None,
+                 snapshot_zxid: int = 0, snapshot_provider: Callable[[], tuple[int, bytes]] | None = None,
+                 timing: Timing | None = None, log_window: int = 100_000, incarnation: int = 0) -> None:
+        self.sid = sid
+        self.incarnation = incarnation  # distinguishes this boot's join attempts from older ones
+        self.voters = set(voters)
+        self.observers = set(observers)
+        self.is_observer = sid in observers
+        self.quorum = len(self.voters) // 2 + 1
+        self.timing = timing or Timing()
+        self.accepted_epoch = accepted_epoch
+        self.current_epoch = current_epoch
+        # In-memory window of the log (for DIFF); base_zxid is the zxid just before log[0].
+        self.log: list[Entry] = list(log or [])
+        self.base_zxid = snapshot_zxid if not self.log else min(snapshot_zxid, self.log[0][0] - 1)
+        self.log_window = log_window
+        self.persisted_zxid = self.last_zxid
+        last = self.last_zxid
+        self.applied_zxid = last if applied_zxid is None else applied_zxid
+        self.commit_zxid = self.applied_zxid
+        self.snapshot_provider = snapshot_provider
+        self.state = LOOKING
+        self.leader: int | None = None
+        self.epoch = 0  # the epoch being established or led
+        self._ready = Ready()
+        # election
+        self.logical_clock = 0
+        self.vote: tuple[int, int, int] = (0, 0, 0)  # (peer_epoch, zxid, sid)
+        self.recv_votes: dict[int, tuple] = {}
+        self.out_of_election: dict[int, tuple] = {}
+        self.finalize_at: int | None = None
+        self.finalize_vote: tuple = ()
+        self.now = 0
+        # leader
+        self.followerinfo: dict[int, int] = {}  # sid -> accepted epoch
+        self.newleader_acks: set[int] = set()
+        self.forwarding: set[int] = set()  # learners that get proposals
+        self.synced: set[int] = set()  # learners that got UPTODATE
+        self.sync_points: dict[int, int] = {}  # learner -> zxid its NEWLEADER ack must reach
+        self.match: dict[int, int] = {}  # learner -> highest zxid it acked
+        self.acks: dict[int, set[int]] = {}  # pending proposals
+        self.last_heard: dict[int, int] = {}
+        self.leader_start_zxid = 0
+        self.established = False
+        self.deadline = 0
+        self.joins: dict[int, list] = {}  # learner -> its current join id
+        # learner
+        self.newleader_zxid: int | None = None
+        self.synced_epoch = 0
+        self.serving = False
+        self.join_seq = 0
+        self._start_election()
+
+    # ------------------------------------------------------------ helpers
+
+    @property
+    def last_zxid(self) -> int:
+        return self.log[-1][0] if self.log else self.base_zxid
+
+    def _send(self, to: int, msg: tuple) -> None:
+        self._ready.messages.append((to, msg))
+
+    def _broadcast(self, msg: tuple, targets=None) -> None:
+        for sid in sorted(targets if targets is not None else (self.voters | self.observers)):
+            if sid != self.sid:
+                self._send(sid, msg)
+
+    def _set_state(self, state: str, leader: int | None) -> None:
+        self.state = state
+        self.leader = leader
+        self.serving = False
+        self._ready.role_changed = True
+
+    def _persist_epochs(self) -> None:
+        self._ready.epochs = (self.accepted_epoch, self.current_epoch)
+
+    def _append(self, zxid: int, record: bytes) -> None:
+        self.log.append((zxid, record))
+        self._ready.entries.append((zxid, record))
+        excess = len(self.log) - self.log_window
+        if excess > 0 and self.log[excess - 1][0] <= self.applied_zxid:
+            self.base_zxid = self.log[excess - 1][0]
+            del self.log[:excess]
+
+    def _index_after(self, zxid: int) -> int | None:
+        """Index in self.log of the first entry after `zxid`, or None if zxid is not in the window."""
+        if zxid == self.base_zxid:
+            return 0
+        lo, hi = 0, len(self.log)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self.log[mid][0] < zxid:
+                lo = mid + 1
+            else:
+                hi = mid
+        if lo < len(self.log) and self.log[lo][0] == zxid:
+            return lo + 1
+        return None
+
+    def _commit_to(self, zxid: int) -> None:
+        """Advance the commit point and hand out the newly committed entries to apply."""
+        if zxid <= self.commit_zxid:
+            return
+        self.commit_zxid = min(zxid, self.last_zxid)
+        if not self.serving and self.state != LEADING:
+            return  # a learner applies only once synced
+        self._emit_commits()
+
+    def _emit_commits(self) -> None:
+        start = self._index_after(self.applied_zxid)
+        if start is None:
+            start = 0
+        for entry in self.log[start:]:
+            if entry[0] > self.commit_zxid:
+                break
+            if entry[0] > self.applied_zxid:
+                self._ready.commits.append(entry)
+                self.applied_zxid = entry[0]
+
+    # ------------------------------------------------------------ outputs
+
+    def ready(self) -> Ready:
+        return self._ready
+
+    def advance(self) -> None:
+        self._ready = Ready()
+
+    # ------------------------------------------------------------ election
+
+    def _start_election(self) -> None:
+        self._set_state(LOOKING, None)
+        self.established = False
+        self.logical_clock += 1
+        self.vote = (self.current_epoch, self.last_zxid, self.sid)
+        self.recv_votes = {}
+        self.out_of_election = {}
+        self.finalize_at = None
+        self.forwarding.clear()
+        self.synced.clear()
+        self.acks.clear()
+        self.newleader_zxid = None
+        if not self.is_observer:
+            self.recv_votes[self.sid] = self.vote
+        self._broadcast_vote()
+
+    def _vote_msg(self) -> tuple:
+        leader_vote = self.vote if self.state == LOOKING else (self.current_epoch, self.last_zxid, self.leader or 0)
+        return ("vote", self.state, leader_vote[2], leader_vote[1], leader_vote[0], self.logical_clock,
+                self.epoch if self.state != LOOKING else 0)
+
+    def _broadcast_vote(self) -> None:
+        if self.is_observer:
+            self._broadcast(("vote", LOOKING, -1, -1, -1, self.logical_clock, 0), self.voters)
+        else:
+            self._broadcast(self._vote_msg())
+
+    def _on_vote(self, sender: int, msg: tuple) -> None:
+        _, state, leader, zxid, peer_epoch, clock, epoch = msg
+        vote = (peer_epoch, zxid, leader)
+        if self.state != LOOKING:
+            if state == LOOKING and sender != self.sid:
+                self._send(sender, self._vote_msg())  # tell the looker who leads
+            return
+        if state == LOOKING:
+            if sender in self.observers or leader < 0:
+                if not self.is_observer:
+                    self._send(sender, self._vote_msg())
+                return
+            if self.is_observer:
+                return
+            if clock > self.logical_clock:
+                self.logical_clock = clock
+                self.recv_votes = {}
+                self.finalize_at = None
+                own = (self.current_epoch, self.last_zxid, self.sid)
+                self.vote = max(vote, own)
+                self._broadcast_vote()
+            elif clock < self.logical_clock:
+                self._send(sender, self._vote_msg())
+                return
+            elif vote > self.vote:
+                self.vote = vote
+                self._broadcast_vote()
+            self.recv_votes[sender] = vote
+            self.recv_votes[self.sid] = self.vote
+            agree = sum(1 for s, v in self.recv_votes.items() if v == self.vote and s in self.voters)
+            if agree >= self.quorum:
+                if self.finalize_at is None or self.finalize_vote != self.vote:
+                    self.finalize_at = self.now + self.timing.finalize_wait
+                    self.finalize_vote = self.vote
+            else:
+                self.finalize_at = None
+            return
+        # A vote from a server that is following or leading: join an established leader.
+        if sender in self.voters:
+            self.out_of_election[sender] = (leader, epoch, state)
+        backers = [s for s, (ld, ep, _) in self.out_of_election.items() if ld == leader and ep == epoch]
+        leader_says = self.out_of_election.get(leader, (None, None, None))
+        if len(backers) >= self.quorum and (leader_says[2] == LEADING or leader == self.sid):
+            self._decide(leader)
+
+    def _decide(self, leader: int) -> None:
+        self.finalize_at = None
+        if self.is_observer:
+            self._become_learner(leader, OBSERVING)
+        elif leader == self.sid:
+            self._become_leader()
+        else:
+            self._become_learner(leader, FOLLOWING)
+
+    # ------------------------------------------------------------ leader
+
+    def _become_leader(self) -> None:
+        self._set_state(LEADING, self.sid)
+        self.followerinfo = {self.sid: self.accepted_epoch}
+        self.epoch = 0
+        self.established = False
+        self.deadline = self.now + self.timing.init_limit
+        self.last_heard = {}
+        self.match: dict[int, int] = {}
+        self.sync_points: dict[int, int] = {}
+        self.newleader_acks: set[int] = set()
+        self.leader_start_zxid = self.last_zxid
+        self._broadcast_vote()  # lookers learn that we lead
+
+    def _on_followerinfo(self, sender: int, msg: tuple) -> None:
+        _, accepted_epoch, _last, join = msg
+        self.last_heard[sender] = self.now
+        if self.joins.get(sender) == list(join):
+            if self.epoch:  # a retransmission: our LEADERINFO may have been lost
+                self._send(sender, ("leaderinfo", self.epoch))
+            return
+        self.joins[sender] = list(join)
+        self.followerinfo[sender] = accepted_epoch
+        # A learner that (re)joins is synchronised afresh.
+        self.forwarding.discard(sender)
+        self.synced.discard(sender)
+        self.sync_points.pop(sender, None)
+        self.match.pop(sender, None)
+        if self.epoch:
+            self._send(sender, ("leaderinfo", self.epoch))
+            return
+        voters_in = [s for s in self.followerinfo if s in self.voters]
+        if len(voters_in) >= self.quorum:
+            self.epoch = max(self.followerinfo.values()) + 1
+            self.accepted_epoch = self.epoch
+            self._persist_epochs()
+            for sid in sorted(self.followerinfo):
+                if sid != self.sid:
+                    self._send(sid, ("leaderinfo", self.epoch))
+
+    def _on_ackepoch(self, sender: int, msg: tuple) -> None:
+        _, epoch, current_epoch, last_zxid = msg
+        if epoch != self.epoch:
+            return
+        self.last_heard[sender] = self.now
+        if (current_epoch, last_zxid) > (self.current_epoch, self.last_zxid) and sender in self.voters:
+            # A follower knows more than we do: we should not have been elected.
+            self._start_election()
+            return
+        self._sync_learner(sender, last_zxid)
+
+    def _sync_learner(self, sid: int, their_zxid: int) -> None:
+        """One SYNC message (DIFF, TRUNC+DIFF or SNAP+DIFF, then NEWLEADER); then proposals follow."""
+        last = self.last_zxid
+        idx = self._index_after(their_zxid)
+        if idx is not None:
+            msg = ("sync", self.epoch, "diff", None, None, self.log[idx:], last)
+        else:
+            below = [z for z, _ in self.log if z < their_zxid]
+            if below and their_zxid > self.base_zxid:
+                point = below[-1]
+                msg = ("sync", self.epoch, "trunc", point, None, self.log[self._index_after(point) or 0:], last)
+            else:
+                assert self.snapshot_provider is not None, "SNAP sync needs a snapshot provider"
+                snap_zxid, state = self.snapshot_provider()
+                start = self._index_after(snap_zxid)
+                entries = self.log[start:] if start is not None else []
+                msg = ("sync", self.epoch, "snap", snap_zxid, state, entries, last)
+        self._send(sid, msg)
+        self.sync_points[sid] = last
+        self.forwarding.add(sid)
+
+    def _on_ack(self, sender: int, msg: tuple) -> None:
+        _, epoch, zxid, serving = msg
+        if epoch != self.epoch or sender not in self.sync_points:
+            return
+        self.last_heard[sender] = self.now
+        if zxid > self.match.get(sender, -1):
+            self.match[sender] = zxid  # acks are cumulative: the log is durable in order
+        if not serving and zxid >= self.sync_points[sender]:
+            if not self.established:
+                self.newleader_acks.add(sender)
+                self._try_establish()
+            else:
+                self.synced.add(sender)  # (again, if our UPTODATE was lost)
+                self._send(sender, ("uptodate", self.epoch, self.commit_zxid))
+        if self.established:
+            self._try_commit()
+
+    def _try_establish(self) -> None:
+        if self.established or self.persisted_zxid < self.leader_start_zxid or not self.epoch:
+            return
+        acked = {s for s in self.newleader_acks if s in self.voters} | {self.sid}
+        if len(acked) < self.quorum:
+            return
+        self.established = True
+        self.current_epoch = self.epoch
+        self._persist_epochs()
+        self.serving = True
+        self._commit_to(self.last_zxid)  # the new leader's history is the truth
+        for sid in sorted(self.newleader_acks):
+            self.synced.add(sid)
+            self._send(sid, ("uptodate", self.epoch, self.commit_zxid))
+
+    def propose(self, zxid: int, record: bytes) -> None:
+        """Leader: replicate one txn. `zxid` must follow the last one in this epoch."""
+        assert self.state == LEADING and self.established, "only an established leader proposes"
+        assert zxid > self.last_zxid and epoch_of(zxid) == self.epoch, (hex(zxid), hex(self.last_zxid))
+        self._append(zxid, record)
+        self.acks[zxid] = set()
+        msg = ("proposal", self.epoch, zxid, record)
+        for sid in sorted(self.forwarding):
+            self._send(sid, msg)
+
+    def _try_commit(self) -> None:
+        commit_to = self.commit_zxid
+        others = [self.match.get(s, -1) for s in self.voters if s != self.sid]
+        for zxid in sorted(self.acks):
+            have = sum(1 for m in others if m >= zxid) + (1 if self.persisted_zxid >= zxid else 0)
+            if have >= self.quorum:
+                commit_to = zxid
+            else:
+                break
+        if commit_to > self.commit_zxid:
+            for zxid in [z for z in self.acks if z <= commit_to]:
+                del self.acks[zxid]
+            self._commit_to(commit_to)
+            msg = ("commit", self.epoch, commit_to)
+            for sid in sorted(self.forwarding):
+                self._send(sid, msg)
+
+    # ------------------------------------------------------------ learner
+
+    def _become_learner(self, leader: int, role: str) -> None:
+        self._set_state(role, leader)
+        self._join()
+
+    def _join(self) -> None:
+        """(Re)start discovery with the leader under a new join id."""
+        self.epoch = 0
+        self.synced_epoch = 0
+        self.newleader_zxid = None
+        self.serving = False
+        self.join_seq += 1
+        self.deadline = self.now + self.timing.init_limit
+        self._send_followerinfo()
+
+    def _send_followerinfo(self) -> None:
+        join = [self.incarnation, self.join_seq]
+        self._send(self.leader, ("followerinfo", self.accepted_epoch, self.last_zxid, join))  # type: ignore[arg-type]
+
+    def _retransmit(self) -> None:
+        """Learner handshake messages are repeated each tick until the next step arrives."""
+        if not self.epoch:
+            self._send_followerinfo()
+        elif self.newleader_zxid is None:
+            self._send(self.leader, ("ackepoch", self.epoch, self.current_epoch, self.last_zxid))  # type: ignore[arg-type]
+        elif not self.serving:
+            self._maybe_ack_newleader()
+
+    def _on_leaderinfo(self, msg: tuple) -> None:
+        _, epoch = msg
+        if epoch < self.accepted_epoch and not self.is_observer:
+            self._start_election()
+            return
+        if self.epoch and epoch != self.epoch:
+            return
+        self.epoch = epoch
+        if epoch > self.accepted_epoch:
+            self.accepted_epoch = epoch
+            self._persist_epochs()
+        self._send(self.leader, ("ackepoch", epoch, self.current_epoch, self.last_zxid))  # type: ignore[arg-type]
+
+    def _on_sync(self, msg: tuple) -> None:
+        _, epoch, mode, point, state, entries, newleader_zxid = msg
+        if self.synced_epoch == epoch:
+            return  # a duplicate
+        self.synced_epoch = epoch
+        if mode == "trunc":
+            idx = self._index_after(point)
+            del self.log[idx if idx is not None else 0:]
+            self.persisted_zxid = min(self.persisted_zxid, point)
+            # The caller rebuilds its state from its snapshot and the whole truncated log
+            # (as after a restart), so everything up to `point` counts as applied.
+            self.applied_zxid = point
+            self.commit_zxid = min(self.commit_zxid, point)
+            self._ready.truncate = point
+            self._ready.entries = [e for e in self._ready.entries if e[0] <= point]
+        elif mode == "snap":
+            self.log = []
+            self.base_zxid = self.persisted_zxid = self.applied_zxid = self.commit_zxid = point
+            self._ready.snapshot = (point, state)
+            self._ready.entries = []
+            self._ready.truncate = None
+        for zxid, record in entries:
+            if zxid > self.last_zxid:
+                self._append(zxid, record)
+        self.newleader_zxid = newleader_zxid
+        self._maybe_ack_newleader()
+
+    def _maybe_ack_newleader(self) -> None:
+        if self.newleader_zxid is not None and not self.serving and self.persisted_zxid >= self.newleader_zxid:
+            if self.current_epoch != self.epoch:
+                # Only now that the leader's history is durable here may we take its epoch
+                # as ours: a vote must never claim an epoch whose txns we could lose.
+                self.current_epoch = self.epoch
+                self._persist_epochs()
+            self._send(self.leader, ("ack", self.epoch, self.persisted_zxid, False))  # type: ignore[arg-type]
+
+    def _on_uptodate(self, msg: tuple) -> None:
+        _, epoch, commit = msg
+        if self.newleader_zxid is None or self.serving:
+            return
+        self.serving = True
+        self._ready.role_changed = True
+        self.commit_zxid = max(self.commit_zxid, min(commit, self.last_zxid))
+        self._emit_commits()
+        self.deadline = self.now + self.timing.sync_limit
+        if self.state == FOLLOWING and self.persisted_zxid > self.newleader_zxid:
+            self._send(self.leader, ("ack", self.epoch, self.persisted_zxid, True))  # type: ignore[arg-type]
+
+    def _on_proposal(self, msg: tuple) -> None:
+        _, epoch, zxid, record = msg
+        if self.newleader_zxid is None or zxid <= self.last_zxid:
+            return  # not synced yet, or a duplicate
+        last = self.last_zxid
+        if zxid != last + 1 and not (epoch_of(zxid) > epoch_of(last) and zxid & 0xFFFFFFFF == 1):
+            self._join()  # a gap: we missed a proposal; resynchronise with the same leader
+            return
+        self._append(zxid, record)
+
+    def _on_commit(self, msg: tuple) -> None:
+        self._commit_to(msg[2])
+
+    def _on_ping(self, msg: tuple) -> None:
+        if self.serving:
+            self._commit_to(msg[2])
+        self._send(self.leader, ("pong", self.epoch))  # type: ignore[arg-type]
+
+    # ------------------------------------------------------------ inputs
+
+    def persisted(self, zxid: int) -> None:
+        """The caller's log is durable up to `zxid` (inclusive)."""
+        if zxid <= self.persisted_zxid:
+            return
+        self.persisted_zxid = min(zxid, self.last_zxid)
+        if self.state == LEADING:
+            if not self.established:
+                self._try_establish()
+            else:
+                self._try_commit()
+        elif self.state in (FOLLOWING, OBSERVING) and self.leader is not None:
+            if self.serving:
+                if self.state == FOLLOWING:
+                    self._send(self.leader, ("ack", self.epoch, self.persisted_zxid, True))
+            else:
+                self._maybe_ack_newleader()
+
+    def tick(self) -> None:
+        self.now += 1
+        if self.state == LOOKING:
+            if self.finalize_at is not None and self.now >= self.finalize_at:
+                self._decide(self.vote[2])
+            elif self.now % 2 == 0:
+                self._broadcast_vote()  # resend: votes may have been lost
+            return
+        if self.state == LEADING:
+            if not self.established:
+                if self.now > self.deadline:
+                    self._start_election()
+                return
+            for sid in sorted(self.forwarding):
+                self._send(sid, ("ping", self.epoch, self.commit_zxid))
+            live = {s for s in self.synced
+                    if s in self.voters and self.now - self.last_heard.get(s, -10**9) <= self.timing.sync_limit}
+            if len(live) + 1 < self.quorum:
+                self._start_election()  # lost the quorum: step down
+            return
+        if self.now > self.deadline:
+            self._start_election()  # the leader went quiet
+        else:
+            self._retransmit()
+
+    def receive(self, sender: int, msg: tuple) -> None:
+        """A message from peer `sender`. Malformed, stale or misdirected messages are dropped."""
+        if not isinstance(msg, (tuple, list)) or not msg or (sender not in self.voters and sender not in self.observers):
+            return
+        msg = tuple(msg)
+        kind = msg[0]
+        try:
+            if kind == "vote":
+                self._on_vote(sender, msg)
+            elif self.state == LEADING:
+                if kind == "followerinfo":
+                    self._on_followerinfo(sender, msg)
+                elif kind == "ackepoch":
+                    self._on_ackepoch(sender, msg)
+                elif kind == "ack":
+                    self._on_ack(sender, msg)
+                elif kind == "pong" and msg[1] == self.epoch:
+                    self.last_heard[sender] = self.now
+            elif self.state in (FOLLOWING, OBSERVING) and sender == self.leader:
+                handler = _LEARNER_HANDLERS.get(kind)
+                if handler is None or (kind != "leaderinfo" and msg[1] != self.epoch):
+                    return
+                self.deadline = self.now + (self.timing.sync_limit if self.serving else self.timing.init_limit)
+                handler(self, msg)
+        except (ValueError, TypeError, IndexError, KeyError):
+            return  # malformed: dropped
+
+
+_LEARNER_HANDLERS = {
+    "leaderinfo": Zab._on_leaderinfo,
+    "sync": Zab._on_sync,
+    "uptodate": Zab._on_uptodate,
+    "proposal": Zab._on_proposal,
+    "commit": Zab._on_commit,
+    "ping": Zab._on_ping,
+}
