@@ -8,7 +8,7 @@ from kazoo.security import ACL, Id, Permissions, make_acl, make_digest_acl, make
 from zkpy.protocol.codes import Err, Op
 from zkpy.testing import ZkpyServer
 
-from rawclient import RawClient
+from zkpy.testing.client import RawClient
 
 
 def test_digest_acl(make_client):

@@ -8,7 +8,7 @@ from kazoo.exceptions import (BadArgumentsError, BadVersionError, NoChildrenForE
 from zkpy.protocol.codes import Err, Op
 from zkpy.protocol.jute import decode_stat
 
-from rawclient import RawClient
+from zkpy.testing.client import RawClient
 
 
 def test_create_get_set_delete_and_stat_fields(zk):

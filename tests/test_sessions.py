@@ -9,7 +9,7 @@ from kazoo.protocol.states import KazooState
 
 from zkpy.protocol.codes import Op
 
-from rawclient import RawClient
+from zkpy.testing.client import RawClient
 
 
 def test_timeout_is_clamped(server):

@@ -8,7 +8,7 @@ from kazoo.protocol.states import EventType
 
 from zkpy.protocol.codes import Err, Event, Op, WatcherType
 
-from rawclient import RawClient
+from zkpy.testing.client import RawClient
 
 
 def _collector():

@@ -1,4 +1,4 @@
-"""A minimal blocking ZooKeeper client over a raw socket, for ops kazoo 2.11 lacks
+"""A minimal blocking ZooKeeper client over a raw socket, for tests and tools.
 (addWatch, removeWatches, getEphemerals, getAllChildrenNumber, whoAmI, createTTL,
 multiRead, setWatches2) and for byte-level tests."""
 
@@ -15,8 +15,8 @@ OPEN_ACL = [(31, "world", "anyone")]
 
 class RawClient:
     def __init__(self, host: str, port: int, timeout_ms: int = 10000, session_id: int = 0,
-                 passwd: bytes = b"\x00" * 16, last_zxid: int = 0) -> None:
-        self.sock = socket.create_connection((host, port), timeout=10)
+                 passwd: bytes = b"\x00" * 16, last_zxid: int = 0, io_timeout: float = 10.0) -> None:
+        self.sock = socket.create_connection((host, port), timeout=io_timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf = b""
         self.xid = 0

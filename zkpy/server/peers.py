@@ -1,0 +1,148 @@
+"""Peer transport for an ensemble: msgpack frames over asyncio TCP.
+
+Each server listens on its quorum port and dials every other server; it sends on the
+connection it dialled and receives on the ones it accepted, so no tie-breaking is needed.
+A connection starts with a hello frame naming the sender's server id; frames from an
+unknown id, malformed frames, and peers that flood past a bound are dropped with a log line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from typing import Callable
+
+import msgpack
+import structlog
+
+log = structlog.get_logger("zkpy.peers")
+
+LEN = struct.Struct(">I")
+MAX_FRAME = 256 * 1024 * 1024  # a SNAP of a large tree fits; anything larger is an attack
+MAX_BUFFERED = 512 * 1024 * 1024
+
+
+def encode(msg) -> bytes:
+    body = msgpack.packb(msg, use_bin_type=True)
+    return LEN.pack(len(body)) + body
+
+
+class _Inbound(asyncio.Protocol):
+    def __init__(self, peers: "Peers") -> None:
+        self.peers = peers
+        self.buf = bytearray()
+        self.sid: int | None = None
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        if len(self.buf) > MAX_BUFFERED:
+            log.warning("peer floods; disconnecting", sid=self.sid)
+            self.transport.close()
+            return
+        pos = 0
+        while len(self.buf) - pos >= 4:
+            (n,) = LEN.unpack_from(self.buf, pos)
+            if n > MAX_FRAME:
+                log.warning("oversized peer frame; disconnecting", sid=self.sid, length=n)
+                self.transport.close()
+                return
+            if len(self.buf) - pos - 4 < n:
+                break
+            body = bytes(self.buf[pos + 4 : pos + 4 + n])
+            pos += 4 + n
+            try:
+                msg = msgpack.unpackb(body, raw=False)
+            except Exception:  # noqa: BLE001 - any undecodable frame is dropped
+                log.warning("malformed peer frame dropped", sid=self.sid)
+                continue
+            if self.sid is None:
+                if not (isinstance(msg, list) and len(msg) == 2 and msg[0] == "hello" and msg[1] in self.peers.known):
+                    log.warning("peer connection from an unknown server; closing", hello=str(msg)[:100])
+                    self.transport.close()
+                    return
+                self.sid = msg[1]
+                continue
+            self.peers.on_message(self.sid, msg)
+        del self.buf[:pos]
+
+
+class _Outbound:
+    """The connection we dial to one peer, re-dialled while it is down; sends are queued."""
+
+    def __init__(self, peers: "Peers", sid: int, host: str, port: int) -> None:
+        self.peers = peers
+        self.sid = sid
+        self.host = host
+        self.port = port
+        self.writer: asyncio.StreamWriter | None = None
+        self.task: asyncio.Task | None = None
+        self.blocked = False  # fault injection: drop everything to this peer
+
+    def start(self) -> None:
+        self.task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                reader, writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.port), 2)
+                writer.write(encode(["hello", self.peers.my_sid]))
+                self.writer = writer
+                await reader.read()  # returns at EOF: the peer went away
+            except (OSError, asyncio.TimeoutError):
+                pass
+            finally:
+                if self.writer is not None:
+                    self.writer.close()
+                self.writer = None
+            await asyncio.sleep(0.1)
+
+    def send(self, frame: bytes) -> None:
+        w = self.writer
+        if w is None or self.blocked:
+            return  # lost, as on a broken TCP connection; the protocol retransmits
+        if w.transport.get_write_buffer_size() > MAX_BUFFERED:
+            w.close()  # the peer does not keep up: reset the connection
+            return
+        w.write(frame)
+
+    def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+        if self.writer is not None:
+            self.writer.close()
+
+
+class Peers:
+    def __init__(self, my_sid: int, addresses: dict[int, tuple[str, int]], on_message: Callable[[int, object], None]) -> None:
+        self.my_sid = my_sid
+        self.addresses = addresses
+        self.known = set(addresses)
+        self.on_message = on_message
+        self.out: dict[int, _Outbound] = {}
+        self.server: asyncio.AbstractServer | None = None
+
+    async def start(self) -> None:
+        host, port = self.addresses[self.my_sid]
+        loop = asyncio.get_running_loop()
+        self.server = await loop.create_server(lambda: _Inbound(self), host, port, reuse_address=True)
+        for sid, (h, p) in sorted(self.addresses.items()):
+            if sid != self.my_sid:
+                conn = _Outbound(self, sid, h, p)
+                conn.start()
+                self.out[sid] = conn
+
+    def send(self, sid: int, msg) -> None:
+        conn = self.out.get(sid)
+        if conn is not None:
+            conn.send(encode(msg))
+
+    async def stop(self) -> None:
+        for conn in self.out.values():
+            conn.stop()
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
