@@ -33,8 +33,11 @@ def test_auth_scheme_expands_to_session_identities(make_client):
         c.create("/noauth", acl=[make_acl("auth", "", all=True)])
     c.add_auth("digest", "bob:pw")
     c.create("/a", acl=[make_acl("auth", "", read=True, write=True)])
-    acl, _ = c.get_acls("/a")
-    assert acl == [ACL(Permissions.READ | Permissions.WRITE, Id("digest", make_digest_acl_credential("bob", "pw")))]
+    c.create("/b", acl=[make_acl("auth", "", all=True)])
+    acl, _ = c.get_acls("/b")
+    assert acl == [ACL(Permissions.ALL, Id("digest", make_digest_acl_credential("bob", "pw")))]
+    acl, _ = c.get_acls("/a")  # without ADMIN the digest is masked
+    assert acl == [ACL(Permissions.READ | Permissions.WRITE, Id("digest", "bob:x"))]
 
 
 def test_invalid_acls(make_client):
@@ -63,6 +66,8 @@ def test_set_acl_needs_admin_and_bumps_aversion(make_client):
         c.set_acls("/s", [make_acl("world", "anyone", all=True)])
     c.create("/ro", acl=[make_acl("world", "anyone", read=True)])
     assert c.get_acls("/ro")[0][0].perms == Permissions.READ  # READ suffices for getACL
+    c.create("/hidden", acl=[make_acl("world", "anyone", read=True), make_digest_acl("u", "p", all=True)])
+    assert c.get_acls("/hidden")[0][1].id == Id("digest", "u:x")  # no digest without ADMIN
     c.create("/adm", acl=[make_acl("world", "anyone", admin=True)])
     assert c.get_acls("/adm")[1].aversion == 0  # ADMIN suffices too
     c.create("/none", acl=[make_acl("world", "anyone", write=True)])

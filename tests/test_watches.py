@@ -100,9 +100,11 @@ def test_persistent_watch(server):
     assert [(t, p) for t, _, p in evs] == [
         (Event.NODE_DATA_CHANGED, "/pw"), (Event.NODE_CHILDREN_CHANGED, "/pw"),
         (Event.NODE_DATA_CHANGED, "/pw"), (Event.NODE_CHILDREN_CHANGED, "/pw")]
-    assert a.call(Op.CHECK_WATCHES, ("/pw", WatcherType.PERSISTENT))[0] == 0
-    assert a.call(Op.REMOVE_WATCHES, ("/pw", WatcherType.PERSISTENT))[0] == 0
-    assert a.call(Op.REMOVE_WATCHES, ("/pw", WatcherType.PERSISTENT))[0] == Err.NOWATCHER
+    assert a.call(Op.CHECK_WATCHES, ("/pw", WatcherType.ANY))[0] == 0
+    # ZooKeeper 3.8 cannot decode the Persistent watcher type in removeWatches
+    assert a.call(Op.REMOVE_WATCHES, ("/pw", WatcherType.PERSISTENT))[0] == Err.MARSHALLINGERROR
+    assert a.call(Op.REMOVE_WATCHES, ("/pw", WatcherType.ANY))[0] == 0
+    assert a.call(Op.REMOVE_WATCHES, ("/pw", WatcherType.ANY))[0] == Err.NOWATCHER
     b.call(Op.SET_DATA, ("/pw", b"3", -1))
     a.call(Op.PING, (), xid=-2)
     assert len(a.events) == 4

@@ -129,8 +129,9 @@ def load_snapshot(path: str) -> DataTree:
             elif kind == "ttl":
                 tree.ttls.add(p)
             else:
-                tree.ephemerals.setdefault(n.owner, set()).add(p)
+                tree.ephemerals.setdefault(n.owner, {})[p] = None
     tree.last_zxid = header["zxid"]
+    tree.ephemeral_peak = {sid: len(paths) for sid, paths in tree.ephemerals.items()}
     return tree
 
 

@@ -79,9 +79,14 @@ def get_acl(tree: DataTree, conn: Any, args: tuple) -> tuple[int, bytes]:
     node = tree.nodes.get(args[0])
     if node is None:
         return _NONODE
-    if not acls.allowed(node.acl, Perm.READ | Perm.ADMIN, conn.identities):
+    ids = conn.identities
+    if not acls.allowed(node.acl, Perm.READ | Perm.ADMIN, ids):
         return _NOAUTH
-    return 0, enc_acls(node.acl) + node.stat()
+    acl = node.acl
+    if not acls.allowed(acl, Perm.ADMIN, ids):
+        # Without ADMIN, digests are not shown (they could be brute-forced offline).
+        acl = tuple((p, s, i.split(":", 1)[0] + ":x" if s == "digest" else i) for p, s, i in acl)
+    return 0, enc_acls(acl) + node.stat()
 
 
 def get_all_children_number(tree: DataTree, conn: Any, args: tuple) -> tuple[int, bytes]:
@@ -112,40 +117,46 @@ def add_watch(tree: DataTree, conn: Any, args: tuple) -> tuple[int, bytes]:
         tree.data_watches.add(path, conn, PERSISTENT)
         tree.child_watches.add(path, conn, PERSISTENT)
     elif mode == 1:
+        # ZooKeeper 3.8 registers a recursive watch in both tables; the child table
+        # never fires NodeChildrenChanged at it (see WatchTable.trigger).
         tree.data_watches.add(path, conn, RECURSIVE)
+        tree.child_watches.add(path, conn, RECURSIVE)
     else:
         return int(Err.BADARGUMENTS), b""
     return 0, b""
 
 
 def _watch_tables(tree: DataTree, kind: int) -> list:
-    """(table, mode bits) pairs a removeWatches/checkWatches type refers to."""
     if kind == WatcherType.CHILDREN:
-        return [(tree.child_watches, STANDARD)]
+        return [tree.child_watches]
     if kind == WatcherType.DATA:
-        return [(tree.data_watches, STANDARD)]
-    if kind == WatcherType.ANY:
-        every = STANDARD | PERSISTENT | RECURSIVE
-        return [(tree.child_watches, every), (tree.data_watches, every)]
-    if kind == WatcherType.PERSISTENT:
-        return [(tree.child_watches, PERSISTENT), (tree.data_watches, PERSISTENT)]
-    if kind == WatcherType.PERSISTENT_RECURSIVE:
-        return [(tree.data_watches, RECURSIVE)]
-    return []
+        return [tree.data_watches]
+    return [tree.child_watches, tree.data_watches]
+
+
+# ZooKeeper 3.8 knows only the Children, Data and Any types here; others fail to decode.
+_WATCHER_TYPES = (WatcherType.CHILDREN, WatcherType.DATA, WatcherType.ANY)
+_ALL_MODES = STANDARD | PERSISTENT | RECURSIVE
 
 
 def remove_watches(tree: DataTree, conn: Any, args: tuple) -> tuple[int, bytes]:
+    """Remove this connection's watches (of every mode) at `path` from the tables of `kind`."""
     path, kind = args
+    if kind not in _WATCHER_TYPES:
+        return int(Err.MARSHALLINGERROR), b""
     removed = False
-    for table, modes in _watch_tables(tree, kind):
-        if table.remove(path, conn, modes):
+    for table in _watch_tables(tree, kind):
+        if table.remove(path, conn, _ALL_MODES):
             removed = True
     return (0, b"") if removed else (int(Err.NOWATCHER), b"")
 
 
 def check_watches(tree: DataTree, conn: Any, args: tuple) -> tuple[int, bytes]:
+    """As ZooKeeper 3.8 answers it: is there any watcher, of any connection, at `path`?"""
     path, kind = args
-    found = any(table.has(path, conn, modes) for table, modes in _watch_tables(tree, kind))
+    if kind not in _WATCHER_TYPES:
+        return int(Err.MARSHALLINGERROR), b""
+    found = any(table.by_path.get(path) for table in _watch_tables(tree, kind))
     return (0, b"") if found else (int(Err.NOWATCHER), b"")
 
 
@@ -181,12 +192,13 @@ def set_watches(tree: DataTree, conn: Any, args: tuple) -> tuple[int, bytes]:
         tree.data_watches.add(path, conn, PERSISTENT)
     for path in recursive_w:
         tree.data_watches.add(path, conn, RECURSIVE)
+        tree.child_watches.add(path, conn, RECURSIVE)
     return 0, b""
 
 
 def who_am_i(tree: DataTree, conn: Any, args: tuple) -> tuple[int, bytes]:
     parts = [INT.pack(len(conn.identities))]
-    for scheme, ident in conn.identities:
+    for scheme, ident in acls.java_order(conn.identities):
         user = ident.split(":", 1)[0] if scheme == "digest" else ident
         parts.append(enc_string(scheme) + enc_string(user))
     return 0, b"".join(parts)
@@ -235,9 +247,10 @@ def _sub_result(result: tuple) -> bytes:
     t, err, payload = result
     if t == Op.ERROR:
         return MULTI_HEADER.pack(-1, False, err) + INT.pack(err)
-    if t == Op.CREATE:
+    if t == Op.CREATE or t == Op.CREATE2:
+        # ZooKeeper 3.8 answers a create2 inside multi as a plain create: the path, no Stat.
         return MULTI_HEADER.pack(Op.CREATE, False, 0) + enc_string(payload[0])
-    if t in (Op.CREATE2, Op.CREATE_CONTAINER, Op.CREATE_TTL):
+    if t in (Op.CREATE_CONTAINER, Op.CREATE_TTL):
         return MULTI_HEADER.pack(Op.CREATE2, False, 0) + enc_string(payload[0]) + payload[1]
     if t == Op.SET_DATA:
         return MULTI_HEADER.pack(Op.SET_DATA, False, 0) + payload

@@ -118,15 +118,16 @@ class Prep:
 
     def close_session(self, session: int, cxid: int, now_ms: int) -> Txn:
         zxid = self.next_zxid()
-        paths = set(self.tree.ephemerals_of(session))
+        paths = dict(self.tree.ephemerals_of(session))
         for c in self.changes:
             if not c.exists:
-                paths.discard(c.path)
+                paths.pop(c.path, None)
             elif c.owner == session:
-                paths.add(c.path)
-        for p in paths:
+                paths[c.path] = None
+        ordered = self.tree.ephemerals_in_java_order(list(paths), session)
+        for p in ordered:
             self._add(Change(zxid, p, False))
-        return Txn(zxid, now_ms, session, cxid, Op.CLOSE_SESSION, (sorted(paths),))
+        return Txn(zxid, now_ms, session, cxid, Op.CLOSE_SESSION, (ordered,))
 
     def delete_container(self, path: str, now_ms: int) -> Txn:
         zxid = self.next_zxid()

@@ -2,8 +2,8 @@
 
 `ZkpyProcess` runs `python -m zkpy serve zoo.cfg`; `ApacheZooKeeper` runs Debian's Apache
 ZooKeeper 3.8 (`QuorumPeerMain zoo.cfg`).  Both listen on 127.0.0.1 on a free port, keep
-their data in a temp dir (or the one given), answer `ruok` before `start` returns, and
-clean up on `stop`.  Both are context managers.
+their data in a temp dir (or the one given), serve sessions before `start` returns, and
+clean up on `stop`.  Ready means `srvr` reports a mode: the server takes sessions.  Both are context managers.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ def apache_zookeeper_available() -> bool:
 
 def apache_zookeeper_classpath() -> str:
     jars = ["/etc/zookeeper/conf", ZOOKEEPER_JAR] + sorted(glob.glob("/usr/share/java/netty-*.jar"))
+    jars += [j for j in ("/usr/share/java/slf4j-log4j12.jar", "/usr/share/java/log4j-1.2.jar") if os.path.exists(j)]
     return ":".join(jars)
 
 
@@ -104,7 +105,8 @@ class _ServerProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log_tail()}")
             try:
-                if four_letter_word(self.host, self.port, "ruok", timeout=1) == "imok":
+                # `ruok` answers before ZooKeeper serves sessions; `srvr` reports a mode only then.
+                if "Mode:" in four_letter_word(self.host, self.port, "srvr", timeout=1):
                     return self
             except OSError:
                 pass
@@ -162,7 +164,7 @@ class ApacheZooKeeper(_ServerProcess):
     name = "zookeeper"
 
     def _command(self, cfg: str) -> list[str]:
-        props = {"zookeeper.log.dir": self.workdir, "zookeeper.root.logger": "WARN,CONSOLE",
+        props = {"zookeeper.log.dir": self.workdir, "zookeeper.root.logger": "INFO,CONSOLE",
                  "zookeeper.admin.enableServer": "false"}
         props.update(self.java_props)
         return (["java", "-Xmx512m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-cp", apache_zookeeper_classpath()]

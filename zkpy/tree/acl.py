@@ -10,6 +10,7 @@ import hashlib
 import ipaddress
 
 from ..protocol.codes import Err, Perm, ZkError
+from . import javaorder
 
 Acl = tuple[int, str, str]
 Identity = tuple[str, str]
@@ -27,6 +28,21 @@ def digest(user_password: str) -> str:
     user = user_password.split(":", 1)[0]
     sha = hashlib.sha1(user_password.encode("utf-8")).digest()
     return f"{user}:{base64.b64encode(sha).decode('ascii')}"
+
+
+def _java_id_hash(ident: Identity) -> int:
+    # org.apache.zookeeper.data.Id.hashCode (jute-generated)
+    h = (37 * 17 + javaorder.string_hash(ident[0])) & 0xFFFFFFFF
+    return (37 * h + javaorder.string_hash(ident[1])) & 0xFFFFFFFF
+
+
+def java_order(identities: list[Identity]) -> list[Identity]:
+    """`identities` (in insertion order) in the order ZooKeeper lists a connection's ids.
+
+    ZooKeeper keeps them in a ConcurrentHashMap-backed set, so whoAmI and the expansion
+    of `auth` ACLs follow the map's bucket order.
+    """
+    return javaorder.iteration_order(identities, _java_id_hash, javaorder.table_capacity(len(identities)))
 
 
 def _ip_network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
@@ -63,7 +79,7 @@ def fixup(acl: list[Acl] | None, identities: list[Identity]) -> tuple[Acl, ...]:
             out.append((perms, scheme, ident))
         elif scheme == "auth":
             found = False
-            for id_scheme, id_value in identities:
+            for id_scheme, id_value in java_order(identities):
                 if id_scheme in _AUTHENTICATED_SCHEMES:
                     found = True
                     out.append((perms, id_scheme, id_value))

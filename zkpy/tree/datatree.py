@@ -14,6 +14,7 @@ from typing import Any
 
 from ..protocol.codes import CONTAINER_OWNER, Err, Event, Op, owner_kind
 from ..protocol.jute import STAT
+from . import javaorder
 from .acl import OPEN_ACL_UNSAFE, READ_ACL_UNSAFE
 from .watches import WatchTable
 
@@ -37,9 +38,18 @@ class Znode:
         self.children: set[str] = set()
 
     def stat(self) -> bytes:
-        """The Stat record, packed for the wire."""
-        return STAT.pack(self.czxid, self.mzxid, self.ctime, self.mtime, self.version, self.cversion,
-                         self.aversion, self.owner, len(self.data), len(self.children), self.pzxid)
+        """The Stat record as clients see it (DataNode.copyStat).
+
+        `cversion` is kept as ZooKeeper keeps it, a count of child creations (it numbers
+        sequential nodes); clients see creations plus deletions, 2 * cversion - children.
+        Containers and TTL nodes show ephemeralOwner 0.
+        """
+        n = len(self.children)
+        owner = self.owner
+        if owner < 0:
+            owner = 0
+        return STAT.pack(self.czxid, self.mzxid, self.ctime, self.mtime, self.version, 2 * self.cversion - n,
+                         self.aversion, owner, len(self.data), n, self.pzxid)
 
     def stat_tuple(self) -> tuple:
         return STAT.unpack(self.stat())
@@ -86,7 +96,10 @@ class DataTree:
 
     def __init__(self) -> None:
         self.nodes: dict[str, Znode] = {}
-        self.ephemerals: dict[int, set[str]] = {}
+        # session -> its ephemeral paths in insertion order (dict keys), and the largest
+        # number it held (for ZooKeeper's deletion order on close, see ephemerals_in_java_order)
+        self.ephemerals: dict[int, dict[str, None]] = {}
+        self.ephemeral_peak: dict[int, int] = {}
         self.containers: set[str] = set()
         self.ttls: set[str] = set()
         self.sessions: dict[int, int] = {}  # session id -> negotiated timeout (ms)
@@ -98,6 +111,7 @@ class DataTree:
         self._add_system_node("/zookeeper", OPEN_ACL_UNSAFE)
         self._add_system_node("/zookeeper/quota", OPEN_ACL_UNSAFE)
         self._add_system_node("/zookeeper/config", READ_ACL_UNSAFE)
+        self.nodes["/zookeeper/config"].aversion = -1  # ZooKeeper sets its ACL with version -1
 
     def _add_system_node(self, path: str, acl: tuple) -> None:
         node = Znode(b"", acl, 0, 0, 0)
@@ -185,7 +199,10 @@ class DataTree:
             elif kind == "ttl":
                 self.ttls.add(path)
             else:
-                self.ephemerals.setdefault(owner, set()).add(path)
+                paths = self.ephemerals.setdefault(owner, {})
+                paths[path] = None
+                if len(paths) > self.ephemeral_peak.get(owner, 0):
+                    self.ephemeral_peak[owner] = len(paths)
         self.data_watches.trigger(path, Event.NODE_CREATED, acl)
         self.child_watches.trigger(parent_path, Event.NODE_CHILDREN_CHANGED, parent.acl)
         return (path, node.stat())
@@ -212,7 +229,7 @@ class DataTree:
             else:
                 paths = self.ephemerals.get(owner)
                 if paths is not None:
-                    paths.discard(path)
+                    paths.pop(path, None)
                     if not paths:
                         del self.ephemerals[owner]
         fired = self.data_watches.trigger(path, Event.NODE_DELETED, node.acl)
@@ -240,12 +257,13 @@ class DataTree:
 
     def _kill_session(self, session: int, paths: list[str] | tuple, zxid: int) -> None:
         self.sessions.pop(session, None)
+        self.ephemeral_peak.pop(session, None)
         for path in paths:
             try:
                 self._delete(path, zxid)
             except _NoNode:
                 pass
-        for path in sorted(self.ephemerals.pop(session, ())):
+        for path in list(self.ephemerals.pop(session, ())):
             try:
                 self._delete(path, zxid)
             except _NoNode:
@@ -270,8 +288,13 @@ class DataTree:
                     stack.append((child_path, child))
         return total
 
-    def ephemerals_of(self, session: int) -> set[str]:
-        return self.ephemerals.get(session, set())
+    def ephemerals_of(self, session: int) -> dict[str, None]:
+        return self.ephemerals.get(session, {})
+
+    def ephemerals_in_java_order(self, paths: list[str], session: int) -> list[str]:
+        """The order in which ZooKeeper deletes a closed session's ephemerals (a HashSet's)."""
+        capacity = javaorder.table_capacity(max(self.ephemeral_peak.get(session, 0), len(paths)))
+        return javaorder.iteration_order(paths, javaorder.string_hash, capacity)
 
     def remove_watcher(self, watcher: Any) -> None:
         self.data_watches.remove_watcher(watcher)
@@ -288,6 +311,7 @@ class DataTree:
             h.update(n.data)
             h.update(repr(n.acl).encode())
             h.update(n.stat())
+            h.update(struct.pack(">qi", n.owner, n.cversion))
         h.update(repr(sorted(self.sessions.items())).encode())
         return h.hexdigest()
 

@@ -1,7 +1,7 @@
 """Server-side watch tables with ZooKeeper's triggering rules (WatchManager).
 
-A watcher is any object with `notify(event_type, path)` and an `identities` list (for the
-ACL filter on persistent-recursive events).  The server's client connections are the
+A watcher is any object with `notify(event_type, path)` and an `identities` list (events
+are filtered by READ permission on the node's ACL, as in ZooKeeper).  The server's client connections are the
 watchers; tests may use plain objects.
 
 Two tables exist, as in ZooKeeper: data watches (getData, exists, persistent and
@@ -31,13 +31,17 @@ class WatchTable:
         self.recursive_count = 0
 
     def add(self, path: str, watcher: Any, mode: int = STANDARD) -> None:
+        """Watch `path`. As in ZooKeeper 3.8, one watcher has one mode per path: the last set wins
+        (a getData watch on a path with a persistent watch turns it into a one-shot watch)."""
         entry = self.by_path.get(path)
         if entry is None:
             entry = self.by_path[path] = {}
         old = entry.get(watcher, 0)
         if mode & RECURSIVE and not old & RECURSIVE:
             self.recursive_count += 1
-        entry[watcher] = old | mode
+        elif old & RECURSIVE and not mode & RECURSIVE:
+            self.recursive_count -= 1
+        entry[watcher] = mode
         paths = self.by_watcher.get(watcher)
         if paths is None:
             paths = self.by_watcher[watcher] = set()
@@ -91,8 +95,12 @@ class WatchTable:
         """Fire `event_type` at `path`; returns the set of watchers notified."""
         fired: set = set()
         entry = self.by_path.get(path)
+        # Recursive watches (registered in both tables) never see NodeChildrenChanged.
+        child_event = event_type == 4
         if entry:
             for watcher, mode in list(entry.items()):
+                if child_event and not mode & (STANDARD | PERSISTENT):
+                    continue
                 if mode & STANDARD:
                     rest = mode & ~STANDARD
                     if rest:
@@ -105,15 +113,20 @@ class WatchTable:
                 pentry = self.by_path.get(parent)
                 if not pentry:
                     continue
+                if child_event:
+                    break
                 for watcher, mode in pentry.items():
-                    if mode & RECURSIVE and watcher not in fired:
-                        # A recursive watcher learns nothing of a node it may not read.
-                        if node_acl is not None and not acls.allowed(node_acl, Perm.READ, watcher.identities):
-                            continue
+                    if mode & RECURSIVE:
                         fired.add(watcher)
+        check_acl = node_acl is not None and node_acl is not acls.OPEN_ACL_UNSAFE
         for watcher in fired:
-            if suppress is None or watcher not in suppress:
-                watcher.notify(event_type, path)
+            if suppress is not None and watcher in suppress:
+                continue
+            # No watcher learns of a change to a node it may not read (ZooKeeper filters every
+            # event by the node's ACL, the parent's for child events); the watch is used up.
+            if check_acl and not acls.allowed(node_acl, Perm.READ, watcher.identities):
+                continue
+            watcher.notify(event_type, path)
         return fired
 
     def paths_of(self, watcher: Any) -> Iterable[str]:
