@@ -17,6 +17,7 @@ from ..tree.watches import PERSISTENT, RECURSIVE, STANDARD
 _NONODE = (int(Err.NONODE), b"")
 _NOAUTH = (int(Err.NOAUTH), b"")
 _MULTI_END = MULTI_HEADER.pack(-1, True, -1)
+_ERROR_RESPONSE_OK = INT.pack(0)
 
 
 def _readable(node_acl: tuple, ids: list) -> bool:
@@ -123,7 +124,7 @@ def add_watch(tree: DataTree, conn: Any, args: tuple) -> tuple[int, bytes]:
         tree.child_watches.add(path, conn, RECURSIVE)
     else:
         return int(Err.BADARGUMENTS), b""
-    return 0, b""
+    return 0, _ERROR_RESPONSE_OK  # ZooKeeper answers addWatch with an ErrorResponse(0)
 
 
 def _watch_tables(tree: DataTree, kind: int) -> list:

@@ -238,17 +238,16 @@ class ZkServer:
     def apply(self, txn: Txn, origin: tuple | None) -> None:
         result = self.tree.apply(txn)
         self.prep.committed(txn.zxid)
-        if txn.type == Op.CLOSE_SESSION:
-            self._session_closed(txn.session)
         if origin is not None:
             kind, conn, entry, extra = origin
-            if conn.closed:
-                return
-            if kind is _REQUEST:
-                err, body = write_response(extra, result)
-                conn.write_done(entry, txn.zxid, err, body)
-            else:
-                conn.send_connect_response(conn.timeout, txn.session, session_password(txn.session), extra, entry)
+            if not conn.closed:
+                if kind is _REQUEST:
+                    err, body = write_response(extra, result)
+                    conn.write_done(entry, txn.zxid, err, body)
+                else:
+                    conn.send_connect_response(conn.timeout, txn.session, session_password(txn.session), extra, entry)
+        if txn.type == Op.CLOSE_SESSION:
+            self._session_closed(txn.session)  # after the answer: the client reads it, then EOF
 
     def _write_failed(self, txn: Txn, origin: tuple | None) -> None:
         """The log could not take `txn`: it is not applied and never acknowledged.
