@@ -293,8 +293,11 @@ class DataTree:
 
     def ephemerals_in_java_order(self, paths: list[str], session: int) -> list[str]:
         """The order in which ZooKeeper deletes a closed session's ephemerals (a HashSet's)."""
+        # ZooKeeper iterates a clone of the session's HashSet: the clone is sized for its
+        # current entries and filled in the original's order.
         capacity = javaorder.table_capacity(max(self.ephemeral_peak.get(session, 0), len(paths)))
-        return javaorder.iteration_order(paths, javaorder.string_hash, capacity)
+        original = javaorder.iteration_order(paths, javaorder.string_hash, capacity)
+        return javaorder.iteration_order(original, javaorder.string_hash, javaorder.clone_capacity(len(paths)))
 
     def remove_watcher(self, watcher: Any) -> None:
         self.data_watches.remove_watcher(watcher)

@@ -30,6 +30,15 @@ def table_capacity(max_size: int) -> int:
     return cap
 
 
+def clone_capacity(size: int) -> int:
+    """Table size of a HashMap copied from one with `size` entries (HashMap.putMapEntries)."""
+    wanted = int(size / 0.75 + 1.0)
+    cap = 1
+    while cap < wanted:
+        cap *= 2
+    return cap
+
+
 def iteration_order(items: Iterable[T], hash_of, capacity: int) -> list[T]:
     """`items` (in insertion order) in a Java hash table's iteration order: by bucket, then insertion."""
 
