@@ -297,7 +297,7 @@ class Zab:
         self.last_heard[sender] = self.now
         if self.joins.get(sender) == list(join):
             if self.epoch:  # a retransmission: our LEADERINFO may have been lost
-                self._send(sender, ("leaderinfo", self.epoch))
+                self._send(sender, ("leaderinfo", self.epoch, list(join)))
             return
         self.joins[sender] = list(join)
         self.followerinfo[sender] = accepted_epoch
@@ -307,7 +307,7 @@ class Zab:
         self.sync_points.pop(sender, None)
         self.match.pop(sender, None)
         if self.epoch:
-            self._send(sender, ("leaderinfo", self.epoch))
+            self._send(sender, ("leaderinfo", self.epoch, list(join)))
             return
         voters_in = [s for s in self.followerinfo if s in self.voters]
         if len(voters_in) >= self.quorum:
@@ -316,12 +316,14 @@ class Zab:
             self._persist_epochs()
             for sid in sorted(self.followerinfo):
                 if sid != self.sid:
-                    self._send(sid, ("leaderinfo", self.epoch))
+                    self._send(sid, ("leaderinfo", self.epoch, self.joins.get(sid)))
 
     def _on_ackepoch(self, sender: int, msg: tuple) -> None:
-        _, epoch, current_epoch, last_zxid = msg
-        if epoch != self.epoch:
-            return
+        _, epoch, current_epoch, last_zxid, join = msg
+        if epoch != self.epoch or list(join) != self.joins.get(sender):
+            return  # stale: from an earlier join of this learner
+        if sender in self.sync_points:
+            return  # a retransmission; the SYNC for this join is on its way
         self.last_heard[sender] = self.now
         if (current_epoch, last_zxid) > (self.current_epoch, self.last_zxid) and sender in self.voters:
             # A follower knows more than we do: we should not have been elected.
@@ -346,7 +348,7 @@ class Zab:
                 start = self._index_after(snap_zxid)
                 entries = self.log[start:] if start is not None else []
                 msg = ("sync", self.epoch, "snap", snap_zxid, state, entries, last)
-        self._send(sid, msg)
+        self._send(sid, msg + (self.joins.get(sid),))
         self.sync_points[sid] = last
         self.forwarding.add(sid)
 
@@ -426,7 +428,7 @@ class Zab:
         self._send_followerinfo()
 
     def _send_followerinfo(self) -> None:
-        join = [self.incarnation, self.join_seq]
+        join = self._join_id()
         self._send(self.leader, ("followerinfo", self.accepted_epoch, self.last_zxid, join))  # type: ignore[arg-type]
 
     def _retransmit(self) -> None:
@@ -434,12 +436,17 @@ class Zab:
         if not self.epoch:
             self._send_followerinfo()
         elif self.newleader_zxid is None:
-            self._send(self.leader, ("ackepoch", self.epoch, self.current_epoch, self.last_zxid))  # type: ignore[arg-type]
+            self._send_ackepoch()
         elif not self.serving:
             self._maybe_ack_newleader()
 
+    def _join_id(self) -> list:
+        return [self.incarnation, self.join_seq]
+
     def _on_leaderinfo(self, msg: tuple) -> None:
-        _, epoch = msg
+        _, epoch, join = msg
+        if list(join or []) != self._join_id():
+            return  # meant for an earlier join
         if epoch < self.accepted_epoch and not self.is_observer:
             self._start_election()
             return
@@ -449,12 +456,15 @@ class Zab:
         if epoch > self.accepted_epoch:
             self.accepted_epoch = epoch
             self._persist_epochs()
-        self._send(self.leader, ("ackepoch", epoch, self.current_epoch, self.last_zxid))  # type: ignore[arg-type]
+        self._send_ackepoch()
+
+    def _send_ackepoch(self) -> None:
+        self._send(self.leader, ("ackepoch", self.epoch, self.current_epoch, self.last_zxid, self._join_id()))  # type: ignore[arg-type]
 
     def _on_sync(self, msg: tuple) -> None:
-        _, epoch, mode, point, state, entries, newleader_zxid = msg
-        if self.synced_epoch == epoch:
-            return  # a duplicate
+        _, epoch, mode, point, state, entries, newleader_zxid, join = msg
+        if self.synced_epoch == epoch or list(join or []) != self._join_id():
+            return  # a duplicate, or meant for an earlier join
         self.synced_epoch = epoch
         if mode == "trunc":
             idx = self._index_after(point)
