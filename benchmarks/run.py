@@ -1,0 +1,283 @@
+"""Side-by-side benchmark: zkpy vs Apache ZooKeeper 3.8, same machine, same load, one run.
+
+    python benchmarks/run.py [--duration S] [--warmup S] [--clients N] [--window W]
+                             [--ops get,set,create,mixed] [--only zkpy|zookeeper]
+                             [--loadgen java|raw] [--recovery N] [--name NAME]
+
+Starts Apache ZooKeeper standalone, then zkpy standalone (one at a time, each on a free
+127.0.0.1 port with a fresh temp data dir, both with their default durability: fsync
+before answering a write), pre-creates the benchmark znodes, and drives each op against
+each server with the same load generator (benchmarks/java/ZkBench.java: the official
+Java client's async API, compiled here with javac into a temp dir cached by source hash).
+Prints a markdown table with ops/s, latency percentiles and the zkpy/ZooKeeper ratios,
+and writes it with the machine's details to benchmarks/results/<date>-<name>.md.
+See benchmarks/README.md for how to read it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+from zkpy.testing.external import ApacheZooKeeper, ZkpyProcess, apache_zookeeper_classpath  # noqa: E402
+
+OPS = ("get", "set", "create", "mixed")
+
+
+class BenchZooKeeper(ApacheZooKeeper):
+    """Apache ZooKeeper as zkServer.sh runs it: full JIT (C2) and the default collector.
+
+    The test launcher stops at C1 (`-XX:TieredStopAtLevel=1`) and uses SerialGC, which
+    starts faster but runs slower: not a fair opponent for a throughput comparison.
+    """
+
+    def _command(self, cfg: str) -> list[str]:
+        cmd = super()._command(cfg)
+        drop = {"-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC"}
+        return [("-Xmx1000m" if c.startswith("-Xmx") else c) for c in cmd if c not in drop]
+
+
+SERVERS = {"zookeeper": BenchZooKeeper, "zkpy": ZkpyProcess}
+
+
+def _classpath() -> str:
+    extra = [j for j in ("/usr/share/java/slf4j-api.jar",) if os.path.exists(j)]
+    return ":".join([apache_zookeeper_classpath()] + extra)
+
+
+def build_loadgen() -> str:
+    """javac ZkBench.java into a temp dir keyed by the source's hash; returns the class dir."""
+    src = os.path.join(HERE, "java", "ZkBench.java")
+    with open(src, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()[:16]
+    out = os.path.join(tempfile.gettempdir(), f"zkpy-bench-{digest}")
+    if os.path.exists(os.path.join(out, "ZkBench.class")):
+        return out
+    tmp = tempfile.mkdtemp(prefix="zkpy-bench-build-")
+    try:
+        subprocess.run(["javac", "-nowarn", "-cp", _classpath(), "-d", tmp, src], check=True, timeout=180)
+        try:
+            os.rename(tmp, out)
+        except OSError:  # built concurrently by another run
+            pass
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def _java_cmd(build: str, *args: object) -> list[str]:
+    return (["java", "-Xms512m", "-Xmx1g", "-XX:+UseParallelGC", "-cp", f"{_classpath()}:{build}",
+             "-Dlog4j.configuration=file:/dev/null", "ZkBench"] + [str(a) for a in args])
+
+
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (all its threads), from /proc."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
+def _generate(cmd: list[str], server, timeout: float) -> list[dict]:
+    """Run a load generator; returns its JSON results, each with the server's CPU use (% of one
+    core) between the generator's "#start OP" and "#end OP" lines, or over the whole run."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    watchdog = threading.Timer(timeout, proc.kill)
+    watchdog.start()
+    stderr: list[str] = []
+    drain = threading.Thread(target=lambda: stderr.extend(proc.stderr), daemon=True)
+    drain.start()
+    results, cpu = [], {}
+    mark = (_cpu_seconds(server.pid), time.monotonic())
+    try:
+        for line in proc.stdout:
+            if line.startswith("#start "):
+                mark = (_cpu_seconds(server.pid), time.monotonic())
+            elif line.startswith("#end "):
+                cpu[line.split()[1]] = 100.0 * (_cpu_seconds(server.pid) - mark[0]) / (time.monotonic() - mark[1])
+            elif line.startswith("{"):
+                res = json.loads(line)
+                res["server_cpu_pct"] = cpu.get(res["op"], 100.0 * (_cpu_seconds(server.pid) - mark[0])
+                                                / (time.monotonic() - mark[1]))
+                results.append(res)
+        proc.wait()
+    finally:
+        watchdog.cancel()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        drain.join(5)
+    if proc.returncode != 0:
+        why = "timed out" if proc.returncode == -signal.SIGKILL else f"exit code {proc.returncode}"
+        raise RuntimeError(f"load generator failed ({why}): {''.join(stderr)[-2000:]}")
+    return results
+
+
+def drive(build: str, server, ops: list[str], args: argparse.Namespace) -> dict[str, dict]:
+    """Pre-create the znodes and run each op against `server`; returns {op: result}."""
+    per_op = args.warmup + args.duration
+    if args.loadgen == "raw":  # one process per op; each creates the znodes itself
+        out = {}
+        for op in ops:
+            cmd = [sys.executable, os.path.join(HERE, "loadgen.py"), server.connect_string, op, str(args.clients),
+                   str(args.window), str(args.warmup), str(args.duration), str(args.nodes), str(args.size)]
+            out[op] = _generate(cmd, server, per_op + 60)[0]
+        return out
+    cmd = _java_cmd(build, server.connect_string, ",".join(ops), args.clients, args.window, args.warmup,
+                    args.duration, args.nodes, args.size, args.prewarm)
+    return {r["op"]: r for r in _generate(cmd, server, args.prewarm + per_op * len(ops) + 30 * (len(ops) + 1))}
+
+
+def recovery_time(cls, txns: int, build: str, args: argparse.Namespace) -> tuple[float, int]:
+    """Write about `txns` creates, stop the server, and time a restart until it serves again."""
+    with tempfile.TemporaryDirectory(prefix="zkpy-recovery-") as data_dir:
+        server = cls(data_dir=data_dir, config={"snapCount": str(txns * 10)}, startup_timeout=300).start()
+        created = 0
+        try:
+            writer = argparse.Namespace(**vars(args))
+            writer.warmup, writer.duration = 0.0, max(1.0, txns / 5000)
+            writer.prewarm = 0.0
+            for _ in range(20):
+                if created >= txns:
+                    break
+                created += drive(build, server, ["create"], writer)["create"]["ops"]
+        finally:
+            server.stop(cleanup=False)
+            shutil.rmtree(server.workdir, ignore_errors=True)
+        t = time.monotonic()
+        again = cls(data_dir=data_dir, startup_timeout=300)
+        try:
+            again.start()
+            return time.monotonic() - t, created
+        finally:
+            again.stop()
+
+
+def _ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}" if b else ""
+
+
+def table(results: dict, ops: list[str]) -> list[str]:
+    lines = ["| op | server | ops/s | p50 ms | p99 ms | p99.9 ms | errors | server CPU | ops/s zkpy/zk | p99 zkpy/zk |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for op in ops:
+        zk, py = results.get((op, "zookeeper")), results.get((op, "zkpy"))
+        for name, res in (("zookeeper", zk), ("zkpy", py)):
+            if res is None:
+                continue
+            ratio = p99r = ""
+            if name == "zkpy" and zk and py:
+                ratio, p99r = _ratio(py["ops_per_sec"], zk["ops_per_sec"]), _ratio(py["p99_ms"], zk["p99_ms"])
+            lines.append(f"| {op} | {name} | {res['ops_per_sec']:.0f} | {res['p50_ms']:.2f} | {res['p99_ms']:.2f} | "
+                         f"{res['p999_ms']:.2f} | {res['errors']} | {res['server_cpu_pct']:.0f}% | {ratio} | {p99r} |")
+    return lines
+
+
+def machine_info() -> list[str]:
+    java = subprocess.run(["java", "-version"], capture_output=True, text=True).stderr.splitlines()[0]
+    try:
+        commit = subprocess.run(["git", "-C", os.path.dirname(HERE), "rev-parse", "--short", "HEAD"],
+                                capture_output=True, text=True, timeout=10).stdout.strip()
+    except OSError:
+        commit = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "?")
+    except OSError:
+        cpu = "?"
+    return [f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}",
+            f"- machine: nproc {os.cpu_count()} ({cpu}), {platform.system()} {platform.release()}",
+            f"- Python {platform.python_version()} (zkpy at commit {commit or '?'}); {java}; Apache ZooKeeper 3.8 (Debian)"]
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--duration", type=float, default=8.0, help="measured seconds per op and server (default 8)")
+    p.add_argument("--warmup", type=float, default=3.0, help="warm-up seconds before each measurement (default 3)")
+    p.add_argument("--prewarm", type=float, default=5.0,
+                   help="seconds of unmeasured mixed load before the first op, for the JITs (default 5)")
+    p.add_argument("--clients", type=int, default=4, help="client connections (default 4)")
+    p.add_argument("--window", type=int, default=100, help="outstanding requests per connection (default 100)")
+    p.add_argument("--nodes", type=int, default=1000, help="znodes read/written (default 1000)")
+    p.add_argument("--size", type=int, default=100, help="bytes of data per znode (default 100)")
+    p.add_argument("--ops", default="get,set,create", help=f"comma-separated, from {','.join(OPS)} (default get,set,create)")
+    p.add_argument("--only", choices=sorted(SERVERS), help="benchmark one server only")
+    p.add_argument("--loadgen", choices=["java", "raw"], default="java",
+                   help="java: official Java client, async (default); raw: benchmarks/loadgen.py, pre-encoded wire protocol")
+    p.add_argument("--recovery", type=int, default=0, metavar="N", help="also time a restart that replays ~N txns")
+    p.add_argument("--name", default="standalone", help="results file: benchmarks/results/<date>-<name>.md")
+    args = p.parse_args()
+    ops = [o for o in args.ops.split(",") if o]
+    bad = [o for o in ops if o not in OPS]
+    if bad:
+        p.error(f"unknown op(s) {bad}; choose from {','.join(OPS)}")
+
+    # SIGTERM/SIGHUP unwind like Ctrl-C, so the servers' context managers stop them and remove their dirs.
+    def _terminate(signum, frame):
+        raise KeyboardInterrupt
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _terminate)
+
+    build = build_loadgen() if args.loadgen == "java" else ""
+    servers = [args.only] if args.only else ["zookeeper", "zkpy"]
+    results: dict[tuple[str, str], dict] = {}
+    started = time.monotonic()
+    for name in servers:
+        with SERVERS[name]() as server:
+            for op, res in drive(build, server, ops, args).items():
+                results[(op, name)] = res
+                print(f"{name:9} {op:6} {res['ops_per_sec']:>9.0f} ops/s  p50 {res['p50_ms']:7.2f} ms  "
+                      f"p99 {res['p99_ms']:7.2f} ms  p99.9 {res['p999_ms']:7.2f} ms  errors {res['errors']}  "
+                      f"server CPU {res['server_cpu_pct']:.0f}%", flush=True)
+    lines = table(results, ops)
+    if args.recovery:
+        lines += ["", "| restart after a log of N creates | txns | seconds until serving |", "|---|---:|---:|"]
+        for name in servers:
+            secs, n = recovery_time(SERVERS[name], args.recovery, build, args)
+            lines.append(f"| {name} | {n} | {secs:.2f} |")
+    gen = ("official Java client (ZooKeeper 3.8), async API" if args.loadgen == "java"
+           else "benchmarks/loadgen.py (Python, pre-encoded wire protocol)")
+    header = ["# zkpy vs Apache ZooKeeper 3.8: standalone throughput and latency", ""] + machine_info() + [
+        f"- command: `python benchmarks/run.py {' '.join(sys.argv[1:])}`".rstrip(" `") + "`",
+        f"- load: {gen}; {args.clients} connections x {args.window} requests in flight; "
+        f"per server one generator process runs {args.prewarm:g} s of unmeasured mixed load (JIT warm-up), then per op "
+        f"{args.warmup:g} s warm-up and {args.duration:g} s measured; "
+        f"{args.nodes} znodes of {args.size} bytes",
+        "- servers: standalone, one at a time, fresh data dir on the same disk, default durability "
+        "(each write fsynced before it is answered); Apache ZooKeeper with -Xmx1000m, default JIT and GC",
+        f"- the load generator runs on the same {os.cpu_count()} cores as the server and competes with it for CPU; "
+        "'server CPU' is the server process's CPU use during the measured interval (100% = one core)",
+        f"- wall time: {time.monotonic() - started:.0f} s", ""]
+    text = "\n".join(header + lines) + "\n"
+    print()
+    print(text)
+    os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
+    path = os.path.join(HERE, "results", f"{datetime.date.today()}-{args.name}.md")
+    with open(path, "w") as f:
+        f.write(text)
+    print(f"written to {os.path.relpath(path)}")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
