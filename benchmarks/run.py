@@ -95,8 +95,9 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def _generate(cmd: list[str], server, timeout: float) -> list[dict]:
-    """Run a load generator; returns its JSON results, each with the server's CPU use (% of one
-    core) between the generator's "#start OP" and "#end OP" lines, or over the whole run."""
+    """Run a load generator; returns its JSON results, each with the server's and the generator's
+    CPU use (% of one core) between the generator's "#start OP" and "#end OP" lines, or over the
+    whole run."""
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     watchdog = threading.Timer(timeout, proc.kill)
     watchdog.start()
@@ -104,17 +105,24 @@ def _generate(cmd: list[str], server, timeout: float) -> list[dict]:
     drain = threading.Thread(target=lambda: stderr.extend(proc.stderr), daemon=True)
     drain.start()
     results, cpu = [], {}
-    mark = (_cpu_seconds(server.pid), time.monotonic())
+
+    def sample() -> tuple[float, float, float]:
+        return _cpu_seconds(server.pid), _cpu_seconds(proc.pid), time.monotonic()
+
+    def usage(mark: tuple[float, float, float]) -> tuple[float, float]:
+        now = sample()
+        return 100.0 * (now[0] - mark[0]) / (now[2] - mark[2]), 100.0 * (now[1] - mark[1]) / (now[2] - mark[2])
+
+    mark = sample()
     try:
         for line in proc.stdout:
             if line.startswith("#start "):
-                mark = (_cpu_seconds(server.pid), time.monotonic())
+                mark = sample()
             elif line.startswith("#end "):
-                cpu[line.split()[1]] = 100.0 * (_cpu_seconds(server.pid) - mark[0]) / (time.monotonic() - mark[1])
+                cpu[line.split()[1]] = usage(mark)
             elif line.startswith("{"):
                 res = json.loads(line)
-                res["server_cpu_pct"] = cpu.get(res["op"], 100.0 * (_cpu_seconds(server.pid) - mark[0])
-                                                / (time.monotonic() - mark[1]))
+                res["server_cpu_pct"], res["loadgen_cpu_pct"] = cpu.get(res["op"]) or usage(mark)
                 results.append(res)
         proc.wait()
     finally:
@@ -174,8 +182,9 @@ def _ratio(a: float, b: float) -> str:
 
 
 def table(results: dict, ops: list[str]) -> list[str]:
-    lines = ["| op | server | ops/s | p50 ms | p99 ms | p99.9 ms | errors | server CPU | ops/s zkpy/zk | p99 zkpy/zk |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| op | server | ops/s | p50 ms | p99 ms | p99.9 ms | errors | server CPU | loadgen CPU "
+             "| ops/s zkpy/zk | p99 zkpy/zk |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for op in ops:
         zk, py = results.get((op, "zookeeper")), results.get((op, "zkpy"))
         for name, res in (("zookeeper", zk), ("zkpy", py)):
@@ -185,7 +194,8 @@ def table(results: dict, ops: list[str]) -> list[str]:
             if name == "zkpy" and zk and py:
                 ratio, p99r = _ratio(py["ops_per_sec"], zk["ops_per_sec"]), _ratio(py["p99_ms"], zk["p99_ms"])
             lines.append(f"| {op} | {name} | {res['ops_per_sec']:.0f} | {res['p50_ms']:.2f} | {res['p99_ms']:.2f} | "
-                         f"{res['p999_ms']:.2f} | {res['errors']} | {res['server_cpu_pct']:.0f}% | {ratio} | {p99r} |")
+                         f"{res['p999_ms']:.2f} | {res['errors']} | {res['server_cpu_pct']:.0f}% | {res['loadgen_cpu_pct']:.0f}% "
+                         f"| {ratio} | {p99r} |")
     return lines
 
 
@@ -244,7 +254,7 @@ def main() -> int:
                 results[(op, name)] = res
                 print(f"{name:9} {op:6} {res['ops_per_sec']:>9.0f} ops/s  p50 {res['p50_ms']:7.2f} ms  "
                       f"p99 {res['p99_ms']:7.2f} ms  p99.9 {res['p999_ms']:7.2f} ms  errors {res['errors']}  "
-                      f"server CPU {res['server_cpu_pct']:.0f}%", flush=True)
+                      f"CPU server {res['server_cpu_pct']:.0f}% loadgen {res['loadgen_cpu_pct']:.0f}%", flush=True)
     lines = table(results, ops)
     if args.recovery:
         lines += ["", "| restart after a log of N creates | txns | seconds until serving |", "|---|---:|---:|"]
@@ -262,7 +272,8 @@ def main() -> int:
         "- servers: standalone, one at a time, fresh data dir on the same disk, default durability "
         "(each write fsynced before it is answered); Apache ZooKeeper with -Xmx1000m, default JIT and GC",
         f"- the load generator runs on the same {os.cpu_count()} cores as the server and competes with it for CPU; "
-        "'server CPU' is the server process's CPU use during the measured interval (100% = one core)",
+        "'server CPU' and 'loadgen CPU' are each process's CPU use during the measured interval "
+        "(100% = one core, 200% = the whole machine)",
         f"- wall time: {time.monotonic() - started:.0f} s", ""]
     text = "\n".join(header + lines) + "\n"
     print()
