@@ -138,7 +138,7 @@ def test_recursive_watcher_gets_no_event_for_unreadable_node(server):
     a.call(Op.ADD_WATCH, ("/acl", 1))
     b.create("/acl/secret", acl=[(31, "auth", "")])
     b.create("/acl/public")
-    evs = a.wait_events(1)
+    a.wait_events(1)
     a.call(Op.PING, (), xid=-2)
     assert [(t, p) for t, _, p in a.events] == [(Event.NODE_CREATED, "/acl/public")]
     a.close()

@@ -296,6 +296,3 @@ class ClientConnection(asyncio.Protocol):
         self.closed = True
         if self.transport is not None:
             self.transport.close()
-
-    def close_after_flush(self) -> None:
-        self.close()

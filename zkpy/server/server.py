@@ -9,7 +9,6 @@ txns become applied state (durable logging and replication hook in there).
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 import time
 from typing import Any, Callable
@@ -310,6 +309,3 @@ class ZkServer:
 
     def server_id(self) -> int:
         return 0
-
-    def data_dir(self) -> str:
-        return self.config.data_dir or os.getcwd()

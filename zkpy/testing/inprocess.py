@@ -13,6 +13,7 @@ from typing import Any, Callable, TypeVar
 
 from ..server.config import Config
 from ..server.server import ZkServer
+from .external import four_letter_word
 
 T = TypeVar("T")
 
@@ -142,14 +143,4 @@ class ZkpyServer:
         return self.call(lambda: self.server.tree.digest())  # type: ignore[union-attr]
 
     def four_letter_word(self, word: str) -> str:
-        import socket
-
-        with socket.create_connection((self.host, self.port), timeout=5) as s:
-            s.sendall(word.encode("ascii"))
-            chunks = []
-            while True:
-                data = s.recv(65536)
-                if not data:
-                    break
-                chunks.append(data)
-        return b"".join(chunks).decode("utf-8")
+        return four_letter_word(self.host, self.port, word)
