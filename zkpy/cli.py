@@ -21,9 +21,12 @@ def _serve(args: argparse.Namespace) -> int:
     if args.config is not None and not cfg.data_dir:
         print("zkpy: invalid configuration: dataDir is not set", file=sys.stderr)
         return 2
-    if cfg.servers and len([s for s in cfg.servers.values() if s.role == "participant"]) > 1:
-        print("zkpy: quorum mode (server.N lines) is not supported yet; run standalone", file=sys.stderr)
-        return 2
+    if len([s for s in cfg.servers.values() if s.role == "participant"]) > 1:
+        import os
+
+        if not os.path.exists(os.path.join(cfg.data_dir, "myid")):
+            print(f"zkpy: invalid configuration: {cfg.data_dir}/myid is missing", file=sys.stderr)
+            return 2
     from .consensus.txnlog import LogCorrupt
     from .server.server import ZkServer
 

@@ -45,26 +45,39 @@ def _node_row(path: str, n: Znode) -> list:
             n.owner, n.pzxid]
 
 
+def snapshot_bytes(tree: DataTree) -> bytes:
+    """The snapshot file's bytes, in memory (for SNAP synchronisation of a learner)."""
+    import io
+
+    buf = io.BytesIO()
+    _write_records(tree, buf)
+    return buf.getvalue()
+
+
+def _write_records(tree: DataTree, f) -> None:
+    packer = msgpack.Packer(use_bin_type=True)
+    f.write(MAGIC)
+    f.write(frame(packer.pack({"zxid": tree.last_zxid, "nodes": len(tree.nodes), "sessions": len(tree.sessions)})))
+    rows = []
+    for path, node in tree.nodes.items():
+        rows.append(_node_row(path, node))
+        if len(rows) >= _CHUNK:
+            f.write(frame(packer.pack(rows)))
+            rows = []
+    if rows:
+        f.write(frame(packer.pack(rows)))
+    f.write(frame(packer.pack({"sessions": list(tree.sessions.items())})))
+    f.write(frame(packer.pack({"end": True, "nodes": len(tree.nodes)})))
+
+
 def write_snapshot(tree: DataTree, snap_dir: str) -> str:
     """Write the tree to snapshot.<last_zxid>, atomically (tmp file, fsync, rename)."""
     os.makedirs(snap_dir, exist_ok=True)
     zxid = tree.last_zxid
     final = os.path.join(snap_dir, f"snapshot.{zxid:x}")
     tmp = final + ".tmp"
-    packer = msgpack.Packer(use_bin_type=True)
     with open(tmp, "wb") as f:
-        f.write(MAGIC)
-        f.write(frame(packer.pack({"zxid": zxid, "nodes": len(tree.nodes), "sessions": len(tree.sessions)})))
-        rows = []
-        for path, node in tree.nodes.items():
-            rows.append(_node_row(path, node))
-            if len(rows) >= _CHUNK:
-                f.write(frame(packer.pack(rows)))
-                rows = []
-        if rows:
-            f.write(frame(packer.pack(rows)))
-        f.write(frame(packer.pack({"sessions": list(tree.sessions.items())})))
-        f.write(frame(packer.pack({"end": True, "nodes": len(tree.nodes)})))
+        _write_records(tree, f)
         f.flush()
         os.fsync(f.fileno())
     os.rename(tmp, final)
@@ -76,9 +89,10 @@ def write_snapshot(tree: DataTree, snap_dir: str) -> str:
     return final
 
 
-def _records(path: str):
-    with open(path, "rb") as f:
-        data = f.read()
+def _records(path: str, data: bytes | None = None):
+    if data is None:
+        with open(path, "rb") as f:
+            data = f.read()
     if data[: len(MAGIC)] != MAGIC:
         raise SnapshotInvalid(f"{path}: bad magic")
     pos = len(MAGIC)
@@ -93,10 +107,10 @@ def _records(path: str):
         yield msgpack.unpackb(payload, raw=False)
 
 
-def load_snapshot(path: str) -> DataTree:
+def load_snapshot(path: str, data: bytes | None = None) -> DataTree:
     tree = DataTree()
     tree.nodes.clear()
-    records = _records(path)
+    records = _records(path, data)
     header = next(records)
     footer_seen = False
     for rec in records:

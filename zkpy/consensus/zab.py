@@ -379,6 +379,7 @@ class Zab:
         self.current_epoch = self.epoch
         self._persist_epochs()
         self.serving = True
+        self._ready.role_changed = True
         self._commit_to(self.last_zxid)  # the new leader's history is the truth
         for sid in sorted(self.newleader_acks):
             self.synced.add(sid)

@@ -97,7 +97,7 @@ class ClientConnection(asyncio.Protocol):
         server = self.server
         server.now_ms = server.clock_ms()
         if self.session_id:
-            server.sessions.touch(self.session_id, server.now_ms)
+            server.touch(self.session_id)
         self._in_batch = True
         try:
             self._process(buf, server)
@@ -186,6 +186,16 @@ class ClientConnection(asyncio.Protocol):
             return
         xid, op = _unpack_header(buf, start)
         read = READS.get(op)
+        if op == Op.SYNC and server.quorum is not None and not server.quorum.is_leader:
+            try:
+                args = _DECODE[op](buf, start + 8, end)
+            except JuteError:
+                self._reply(xid, server.tree.last_zxid, Err.MARSHALLINGERROR, b"")
+                return
+            entry = _Pending(xid, op, None, None)
+            self.pending.append(entry)
+            server.sync_request(self, entry, args[0])
+            return
         if read is not None:
             try:
                 args = _DECODE[op](buf, start + 8, end)

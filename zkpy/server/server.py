@@ -61,14 +61,23 @@ class ZkServer:
         self.clock_ms = clock_ms
         self.now_ms = clock_ms()
         self.persistence: Persistence | None = None
-        if config.data_dir:
+        self.quorum = None
+        participants = [x for x in config.servers.values() if x.role == "participant"]
+        if len(participants) > 1:
+            from .quorum import read_myid
+
+            self.tree = recover(config.data_dir, config.data_log_dir)  # type: ignore[arg-type]
+            server_id = read_myid(config.data_dir)  # type: ignore[arg-type]
+        elif config.data_dir:
             self.tree = recover(config.data_dir, config.data_log_dir)
             self.persistence = Persistence(config.data_dir, config.data_log_dir, config.force_sync,
                                            config.snap_count, self.apply, self._write_failed)
+            server_id = 0
         else:
             self.tree = DataTree()
+            server_id = 0
         self.prep = Prep(self.tree, extended_types=config.extended_types)
-        self.sessions = SessionTracker(config.tick_time, 0, self.now_ms)
+        self.sessions = SessionTracker(config.tick_time, server_id, self.now_ms)
         for sid, timeout in self.tree.sessions.items():
             # Sessions outlive a restart: their clients have a timeout's worth of time to come back.
             self.sessions.add(sid, timeout, self.now_ms)
@@ -86,6 +95,11 @@ class ZkServer:
         self.host = config.client_port_address
         self.port = config.client_port
         self.state = "standalone"
+        if len(participants) > 1:
+            from .quorum import QuorumPeer
+
+            self.state = "looking"
+            self.quorum = QuorumPeer(self, config)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -104,11 +118,15 @@ class ZkServer:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1) if sock.family != socket.AF_UNIX else None
         self.host, self.port = sock.getsockname()[:2]
         self._schedule_tick()
+        if self.quorum is not None:
+            await self.quorum.start()
         log.info("serving", host=self.host, port=self.port, tick_time=self.config.tick_time)
 
     async def stop(self) -> None:
         if self._tick_handle is not None:
             self._tick_handle.cancel()
+        if self.quorum is not None:
+            await self.quorum.stop()
         if self._server is not None:
             self._server.close()
         for conn in list(self.connections):
@@ -162,16 +180,26 @@ class ZkServer:
             return
         timeout = min(max(req.timeout, self.config.min_timeout), self.config.max_timeout)
         conn.old_client = not req.has_read_only
+        quorum = self.quorum
+        if quorum is not None and not quorum.serving:
+            log.info("not serving: no quorum; closing client connection", peer=conn.peer)
+            conn.close()
+            return
         if req.session_id == 0:
             sid = self.sessions.new_session_id()
-            self.sessions.add(sid, timeout, self.now_ms)
             self._bind(conn, sid, timeout)
             entry = conn.expect_connect_response()
+            origin = (_CONNECT, conn, entry, req.has_read_only)
+            if quorum is not None and not quorum.is_leader:
+                quorum.forward("createsession", origin, sid, timeout)
+                return
+            self.sessions.add(sid, timeout, self.now_ms)
             txn = self.prep.create_session(sid, timeout, self.now_ms)
-            self.commit(txn, (_CONNECT, conn, entry, req.has_read_only))
+            self.commit(txn, origin)
             return
         sid = req.session_id
-        if req.passwd != session_password(sid) or not self.sessions.is_alive(sid):
+        alive = sid in self.tree.sessions if quorum is not None and not quorum.is_leader else self.sessions.is_alive(sid)
+        if req.passwd != session_password(sid) or not alive:
             log.info("session expired or invalid on reconnect", session=hex(sid), peer=conn.peer)
             conn.send_connect_response(0, 0, b"\x00" * 16, req.has_read_only)
             conn.close()
@@ -202,8 +230,39 @@ class ZkServer:
     # ------------------------------------------------------------ the write pipeline
 
     def submit_write(self, conn: Any, entry: Any, op: int, args: tuple) -> None:
+        quorum = self.quorum
+        if quorum is not None and not quorum.is_leader:
+            quorum.forward("request", (_REQUEST, conn, entry, op), conn.session_id, entry.xid, op, args,
+                           conn.identities)
+            return
         txn = self.prep.prepare(conn.session_id, entry.xid, op, args, conn.identities, self.now_ms)
         self.commit(txn, (_REQUEST, conn, entry, op))
+
+    def sync_request(self, conn: Any, entry: Any, path: str) -> None:
+        """A follower's sync: answered once it has applied all the leader had proposed."""
+        self.quorum.sync(conn, entry, path)  # type: ignore[union-attr]
+
+    def touch(self, session: int) -> None:
+        self.sessions.touch(session, self.now_ms)
+        if self.quorum is not None and not self.quorum.is_leader:
+            self.quorum.touched.add(session)
+
+    def sessions_take_over(self) -> None:
+        """A new leader expires sessions from now on: each gets a fresh timeout."""
+        for sid, timeout in self.tree.sessions.items():
+            if not self.sessions.is_alive(sid):
+                self.sessions.add(sid, timeout, self.now_ms)
+
+    def replace_tree(self, tree: DataTree) -> None:
+        """After a SNAP or TRUNC from a leader: a new tree; clients reconnect."""
+        self.tree = tree
+        self.prep.tree = tree
+        self.prep.reset()
+        self.drop_clients()
+
+    def drop_clients(self) -> None:
+        for conn in list(self.connections):
+            conn.close()
 
     def outstanding(self) -> int:
         return self.persistence.outstanding if self.persistence is not None else 0
@@ -223,13 +282,19 @@ class ZkServer:
 
     def close_session_request(self, conn: Any, entry: Any) -> None:
         sid = conn.session_id
+        origin = (_REQUEST, conn, entry, Op.CLOSE_SESSION)
+        if self.quorum is not None and not self.quorum.is_leader:
+            self.quorum.forward("closesession", origin, sid, entry.xid)
+            return
         self.sessions.set_closing(sid)
         txn = self.prep.close_session(sid, entry.xid, self.now_ms)
-        self.commit(txn, (_REQUEST, conn, entry, Op.CLOSE_SESSION))
+        self.commit(txn, origin)
 
     def commit(self, txn: Txn, origin: tuple | None) -> None:
         """Make `txn` durable and applied, then answer its origin."""
-        if self.persistence is None:
+        if self.quorum is not None:
+            self.quorum.propose(txn, origin)
+        elif self.persistence is None:
             self.apply(txn, origin)
         else:
             self.persistence.append(txn, origin)
@@ -264,6 +329,8 @@ class ZkServer:
 
     def _session_closed(self, sid: int) -> None:
         self.sessions.remove(sid)
+        if self.quorum is not None:
+            self.quorum.touched.discard(sid)
         for conn in list(self.by_session.pop(sid, ())):
             conn.close()
 
@@ -276,12 +343,13 @@ class ZkServer:
     def _tick(self) -> None:
         try:
             self.now_ms = self.clock_ms()
-            for sid in self.sessions.expired(self.now_ms):
+            leads = self.quorum is None or self.quorum.is_leader
+            for sid in self.sessions.expired(self.now_ms) if leads else ():
                 log.info("session expired", session=hex(sid))
                 self.commit(self.prep.close_session(sid, 0, self.now_ms), None)
             if self.persistence is not None:
                 self.persistence.maybe_snapshot(self.tree)
-            if self.now_ms - self._last_container_check >= self.config.container_check_interval_ms:
+            if leads and self.now_ms - self._last_container_check >= self.config.container_check_interval_ms:
                 self._last_container_check = self.now_ms
                 self.check_containers()
         finally:

@@ -1,0 +1,329 @@
+"""An ensemble member: the ZAB core wired to the peer transport, the log and the server.
+
+The core (zkpy/consensus/zab.py) decides; this module carries out its `Ready`s: it writes
+log entries (group commit on a writer thread, then `persisted`), epochs, truncations and
+snapshots, applies committed txns to the tree (answering local clients), and sends messages.
+
+Clients of a follower are served reads locally; their writes, session creations and
+closes go to the leader, which preps them into txns; every server answers its own
+clients when it applies the txn (matched by session and cxid), as ZooKeeper's
+CommitProcessor does.  The leader owns session expiry; followers report session activity.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from ..consensus import snapshot as snapshots
+from ..consensus.records import decode_txn, encode_txn, frame
+from ..consensus.txnlog import TxnLog, read_log, segments, truncate_log
+from ..consensus.zab import FOLLOWING, LEADING, LOOKING, OBSERVING, Timing, Zab, make_zxid
+from ..protocol.codes import Op
+from ..tree.datatree import Txn
+from .config import Config
+from .peers import Peers
+from .persistence import data_paths, recover
+
+if TYPE_CHECKING:
+    from .server import ZkServer
+
+log = structlog.get_logger("zkpy.quorum")
+
+_ACL_OPS = (Op.CREATE, Op.CREATE2, Op.CREATE_CONTAINER, Op.CREATE_TTL)
+
+
+def read_myid(data_dir: str) -> int:
+    with open(os.path.join(data_dir, "myid")) as f:
+        return int(f.read().strip())
+
+
+def _read_epoch(path: str) -> int:
+    try:
+        with open(path) as f:
+            return int(f.read().strip())
+    except FileNotFoundError:
+        return 0
+
+
+def _write_durably(path: str, text: str) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.rename(tmp, path)
+
+
+def _args_from_wire(op: int, args: list) -> tuple:
+    """Request args after a msgpack round trip: ACL entries back to tuples."""
+    if op in _ACL_OPS:
+        path, data, acl, flags, ttl = args
+        return (path, data, [tuple(a) for a in acl] if acl is not None else None, flags, ttl)
+    if op == Op.SET_ACL:
+        return (args[0], [tuple(a) for a in args[1]] if args[1] is not None else None, args[2])
+    if op == Op.MULTI:
+        return ([(sub, _args_from_wire(sub, sub_args)) for sub, sub_args in args[0]],)
+    return tuple(args)
+
+
+class QuorumPeer:
+    def __init__(self, server: "ZkServer", config: Config) -> None:
+        assert config.data_dir, "an ensemble member needs a dataDir"
+        self.server = server
+        self.config = config
+        self.sid = read_myid(config.data_dir)
+        self.voters = {sid for sid, s in config.servers.items() if s.role == "participant"}
+        self.observers = {sid for sid, s in config.servers.items() if s.role == "observer"}
+        self.snap_dir, self.log_dir = data_paths(config.data_dir, config.data_log_dir)
+        os.makedirs(self.snap_dir, exist_ok=True)
+        self.epoch_dir = os.path.join(config.data_dir, "version-2")
+        accepted = _read_epoch(os.path.join(self.epoch_dir, "acceptedEpoch"))
+        current = _read_epoch(os.path.join(self.epoch_dir, "currentEpoch"))
+        tree = server.tree
+        snaps = snapshots.snapshots(self.snap_dir)
+        snap_zxid = snaps[0][0] if snaps else 0
+        entries = [(t.zxid, encode_txn(t)) for t in read_log(self.log_dir, snap_zxid)]
+        self.core = Zab(self.sid, self.voters, self.observers, accepted_epoch=accepted, current_epoch=current,
+                        log=entries, snapshot_zxid=snap_zxid if not entries else 0,
+                        applied_zxid=tree.last_zxid, snapshot_provider=self._snapshot,
+                        timing=Timing(init_limit=config.init_limit, sync_limit=config.sync_limit),
+                        incarnation=random.getrandbits(48))
+        addresses = {sid: (s.host, s.peer_port) for sid, s in config.servers.items()}
+        self.peers = Peers(self.sid, addresses, self._on_message)
+        self.txlog = TxnLog(self.log_dir, force_sync=config.force_sync)
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zkpy-quorum-log")
+        self._to_write: list[tuple[int, bytes]] = []
+        self._writing = False
+        self.origins: dict[tuple[int, int], Any] = {}
+        self.sync_tokens: dict[int, tuple] = {}  # token -> (conn, entry, path)
+        self.sync_waiters: list[tuple[int, tuple]] = []  # (zxid to reach, (conn, entry, path))
+        self.touched: set[int] = set()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._tick_handle: asyncio.TimerHandle | None = None
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        await self.peers.start()
+        self._schedule_tick()
+        self._process()
+
+    async def stop(self) -> None:
+        if self._tick_handle is not None:
+            self._tick_handle.cancel()
+        await self.peers.stop()
+        self._writer.submit(self.txlog.close).result()
+        self._writer.shutdown(wait=True)
+
+    def _schedule_tick(self) -> None:
+        self._tick_handle = self.loop.call_later(self.config.tick_time / 1000.0, self._tick)
+
+    def _tick(self) -> None:
+        try:
+            self.core.tick()
+            if self.core.state in (FOLLOWING, OBSERVING) and self.core.serving and self.touched:
+                self.peers.send(self.core.leader, ("app", "touch", sorted(self.touched)))
+                self.touched.clear()
+            self._process()
+        finally:
+            self._schedule_tick()
+
+    @property
+    def role(self) -> str:
+        return self.core.state
+
+    @property
+    def serving(self) -> bool:
+        return self.core.serving
+
+    @property
+    def is_leader(self) -> bool:
+        return self.core.state == LEADING and self.core.established
+
+    # ------------------------------------------------------------ the Ready loop
+
+    def _process(self) -> None:
+        core = self.core
+        while True:
+            r = core.ready()
+            if r.empty():
+                return
+            was_serving = self.server.state not in ("looking",)
+            if r.snapshot is not None:
+                self._install_snapshot(*r.snapshot)
+            if r.truncate is not None:
+                self._truncate(r.truncate)
+            if r.epochs is not None:
+                _write_durably(os.path.join(self.epoch_dir, "acceptedEpoch"), str(r.epochs[0]))
+                _write_durably(os.path.join(self.epoch_dir, "currentEpoch"), str(r.epochs[1]))
+            if r.entries:
+                self._to_write.extend(r.entries)
+                self._start_write()
+            for zxid, record in r.commits:
+                txn = decode_txn(record)
+                self.server.apply(txn, self.origins.pop((txn.session, txn.cxid), None))
+            if r.commits:
+                self._wake_syncs()
+            for to, msg in r.messages:
+                self.peers.send(to, msg)
+            if r.role_changed:
+                self._role_changed(was_serving)
+            core.advance()
+
+    def _start_write(self) -> None:
+        if self._writing or not self._to_write:
+            return
+        batch, self._to_write = self._to_write, []
+        self._writing = True
+        data = b"".join(frame(record) for _, record in batch)
+        fut = self.loop.run_in_executor(self._writer, self._write, data, batch[0][0])
+        fut.add_done_callback(lambda f, last=batch[-1][0]: self._written(f, last))
+
+    def _write(self, data: bytes, first_zxid: int) -> None:
+        self.txlog.append(data, first_zxid)
+        self.txlog.sync()
+
+    def _written(self, fut: asyncio.Future, last: int) -> None:
+        self._writing = False
+        if fut.exception() is not None:
+            log.error("transaction log write failed; leaving the ensemble", error=str(fut.exception()))
+            self.server.state = "error"
+            return
+        self.core.persisted(last)
+        self._start_write()
+        self._process()
+
+    def _snapshot(self) -> tuple[int, bytes]:
+        tree = self.server.tree
+        return tree.last_zxid, snapshots.snapshot_bytes(tree)
+
+    def _install_snapshot(self, zxid: int, state: bytes) -> None:
+        """SNAP from the leader: its state replaces ours, log and all."""
+        tree = snapshots.load_snapshot("<leader>", state)
+        self._writer.submit(self.txlog.roll).result()
+        for _, path in segments(self.log_dir):
+            os.unlink(path)
+        for _, path in snapshots.snapshots(self.snap_dir):
+            os.unlink(path)
+        snapshots.write_snapshot(tree, self.snap_dir)
+        self._to_write = []
+        self.server.replace_tree(tree)
+
+    def _truncate(self, zxid: int) -> None:
+        """TRUNC from the leader: forget our txns after `zxid` and rebuild the tree."""
+        self._writer.submit(self.txlog.roll).result()
+        self._to_write = [e for e in self._to_write if e[0] <= zxid]
+        truncate_log(self.log_dir, zxid)
+        for snap_zxid, path in snapshots.snapshots(self.snap_dir):
+            if snap_zxid > zxid:
+                os.unlink(path)
+        self.server.replace_tree(recover(self.config.data_dir, self.config.data_log_dir))
+
+    def _role_changed(self, was_serving: bool) -> None:
+        core = self.core
+        state = {LEADING: "leader", FOLLOWING: "follower", OBSERVING: "observer", LOOKING: "looking"}[core.state]
+        if not core.serving:
+            state = "looking"
+        if state != self.server.state:
+            log.info("role", sid=self.sid, role=state, epoch=core.epoch, leader=core.leader)
+        previous = self.server.state
+        self.server.state = state
+        if state == "leader" and previous != "leader":
+            self.server.prep.reset()
+            self.server.prep.zxid = make_zxid(core.epoch, 0)
+            self.server.sessions_take_over()
+        if state == "looking" and previous != "looking":
+            # As ZooKeeper does when it loses its leader: clients move on (CONNECTIONLOSS).
+            self.origins.clear()
+            self.sync_tokens.clear()
+            self.sync_waiters.clear()
+            self.server.drop_clients()
+
+    # ------------------------------------------------------------ client requests
+
+    def propose(self, txn: Txn, origin: Any) -> None:
+        """Leader: replicate a txn prepped here; `origin` answers when it is applied."""
+        if origin is not None:
+            self.origins[(txn.session, txn.cxid)] = origin
+        self.core.propose(txn.zxid, encode_txn(txn))
+        self._process()
+
+    def forward(self, kind: str, origin: Any, *fields: Any) -> None:
+        """Follower: send a write to the leader and wait for its txn to be applied here."""
+        session, cxid = fields[0], fields[1] if kind != "createsession" else 0
+        if origin is not None:
+            self.origins[(session, cxid)] = origin
+        self.peers.send(self.core.leader, ("app", kind) + tuple(fields))
+
+    def sync(self, conn: Any, entry: Any, path: str) -> None:
+        """Follower: a client's sync waits until we have applied what the leader had proposed."""
+        token = random.getrandbits(62)
+        self.sync_tokens[token] = (conn, entry, path)
+        self.peers.send(self.core.leader, ("app", "sync", token))
+
+    def _synced(self, token: int, zxid: int) -> None:
+        waiter = self.sync_tokens.pop(token, None)
+        if waiter is not None:
+            self.sync_waiters.append((zxid, waiter))
+            self._wake_syncs()
+
+    def _wake_syncs(self) -> None:
+        from ..protocol.jute import enc_string
+
+        applied = self.server.tree.last_zxid
+        waiting = []
+        for zxid, (conn, entry, path) in self.sync_waiters:
+            if zxid <= applied:
+                if not conn.closed:
+                    conn.write_done(entry, applied, 0, enc_string(path))
+            else:
+                waiting.append((zxid, (conn, entry, path)))
+        self.sync_waiters = waiting
+
+    def _on_message(self, sender: int, msg: Any) -> None:
+        if isinstance(msg, list) and msg and msg[0] == "app":
+            try:
+                self._on_app(sender, msg)
+            except (ValueError, TypeError, IndexError, KeyError) as e:
+                log.warning("malformed app message dropped", sender=sender, error=str(e))
+            self._process()
+            return
+        self.core.receive(sender, msg)
+        self._process()
+
+    def _on_app(self, sender: int, msg: list) -> None:
+        kind = msg[1]
+        server = self.server
+        if kind == "synced":
+            self._synced(msg[2], msg[3])
+            return
+        if not self.is_leader:
+            return  # a follower got it, or we lost leadership: the client will retry
+        now = server.clock_ms()
+        if kind == "request":
+            _, _, session, cxid, op, args, identities = msg
+            txn = server.prep.prepare(session, cxid, op, _args_from_wire(op, args),
+                                      [tuple(i) for i in identities], now)
+            self.propose(txn, None)
+        elif kind == "createsession":
+            _, _, session, timeout = msg
+            server.sessions.add(session, timeout, now)
+            self.propose(server.prep.create_session(session, timeout, now), None)
+        elif kind == "closesession":
+            _, _, session, cxid = msg
+            server.sessions.set_closing(session)
+            self.propose(server.prep.close_session(session, cxid, now), None)
+        elif kind == "touch":
+            for session in msg[2]:
+                server.sessions.touch(session, now)
+        elif kind == "sync":
+            self.peers.send(sender, ("app", "synced", msg[2], server.prep.zxid))
+
+
