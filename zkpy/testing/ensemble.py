@@ -1,0 +1,133 @@
+"""A local ensemble of `zkpy serve` processes (or Apache ZooKeeper ones) on free loopback ports.
+
+    with Ensemble(3) as ens:
+        KazooClient(ens.connect_string)
+        ens.kill(ens.leader())          # SIGKILL; ens.start_server(sid) brings it back
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+from .external import apache_zookeeper_classpath, four_letter_word, free_port
+
+
+class Ensemble:
+    def __init__(self, size: int = 3, tick_time: int = 200, observers: int = 0, apache: bool = False,
+                 startup_timeout: float = 30.0) -> None:
+        self.size = size
+        self.tick_time = tick_time
+        self.apache = apache
+        self.startup_timeout = startup_timeout
+        self.base = tempfile.mkdtemp(prefix="zkpy-ensemble-")
+        self.ids = list(range(1, size + observers + 1))
+        self.observers = set(self.ids[size:])
+        self.client_ports = {i: free_port() for i in self.ids}
+        self.peer_ports = {i: free_port() for i in self.ids}
+        self.election_ports = {i: free_port() for i in self.ids}
+        self.procs: dict[int, subprocess.Popen] = {}
+
+    @property
+    def connect_string(self) -> str:
+        return ",".join(f"127.0.0.1:{self.client_ports[i]}" for i in self.ids)
+
+    def address(self, sid: int) -> str:
+        return f"127.0.0.1:{self.client_ports[sid]}"
+
+    def _config(self, sid: int) -> str:
+        d = os.path.join(self.base, f"server{sid}")
+        os.makedirs(d, exist_ok=True)
+        with open(os.path.join(d, "myid"), "w") as f:
+            f.write(str(sid))
+        cfg = os.path.join(d, "zoo.cfg")
+        lines = [f"tickTime={self.tick_time}", "initLimit=10", "syncLimit=5", f"dataDir={d}",
+                 f"clientPort={self.client_ports[sid]}", "clientPortAddress=127.0.0.1", "4lw.commands.whitelist=*",
+                 "admin.enableServer=false"]
+        if self.observers and sid in self.observers:
+            lines.append("peerType=observer")
+        for i in self.ids:
+            role = ":observer" if i in self.observers else ""
+            lines.append(f"server.{i}=127.0.0.1:{self.peer_ports[i]}:{self.election_ports[i]}{role}")
+        with open(cfg, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        return cfg
+
+    def start_server(self, sid: int) -> None:
+        cfg = self._config(sid)
+        log = open(os.path.join(self.base, f"server{sid}", "server.log"), "ab")
+        if self.apache:
+            cmd = ["java", "-Xmx256m", "-cp", apache_zookeeper_classpath(),
+                   f"-Dzookeeper.log.dir={self.base}", "org.apache.zookeeper.server.quorum.QuorumPeerMain", cfg]
+        else:
+            cmd = [sys.executable, "-m", "zkpy", "serve", cfg]
+        self.procs[sid] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+
+    def start(self) -> "Ensemble":
+        for sid in self.ids:
+            self.start_server(sid)
+        self.wait_serving()
+        return self
+
+    def mode(self, sid: int) -> str | None:
+        try:
+            for line in four_letter_word("127.0.0.1", self.client_ports[sid], "srvr", timeout=1).splitlines():
+                if line.startswith("Mode: "):
+                    return line[6:]
+        except OSError:
+            return None
+        return None
+
+    def leader(self) -> int | None:
+        for sid in self.ids:
+            if self.procs.get(sid) and self.procs[sid].poll() is None and self.mode(sid) == "leader":
+                return sid
+        return None
+
+    def wait_serving(self, sids=None, timeout: float | None = None) -> float:
+        """Wait until one leader and every other live server follows it; returns the seconds waited."""
+        start = time.time()
+        deadline = start + (timeout or self.startup_timeout)
+        while time.time() < deadline:
+            live = [s for s in (sids or self.ids) if self.procs.get(s) and self.procs[s].poll() is None]
+            modes = [self.mode(s) for s in live]
+            if modes.count("leader") == 1 and all(m in ("leader", "follower", "observer") for m in modes):
+                return time.time() - start
+            time.sleep(0.05)
+        raise RuntimeError(f"ensemble not serving: { {s: self.mode(s) for s in self.ids} }")
+
+    def kill(self, sid: int) -> None:
+        p = self.procs.get(sid)
+        if p is not None and p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait(10)
+
+    def pause(self, sid: int) -> None:
+        os.killpg(self.procs[sid].pid, signal.SIGSTOP)
+
+    def resume(self, sid: int) -> None:
+        os.killpg(self.procs[sid].pid, signal.SIGCONT)
+
+    def stop(self) -> None:
+        for sid, p in self.procs.items():
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGCONT)
+                os.killpg(p.pid, signal.SIGTERM)
+        for p in self.procs.values():
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+        shutil.rmtree(self.base, ignore_errors=True)
+
+    def __enter__(self) -> "Ensemble":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
