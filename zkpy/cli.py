@@ -145,6 +145,30 @@ def _simulate(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _ensemble(args: argparse.Namespace) -> int:
+    """A local ensemble on free loopback ports and temp dirs, until Ctrl-C."""
+    import time
+
+    from .testing.ensemble import Ensemble
+
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+    ens = Ensemble(args.n, tick_time=args.tick_time)
+    try:
+        ens.start()
+        print(ens.connect_string, flush=True)
+        print(f"leader: server {ens.leader()}; data and logs in {ens.base}; Ctrl-C stops all", file=sys.stderr)
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        ens.stop()
+    return 0
+
+
 def _op_name(op: int) -> str:
     from .protocol.codes import Op
 
@@ -178,6 +202,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("check", help="recover a data dir read-only-ish (cuts a torn tail) and report")
     p.add_argument("data_dir")
     p.add_argument("--data-log-dir")
+    p = sub.add_parser("ensemble", help="run a local ensemble of N servers and print its connect string")
+    p.add_argument("-n", type=int, default=3)
+    p.add_argument("--tick-time", type=int, default=2000)
     p = sub.add_parser("simulate", help="run seeded simulations of the ZAB core and check its invariants")
     p.add_argument("--schedules", type=int, default=1000)
     p.add_argument("--start", type=int, default=0, help="first seed")
@@ -192,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     args.properties = props
     logs.configure(args.log_level)
     commands = {"serve": _serve, "purge": _purge, "dump-log": _dump_log, "dump-snapshot": _dump_snapshot,
-                "check": _check, "simulate": _simulate}
+                "check": _check, "simulate": _simulate, "ensemble": _ensemble}
     return commands[args.command](args)
 
 
