@@ -90,3 +90,14 @@ def test_leader_failover_keeps_acknowledged_writes():
         client.stop()
         client.close()
         print("failover seconds (kill to next acknowledged write):", [round(f, 2) for f in failovers])
+
+
+def test_four_letter_words_show_roles():
+    from zkpy.testing.external import four_letter_word
+
+    with Ensemble(3) as ens:
+        leader = ens.leader()
+        mntr = dict(l.split("\t", 1) for l in four_letter_word("127.0.0.1", ens.client_ports[leader], "mntr").splitlines())
+        assert mntr["zk_server_state"] == "leader" and mntr["zk_synced_followers"] == "2"
+        follower = next(s for s in ens.ids if s != leader)
+        assert "Mode: follower" in four_letter_word("127.0.0.1", ens.client_ports[follower], "srvr")

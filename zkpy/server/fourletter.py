@@ -125,6 +125,17 @@ def _mntr(s: "ZkServer") -> str:
         ("zk_global_sessions", len(s.sessions.timeouts)),
         ("zk_local_sessions", 0),
     ]
+    q = s.quorum
+    if q is not None and q.is_leader:
+        core = q.core
+        rows += [("zk_learners", len(core.forwarding)),
+                 ("zk_followers", len(core.forwarding & core.voters)),
+                 ("zk_synced_followers", len(core.synced & core.voters)),
+                 ("zk_synced_observers", len(core.synced & core.observers)),
+                 ("zk_pending_syncs", len(core.forwarding - core.synced)),
+                 ("zk_last_proposal_size", 0)]
+    if q is not None:
+        rows.append(("zk_peer_state", f"{q.role} - {'broadcast' if q.serving else 'election'}"))
     return "".join(f"{k}\t{v}\n" for k, v in rows)
 
 
