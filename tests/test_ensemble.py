@@ -101,3 +101,52 @@ def test_four_letter_words_show_roles():
         assert mntr["zk_server_state"] == "leader" and mntr["zk_synced_followers"] == "2"
         follower = next(s for s in ens.ids if s != leader)
         assert "Mode: follower" in four_letter_word("127.0.0.1", ens.client_ports[follower], "srvr")
+
+
+def test_paused_leader_is_replaced_and_rejoins():
+    with Ensemble(3) as ens:
+        c = _client(ens.connect_string)
+        c.create("/before", b"1")
+        old = ens.leader()
+        ens.pause(old)  # SIGSTOP: alive but silent
+        try:
+            ens.wait_serving(sids=[s for s in ens.ids if s != old], timeout=20)
+            c.create("/during", b"2")
+        finally:
+            ens.resume(old)
+        ens.wait_serving(timeout=20)
+        assert ens.leader() != old or ens.mode(old) == "leader"
+        back = _client(ens.address(old))
+        back.sync("/")
+        assert back.get("/during")[0] == b"2" and back.get("/before")[0] == b"1"
+        back.stop()
+        c.stop()
+
+
+def test_a_server_without_a_quorum_stops_serving():
+    from zkpy.testing.external import four_letter_word
+
+    with Ensemble(3) as ens:
+        leader = ens.leader()
+        others = [s for s in ens.ids if s != leader]
+        ens.kill(others[0])
+        ens.kill(others[1])
+        deadline = time.time() + 15
+        while time.time() < deadline and ens.mode(leader) == "leader":
+            time.sleep(0.1)
+        assert ens.mode(leader) is None
+        assert four_letter_word("127.0.0.1", ens.client_ports[leader], "srvr") == \
+            "This ZooKeeper instance is not currently serving requests\n"
+        # and it does not take sessions
+        from kazoo.client import KazooClient
+        from kazoo.handlers.threading import KazooTimeoutError
+
+        c = KazooClient(ens.address(leader), timeout=2)
+        try:
+            c.start(3)
+            raise AssertionError("a server without a quorum accepted a session")
+        except KazooTimeoutError:
+            pass
+        finally:
+            c.stop()
+            c.close()

@@ -18,9 +18,14 @@ COMMANDS = ("ruok", "srvr", "stat", "conf", "cons", "crst", "srst", "envi", "mnt
 VERSION = f"3.8.4-zkpy-{__version__}, built on 1970-01-01 00:00 UTC"
 
 
+NOT_SERVING = "This ZooKeeper instance is not currently serving requests\n"
+
+
 def run(server: "ZkServer", word: str) -> str:
     if word not in server.config.four_letter_words:
         return f"{word} is not executed because it is not in the whitelist.\n"
+    if server.state == "looking" and word in ("srvr", "stat", "mntr", "cons", "wchs", "wchc", "wchp", "dump"):
+        return NOT_SERVING
     return _HANDLERS[word](server)
 
 
