@@ -247,7 +247,7 @@ def main() -> int:
     build = build_loadgen() if args.loadgen == "java" else ""
     servers = [args.only] if args.only else ["zookeeper", "zkpy"]
     results: dict[tuple[str, str], dict] = {}
-    started = time.monotonic()
+    started, load_before = time.monotonic(), os.getloadavg()[0]
     for name in servers:
         with SERVERS[name]() as server:
             for op, res in drive(build, server, ops, args).items():
@@ -274,7 +274,9 @@ def main() -> int:
         f"- the load generator runs on the same {os.cpu_count()} cores as the server and competes with it for CPU; "
         "'server CPU' and 'loadgen CPU' are each process's CPU use during the measured interval "
         "(100% = one core, 200% = the whole machine)",
-        f"- wall time: {time.monotonic() - started:.0f} s", ""]
+        f"- wall time: {time.monotonic() - started:.0f} s; 1-minute load average {load_before:.2f} before, "
+        f"{os.getloadavg()[0]:.2f} after (about 1.5 is this benchmark alone; more means other work shared the machine)",
+        ""]
     text = "\n".join(header + lines) + "\n"
     print()
     print(text)
