@@ -150,3 +150,18 @@ def test_a_server_without_a_quorum_stops_serving():
         finally:
             c.stop()
             c.close()
+
+
+def test_observer_learns_commits_without_voting():
+    with Ensemble(3, observers=1) as ens:
+        observer = max(ens.ids)
+        assert ens.mode(observer) == "observer"
+        c = _client(ens.address(observer))
+        c.create("/via-observer", b"o")  # forwarded to the leader
+        leader_client = _client(ens.address(ens.leader()))
+        assert leader_client.get("/via-observer")[0] == b"o"
+        leader_client.create("/via-leader", b"l")
+        c.sync("/")
+        assert c.get("/via-leader")[0] == b"l"
+        c.stop()
+        leader_client.stop()
