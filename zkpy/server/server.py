@@ -249,9 +249,12 @@ class ZkServer:
 
     def sessions_take_over(self) -> None:
         """A new leader expires sessions from now on: each gets a fresh timeout."""
+        now = self.clock_ms()
+        for sid in list(self.sessions.timeouts):
+            if sid not in self.tree.sessions:
+                self.sessions.remove(sid)
         for sid, timeout in self.tree.sessions.items():
-            if not self.sessions.is_alive(sid):
-                self.sessions.add(sid, timeout, self.now_ms)
+            self.sessions.add(sid, timeout, now)
 
     def replace_tree(self, tree: DataTree) -> None:
         """After a SNAP or TRUNC from a leader: a new tree; clients reconnect."""
