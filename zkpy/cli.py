@@ -102,7 +102,7 @@ def _dump_snapshot(args: argparse.Namespace) -> int:
         n = tree.nodes[path]
         owner = f" owner=0x{n.owner & 0xFFFFFFFFFFFFFFFF:x}({owner_kind(n.owner)})" if n.owner else ""
         print(f"{path}  czxid=0x{n.czxid:x} mzxid=0x{n.mzxid:x} pzxid=0x{n.pzxid:x} version={n.version} "
-              f"cversion={n.cversion} aversion={n.aversion} dataLength={len(n.data)}{owner}")
+              f"cversion={n.cversion} aversion={n.aversion} dataLength={len(n.data or b'')}{owner}")
     for sid, timeout in sorted(tree.sessions.items()):
         print(f"session 0x{sid:x} timeout={timeout}")
     return 0

@@ -34,6 +34,8 @@ def get_data(tree: DataTree, conn: Any, args: tuple) -> tuple[int, bytes]:
     if watch:
         tree.data_watches.add(path, conn)
     data = node.data
+    if data is None:
+        return 0, b"\xff\xff\xff\xff" + node.stat()
     return 0, INT.pack(len(data)) + data + node.stat()
 
 

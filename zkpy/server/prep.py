@@ -234,7 +234,7 @@ class Prep:
         p.cversion = new_cversion
         self._add(p)
         self._add(Change(zxid, path, True, 0, 0, 0, owner, 0, fixed_acl))
-        return op, (path, data if data is not None else b"", fixed_acl, owner, new_cversion)
+        return op, (path, data, fixed_acl, owner, new_cversion)
 
     def _delete(self, zxid: int, args: tuple, ids: list) -> tuple[int, tuple]:
         path, version = args
@@ -288,7 +288,7 @@ class Prep:
             c = rec.copy(zxid)
             c.version = new_version
         self._add(c)
-        return Op.SET_DATA, (path, data if data is not None else b"", new_version)
+        return Op.SET_DATA, (path, data, new_version)
 
     def _set_acl(self, zxid: int, args: tuple, ids: list) -> tuple[int, tuple]:
         path, acl, version = args

@@ -23,7 +23,7 @@ class Znode:
     __slots__ = ("data", "acl", "czxid", "mzxid", "ctime", "mtime", "version", "cversion",
                  "aversion", "owner", "pzxid", "children")
 
-    def __init__(self, data: bytes, acl: tuple, zxid: int, time: int, owner: int) -> None:
+    def __init__(self, data: bytes | None, acl: tuple, zxid: int, time: int, owner: int) -> None:
         self.data = data
         self.acl = acl
         self.czxid = zxid
@@ -48,8 +48,9 @@ class Znode:
         owner = self.owner
         if owner < 0:
             owner = 0
+        data = self.data
         return STAT.pack(self.czxid, self.mzxid, self.ctime, self.mtime, self.version, 2 * self.cversion - n,
-                         self.aversion, owner, len(self.data), n, self.pzxid)
+                         self.aversion, owner, len(data) if data is not None else 0, n, self.pzxid)
 
     def stat_tuple(self) -> tuple:
         return STAT.unpack(self.stat())
@@ -189,7 +190,7 @@ class DataTree:
         if parent_cversion > parent.cversion:
             parent.cversion = parent_cversion
             parent.pzxid = zxid
-        node = Znode(data if data is not None else b"", acl, zxid, time, owner)
+        node = Znode(data, acl, zxid, time, owner)  # None stays None: clients read null back
         parent.children.add(name)
         self.nodes[path] = node
         if owner:
@@ -240,7 +241,7 @@ class DataTree:
         node = self.nodes.get(path)
         if node is None:
             raise _NoNode
-        node.data = data if data is not None else b""
+        node.data = data
         node.mtime = time
         node.mzxid = zxid
         node.version = version
@@ -310,8 +311,9 @@ class DataTree:
             n = self.nodes[path]
             h.update(path.encode())
             h.update(b"\0")
-            h.update(struct.pack(">I", len(n.data)))
-            h.update(n.data)
+            data = n.data if n.data is not None else b""
+            h.update(struct.pack(">i", len(data) if n.data is not None else -1))
+            h.update(data)
             h.update(repr(n.acl).encode())
             h.update(n.stat())
             h.update(struct.pack(">qi", n.owner, n.cversion))
@@ -322,7 +324,7 @@ class DataTree:
         return len(self.nodes)
 
     def approximate_data_size(self) -> int:
-        return sum(len(p) + len(n.data) for p, n in self.nodes.items())
+        return sum(len(p) + len(n.data or b"") for p, n in self.nodes.items())
 
 
 class _NoNode(Exception):
