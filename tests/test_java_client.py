@@ -473,7 +473,6 @@ def test_zkcli_transcript_content(shell):
         assert out["ls /", 1] == "[cont, sec, zookeeper]"
 
 
-@pytest.mark.xfail(strict=True, reason=DIVERGENT["get /nodata"])
 def test_zkcli_get_of_a_node_created_without_data(shell):
     ours, theirs = shell
     assert theirs["get /nodata"] == "null"
@@ -494,6 +493,5 @@ def test_java_api_program(java_runs):
     assert "watch fired" in " ".join(k for k, v in ours.items() if v == "ok")
 
 
-@pytest.mark.xfail(strict=True, reason=PROGRAM_DIVERGENT["null data reads back as null"])
 def test_java_api_null_data(java_runs):
     assert _checks(java_runs["program"]["zkpy"])["null data reads back as null"] == "ok"
