@@ -62,6 +62,8 @@ class Reader:
     def buffer(self) -> bytes | None:
         n = self.int()
         if n < 0:
+            if n < -1:
+                raise JuteError("negative buffer length")
             return None
         self._need(n)
         v = bytes(self.buf[self.pos : self.pos + n])
@@ -71,12 +73,13 @@ class Reader:
     def ustring(self) -> str | None:
         n = self.int()
         if n < 0:
+            if n < -1:
+                raise JuteError("negative string length")
             return None
         self._need(n)
-        try:
-            v = bytes(self.buf[self.pos : self.pos + n]).decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise JuteError("bad utf-8 in string") from e
+        # Java decodes invalid UTF-8 with U+FFFD replacement characters (a path with them
+        # is then invalid, or not found): so do we.
+        v = bytes(self.buf[self.pos : self.pos + n]).decode("utf-8", "replace")
         self.pos += n
         return v
 
@@ -258,19 +261,38 @@ MULTI_WRITE_OPS = {Op.CREATE, Op.CREATE2, Op.CREATE_TTL, Op.CREATE_CONTAINER, Op
 MULTI_READ_OPS = {Op.GET_CHILDREN, Op.GET_DATA}
 
 
-def _d_multi(r: Reader) -> tuple:
-    ops = []
-    while True:
-        op_type = r.int()
-        done = r.bool()
-        r.int()  # err, unused in requests
-        if done:
-            break
-        dec = DECODERS.get(op_type)
-        if dec is None or (op_type not in MULTI_WRITE_OPS and op_type not in MULTI_READ_OPS):
-            raise JuteError(f"op {op_type} not allowed in multi")
-        ops.append((op_type, dec(r)))
-    return (ops,)
+def _multi_of(allowed: set) -> Callable[[Reader], tuple]:
+    """MultiOperationRecord: a multi holds only writes, a multiRead only reads (else MARSHALLINGERROR)."""
+
+    def decode(r: Reader) -> tuple:
+        ops = []
+        while True:
+            op_type = r.int()
+            done = r.bool()
+            r.int()  # err, unused in requests
+            if done:
+                break
+            if op_type not in allowed:
+                raise JuteError(f"op {op_type} not allowed here")
+            ops.append((op_type, DECODERS[op_type](r)))
+        return (ops,)
+
+    return decode
+
+
+def _d_reconfig(r: Reader) -> tuple:
+    return (r.ustring(), r.ustring(), r.ustring(), r.long())
+
+
+def _d_add_watch(r: Reader) -> tuple:
+    path, mode = r.path(), r.int()
+    if mode not in (0, 1):
+        raise JuteError(f"unknown watch mode {mode}")  # WatcherMode.fromZooDef throws
+    return (path, mode)
+
+
+def _d_sasl(r: Reader) -> tuple:
+    return (r.buffer(),)
 
 
 DECODERS: dict[int, Callable[[Reader], tuple]] = {
@@ -289,14 +311,16 @@ DECODERS: dict[int, Callable[[Reader], tuple]] = {
     Op.GET_ALL_CHILDREN_NUMBER: _d_path,
     Op.GET_EPHEMERALS: _d_get_ephemerals,
     Op.CHECK: _d_path_version,
-    Op.MULTI: _d_multi,
-    Op.MULTI_READ: _d_multi,
+    Op.MULTI: _multi_of(MULTI_WRITE_OPS),
+    Op.MULTI_READ: _multi_of(MULTI_READ_OPS),
+    Op.RECONFIG: _d_reconfig,
+    Op.SASL: _d_sasl,
     Op.SYNC: _d_path,
     Op.PING: _d_empty,
     Op.AUTH: _d_auth,
     Op.SET_WATCHES: _d_set_watches,
     Op.SET_WATCHES2: _d_set_watches2,
-    Op.ADD_WATCH: _d_path_int,
+    Op.ADD_WATCH: _d_add_watch,
     Op.REMOVE_WATCHES: _d_path_int,
     Op.CHECK_WATCHES: _d_path_int,
     Op.WHO_AM_I: _d_empty,
@@ -316,10 +340,7 @@ def _fast_path_watch(buf, pos: int, end: int) -> tuple:
     q = p + n
     if n < 0 or q >= end:
         raise JuteError("record truncated")
-    try:
-        return (bytes(buf[p:q]).decode("utf-8"), buf[q] != 0)
-    except UnicodeDecodeError as e:
-        raise JuteError("bad utf-8 in string") from e
+    return (bytes(buf[p:q]).decode("utf-8", "replace"), buf[q] != 0)
 
 
 def _fast_set_data(buf, pos: int, end: int) -> tuple:
@@ -330,11 +351,10 @@ def _fast_set_data(buf, pos: int, end: int) -> tuple:
     q = p + n
     if n < 0 or q + 8 > end:
         raise JuteError("record truncated")
-    try:
-        path = bytes(buf[p:q]).decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise JuteError("bad utf-8 in string") from e
+    path = bytes(buf[p:q]).decode("utf-8", "replace")
     (m,) = INT.unpack_from(buf, q)
+    if m < -1:
+        raise JuteError("negative buffer length")
     if m < 0:
         data = None
         r = q + 4

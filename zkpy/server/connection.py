@@ -29,6 +29,7 @@ _unpack_header = INT_INT.unpack_from
 _pack_reply = REPLY_HEADER.pack
 _pack_int = INT.pack
 _DECODE = jute.DECODE
+_OUT_CHECK = 256 * 1024  # answer bytes after which the write buffer is looked at
 
 
 class _Pending:
@@ -58,6 +59,8 @@ class ClientConnection(asyncio.Protocol):
         self._in_batch = False
         self._flush_scheduled = False
         self._reading_paused = False
+        self._backlogged = False  # frames left unparsed until the client reads its answers
+        self._out_bytes = 0
         self.packets_received = 0
         self.packets_sent = 0
         self.last_zxid = 0
@@ -88,6 +91,12 @@ class ClientConnection(asyncio.Protocol):
     def resume_writing(self) -> None:
         if self.transport is not None and self._reading_paused:
             self._reading_paused = False
+            if self._backlogged:
+                # Answer what was left in the buffer before reading more.
+                self._backlogged = False
+                self.data_received(b"")
+                if self._reading_paused:
+                    return
             if self not in self.server.throttled:
                 self.transport.resume_reading()
 
@@ -133,6 +142,12 @@ class ClientConnection(asyncio.Protocol):
                     self._request(buf, start, pos, server)
                 else:
                     self._connect(bytes(buf[start:pos]), server)
+                if self._out_bytes > _OUT_CHECK:
+                    # Big answers: write them now, and stop parsing while the client does not read.
+                    self._flush()
+                    if self._reading_paused:
+                        self._backlogged = True
+                        break
         finally:
             if pos:
                 del buf[:pos]
@@ -213,7 +228,13 @@ class ClientConnection(asyncio.Protocol):
                 args = _DECODE[op](buf, start + 8, end)
             except JuteError:
                 log.info("malformed write request", peer=self.peer, op=op)
-                self._reply(xid, server.tree.last_zxid, Err.MARSHALLINGERROR, b"")
+                if op == Op.MULTI:
+                    # ZooKeeper gives an undecodable multi a zxid and logs it as an error txn.
+                    entry = _Pending(xid, op, None, None)
+                    self.pending.append(entry)
+                    server.submit_error(self, entry, op, Err.MARSHALLINGERROR)
+                else:
+                    self._reply(xid, server.tree.last_zxid, Err.MARSHALLINGERROR, b"")
                 return
             entry = _Pending(xid, op, None, None)
             self.pending.append(entry)
@@ -239,7 +260,8 @@ class ClientConnection(asyncio.Protocol):
         try:
             _type, scheme, auth = jute.DECODERS[Op.AUTH](Reader(buf, start + 8, end))
         except JuteError:
-            self._reply(XID_AUTH, server.tree.last_zxid, Err.MARSHALLINGERROR, b"")
+            log.warning("closing connection: malformed auth packet", peer=self.peer)
+            self.close()
             return
         ids = server.authenticate(scheme, auth)
         if ids is None:
@@ -254,6 +276,7 @@ class ClientConnection(asyncio.Protocol):
         self._reply(XID_AUTH, server.tree.last_zxid, 0, b"")
 
     def _reply(self, xid: int, zxid: int, err: int, body: bytes) -> None:
+        self._out_bytes += len(body)
         self.out.append(_pack_int(16 + len(body)) + _pack_reply(xid, zxid, err) + body)
         self.packets_sent += 1
         self.last_zxid = zxid
@@ -295,6 +318,7 @@ class ClientConnection(asyncio.Protocol):
 
     def _flush(self) -> None:
         self._flush_scheduled = False
+        self._out_bytes = 0
         out = self.out
         if out and self.transport is not None and not self.closed:
             self.transport.write(b"".join(out) if len(out) > 1 else out[0])

@@ -242,8 +242,15 @@ READS = {
     Op.MULTI_READ: multi_read,
 }
 
+def sasl(tree: DataTree, conn: Any, args: tuple) -> tuple[int, bytes]:
+    """No SASL login is configured: ZooKeeper answers OK with a null token."""
+    return 0, b"\xff\xff\xff\xff"
+
+
+READS[Op.SASL] = sasl
+
 WRITES = frozenset({Op.CREATE, Op.CREATE2, Op.CREATE_CONTAINER, Op.CREATE_TTL, Op.DELETE, Op.SET_DATA,
-                    Op.SET_ACL, Op.CHECK, Op.MULTI})
+                    Op.SET_ACL, Op.CHECK, Op.MULTI, Op.RECONFIG})
 
 
 def _sub_result(result: tuple) -> bytes:

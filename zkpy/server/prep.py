@@ -113,6 +113,10 @@ class Prep:
             return Txn(zxid, now_ms, session, cxid, Op.ERROR, (int(e.code),))
         return Txn(zxid, now_ms, session, cxid, t, targs)
 
+    def error(self, session: int, cxid: int, op: int, err: int, now_ms: int) -> Txn:
+        """A request that failed before any check (an undecodable multi): an ERROR txn."""
+        return Txn(self.next_zxid(), now_ms, session, cxid, Op.ERROR, (int(err),))
+
     def create_session(self, session: int, timeout: int, now_ms: int) -> Txn:
         return Txn(self.next_zxid(), now_ms, session, 0, Op.CREATE_SESSION, (timeout,))
 
@@ -177,6 +181,8 @@ class Prep:
             return self._set_data(zxid, args, ids)
         if op == Op.SET_ACL:
             return self._set_acl(zxid, args, ids)
+        if op == Op.RECONFIG:
+            raise ZkError(Err.RECONFIGDISABLED)  # reconfigEnabled=false, ZooKeeper's default
         if op == Op.CHECK:
             path, version = args
             _check_path(path)

@@ -205,6 +205,8 @@ class ZkServer:
             conn.close()
             return
         self.sessions.touch(sid, self.now_ms)
+        for old in list(self.by_session.get(sid, ())):
+            old.close()  # ZooKeeper closes the session's previous connection (CLIENT_RECONNECT)
         self._bind(conn, sid, timeout)
         conn.send_connect_response(timeout, sid, session_password(sid), req.has_read_only)
 
@@ -237,6 +239,12 @@ class ZkServer:
             return
         txn = self.prep.prepare(conn.session_id, entry.xid, op, args, conn.identities, self.now_ms)
         self.commit(txn, (_REQUEST, conn, entry, op))
+
+    def submit_error(self, conn: Any, entry: Any, op: int, err: int) -> None:
+        if self.quorum is not None and not self.quorum.is_leader:
+            conn.write_done(entry, self.tree.last_zxid, err, b"")
+            return
+        self.commit(self.prep.error(conn.session_id, entry.xid, op, err, self.now_ms), (_REQUEST, conn, entry, op))
 
     def sync_request(self, conn: Any, entry: Any, path: str) -> None:
         """A follower's sync: answered once it has applied all the leader had proposed."""
