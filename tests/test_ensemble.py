@@ -168,3 +168,23 @@ def test_observer_learns_commits_without_voting():
         assert c.get("/via-leader")[0] == b"l"
         c.stop()
         leader_client.stop()
+
+
+def test_a_session_moves_between_servers_with_its_ephemerals():
+    with Ensemble(3) as ens:
+        a, b = ens.ids[0], ens.ids[1]
+        first = _client(ens.address(a))
+        first.create("/mine", b"e", ephemeral=True)
+        session = first.client_id
+        moved = KazooClient(hosts=ens.address(b), client_id=session, timeout=4)
+        moved.start(20)
+        assert moved.client_id[0] == session[0]
+        moved.sync("/")
+        assert moved.exists("/mine").ephemeralOwner == session[0]
+        moved.set("/mine", b"still mine")
+        moved.stop()  # closing the session from server b removes its ephemeral everywhere
+        other = _client(ens.address(ens.ids[2]))
+        other.sync("/")
+        assert other.exists("/mine") is None
+        other.stop()
+        first.stop()
