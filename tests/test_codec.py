@@ -362,7 +362,7 @@ def test_negative_lengths_other_than_minus_one_are_refused(request_):
     (b"/\xed\xa0\x80", "/\ufffd\ufffd\ufffd"),  # an encoded surrogate is not UTF-8
     (b"/\xf0\x9f\x98\x80", "/\U0001f600"),
 ])
-@pytest.mark.parametrize("op", [Op.GET_DATA, Op.EXISTS, Op.SET_DATA, Op.DELETE, Op.CREATE])
+@pytest.mark.parametrize("op", [Op.GET_DATA, Op.EXISTS, Op.SET_DATA, Op.DELETE, Op.CREATE], ids=lambda op: op.name)
 def test_invalid_utf8_decodes_as_java_does(op, raw, decoded):
     """Java's new String(bytes, UTF_8) replaces malformed input with U+FFFD; the path rules then refuse it."""
     rest = {Op.GET_DATA: b"\x00", Op.EXISTS: b"\x01", Op.SET_DATA: B(b"d") + I(-1), Op.DELETE: I(-1),
