@@ -283,8 +283,8 @@ def main() -> int:
         "'server CPU' and 'loadgen CPU' are each process's CPU use during the measured interval "
         "(100% = one core, 200% = the whole machine)",
         f"- wall time: {time.monotonic() - started:.0f} s; 1-minute load average {load_before:.2f} before, "
-        f"{os.getloadavg()[0]:.2f} after (this benchmark alone keeps it near 2; well above that, other work "
-        "shared the machine and the numbers are noisy)",
+        f"{os.getloadavg()[0]:.2f} after (the 'before' is other work: well above 0.5, the machine was shared "
+        "and the numbers are noisy)",
         ""]
     text = "\n".join(header + lines) + "\n"
     print()
