@@ -109,7 +109,7 @@ def _normal(op, args):
 # ---------------------------------------------------------------------------- round trips
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data(), xid=int32)
 def test_request_round_trip(data, xid):
     op = data.draw(st.sampled_from(sorted(set(jute.DECODERS) - CLIENT_UNUSED)))
@@ -141,6 +141,7 @@ def _round_trip(xid, op, args):
     assert got == (xid, op, _normal(op, args))
 
 
+@settings(max_examples=50, deadline=None)
 @given(op=st.sampled_from([Op.CREATE, Op.SET_ACL]), perms=int32)
 def test_null_acl_scheme_and_id_read_as_empty(op, perms):
     """Some clients send null strings in ACL ids; ZooKeeper's records take them."""
@@ -165,6 +166,7 @@ def test_unknown_op_decodes_to_none():
     assert jute.decode_request(jute.INT_INT.pack(3, 9999) + b"anything") == (3, 9999, None)
 
 
+@settings(max_examples=50, deadline=None)
 @given(timeout=int32, sid=int64, passwd=st.binary(max_size=40), zxid=int64, ro=st.one_of(st.none(), st.booleans()))
 def test_connect_round_trip(timeout, sid, passwd, zxid, ro):
     frame = jute.encode_connect_request(timeout, sid, passwd, zxid, ro)
@@ -174,6 +176,7 @@ def test_connect_round_trip(timeout, sid, passwd, zxid, ro):
     assert req.has_read_only == (ro is not None) and req.read_only == bool(ro)
 
 
+@settings(max_examples=50, deadline=None)
 @given(timeout=int32, sid=int64, passwd=st.binary(max_size=40), ro=st.booleans(), with_ro=st.booleans())
 def test_connect_response(timeout, sid, passwd, ro, with_ro):
     resp = jute.encode_connect_response(timeout, sid, passwd, ro, with_ro)
@@ -190,6 +193,7 @@ def test_connect_response(timeout, sid, passwd, ro, with_ro):
     assert theirs.read_only == (ro if with_ro else False) and end == len(resp) - 4
 
 
+@settings(max_examples=50, deadline=None)
 @given(fields=st.tuples(int64, int64, int64, int64, int32, int32, int32, int64, int32, int32, int64))
 def test_stat_round_trip(fields):
     packed = jute.STAT.pack(*fields)
@@ -203,6 +207,7 @@ def test_stat_truncated():
         jute.decode_stat(jute.Reader(b"\x00" * 67))
 
 
+@settings(max_examples=50, deadline=None)
 @given(xid=int32, zxid=int64, err=int32, body=st.binary(max_size=50))
 def test_reply_header(xid, zxid, err, body):
     frame = jute.reply(xid, zxid, err, body)
@@ -211,6 +216,7 @@ def test_reply_header(xid, zxid, err, body):
     assert tuple(kz.ReplyHeader.deserialize(frame[4:], 0)[0]) == (xid, zxid, err)
 
 
+@settings(max_examples=50, deadline=None)
 @given(event_type=st.integers(-1, 7), state=st.integers(-112, 6), path=text)
 def test_watch_event(event_type, state, path):
     frame = jute.encode_event(event_type, state, path)
@@ -265,7 +271,7 @@ KAZOO_OPS = [Op.CREATE, Op.CREATE2, Op.DELETE, Op.EXISTS, Op.GET_DATA, Op.SET_DA
              Op.GET_CHILDREN, Op.GET_CHILDREN2, Op.SYNC, Op.CHECK, Op.MULTI]
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data(), xid=int32)
 def test_same_bytes_as_kazoo(data, xid):
     op = data.draw(st.sampled_from(KAZOO_OPS))
@@ -276,6 +282,7 @@ def test_same_bytes_as_kazoo(data, xid):
     assert jute.decode_request(jute.INT_INT.pack(xid, op) + theirs) == (xid, op, _normal(op, args))
 
 
+@settings(max_examples=50, deadline=None)
 @given(auth_type=int32, scheme=st.text(min_size=1, max_size=10), auth=st.text(min_size=1, max_size=20))
 def test_auth_packet_like_kazoo(auth_type, scheme, auth):
     theirs = bytes(kz.Auth(auth_type, scheme, auth).serialize())
@@ -283,6 +290,7 @@ def test_auth_packet_like_kazoo(auth_type, scheme, auth):
     assert jute.decode_request(jute.INT_INT.pack(-4, Op.AUTH) + theirs)[2] == (auth_type, scheme, auth.encode())
 
 
+@settings(max_examples=50, deadline=None)
 @given(timeout=int32, sid=int64, passwd=st.binary(min_size=16, max_size=16), zxid=int64, ro=st.booleans())
 def test_connect_request_like_kazoo(timeout, sid, passwd, zxid, ro):
     theirs = bytes(kz.Connect(0, zxid, timeout, sid, passwd, ro).serialize())
@@ -393,7 +401,7 @@ def _decode_or_jute_error(fn, payload):
             return None
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_truncated_or_corrupt_requests_raise_jute_error_only(data):
     op = data.draw(st.sampled_from(sorted(ARGS)))

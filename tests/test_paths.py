@@ -108,7 +108,7 @@ def test_matches_java_on_absolute_paths(rest):
     assert is_valid_path("/" + rest) == java_validate_path("/" + rest)
 
 
-@settings(max_examples=300)
+@settings(max_examples=150)
 @given(st.lists(st.one_of(st.sampled_from(["", ".", "..", "...", "a", ".a", "a."]), st.text(max_size=4)), max_size=5),
        st.booleans())
 def test_matches_java_on_node_names(names, trailing):
