@@ -166,6 +166,15 @@ class Zab:
             return lo + 1
         return None
 
+    def _epoch_lasts(self) -> dict[int, int]:
+        """The last zxid of each epoch in our log (the snapshot base counts for its epoch)."""
+        lasts: dict[int, int] = {}
+        if self.base_zxid:
+            lasts[epoch_of(self.base_zxid)] = self.base_zxid
+        for zxid, _ in self.log:
+            lasts[epoch_of(zxid)] = zxid
+        return lasts
+
     def _commit_to(self, zxid: int) -> None:
         """Advance the commit point and hand out the newly committed entries to apply."""
         if zxid <= self.commit_zxid:
@@ -319,7 +328,7 @@ class Zab:
                     self._send(sid, ("leaderinfo", self.epoch, self.joins.get(sid)))
 
     def _on_ackepoch(self, sender: int, msg: tuple) -> None:
-        _, epoch, current_epoch, last_zxid, join = msg
+        _, epoch, current_epoch, last_zxid, join, their_lasts = msg
         if epoch != self.epoch or list(join) != self.joins.get(sender):
             return  # stale: from an earlier join of this learner
         if sender in self.sync_points:
@@ -329,19 +338,34 @@ class Zab:
             # A follower knows more than we do: we should not have been elected.
             self._start_election()
             return
-        self._sync_learner(sender, last_zxid)
+        self._sync_learner(sender, last_zxid, {int(e): int(z) for e, z in their_lasts})
 
-    def _sync_learner(self, sid: int, their_zxid: int) -> None:
+    def _common_point(self, their_zxid: int, their_lasts: dict[int, int]) -> int | None:
+        """The last zxid our history and the learner's share, or None if we cannot tell.
+
+        Within one epoch both logs hold a prefix of what that epoch's leader proposed, and
+        before it both hold that leader's history: so the common point is the smaller of the
+        two last zxids in the highest epoch both have entries of.
+        """
+        if their_zxid == 0:
+            return 0
+        mine = self._epoch_lasts()
+        common = [e for e in their_lasts if e in mine]
+        if not common:
+            return None
+        e = max(common)
+        return min(their_lasts[e], mine[e])
+
+    def _sync_learner(self, sid: int, their_zxid: int, their_lasts: dict[int, int]) -> None:
         """One SYNC message (DIFF, TRUNC+DIFF or SNAP+DIFF, then NEWLEADER); then proposals follow."""
         last = self.last_zxid
-        idx = self._index_after(their_zxid)
-        if idx is not None:
+        point = self._common_point(their_zxid, their_lasts)
+        idx = self._index_after(point) if point is not None else None
+        if idx is not None and point == their_zxid:
             msg = ("sync", self.epoch, "diff", None, None, self.log[idx:], last)
         else:
-            below = [z for z, _ in self.log if z < their_zxid]
-            if below and their_zxid > self.base_zxid:
-                point = below[-1]
-                msg = ("sync", self.epoch, "trunc", point, None, self.log[self._index_after(point) or 0:], last)
+            if idx is not None:
+                msg = ("sync", self.epoch, "trunc", point, None, self.log[idx:], last)
             else:
                 assert self.snapshot_provider is not None, "SNAP sync needs a snapshot provider"
                 snap_zxid, state = self.snapshot_provider()
@@ -460,7 +484,9 @@ class Zab:
         self._send_ackepoch()
 
     def _send_ackepoch(self) -> None:
-        self._send(self.leader, ("ackepoch", self.epoch, self.current_epoch, self.last_zxid, self._join_id()))  # type: ignore[arg-type]
+        lasts = sorted(self._epoch_lasts().items())
+        self._send(self.leader, ("ackepoch", self.epoch, self.current_epoch, self.last_zxid, self._join_id(),  # type: ignore[arg-type]
+                                 [list(x) for x in lasts]))
 
     def _on_sync(self, msg: tuple) -> None:
         _, epoch, mode, point, state, entries, newleader_zxid, join = msg
