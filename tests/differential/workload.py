@@ -40,10 +40,13 @@ from kazoo.client import KazooClient
 from kazoo.exceptions import ConnectionDropped, ConnectionLoss, KazooException
 from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.protocol.serialization import (
+    CheckVersion,
     Close,
+    Delete,
     GetChildren,
     GetData,
     MultiHeader,
+    SetData,
     Watch,
     int_struct,
     long_struct,
@@ -62,7 +65,8 @@ from kazoo.security import ACL, Id, make_digest_acl_credential
 
 OP_TIMEOUT = 15.0  # seconds: any single request; a server that does not answer fails the run
 SESSION_TIMEOUT = 30.0  # seconds: regular sessions (the suite raises maxSessionTimeout to allow it)
-SHORT_TIMEOUT_MS = 500  # sessions the server is to expire
+SHORT_TIMEOUT_MS = 800  # sessions the server is to expire
+TIMEOUT_EXPIRIES = 2  # at most this many per run: each waits ~1 s per server
 EXPIRY_WAIT = 30.0  # seconds: bound on waiting for the server to expire a silent session
 
 EVENT_TYPES = {1: "Created", 2: "Deleted", 3: "DataChanged", 4: "ChildrenChanged", 5: "DataWatchRemoved",
@@ -99,6 +103,44 @@ class RawCreate(namedtuple("RawCreate", "type path data acl flags ttl")):
         return path, ZnodeStat._make(stat_struct.unpack_from(buf, offset))
 
 
+class RawMulti(namedtuple("RawMulti", "operations")):
+    """multi (14) with any create variant (kazoo's transactions only send plain creates)."""
+
+    type = 14
+
+    def serialize(self) -> bytes:
+        b = bytearray()
+        for op in self.operations:
+            b += MultiHeader(op.type, False, -1).serialize() + op.serialize()
+        return bytes(b + multiheader_struct.pack(-1, True, -1))
+
+    @classmethod
+    def deserialize(cls, buf: bytes, offset: int):
+        out = []
+        while True:
+            header, offset = MultiHeader.deserialize(buf, offset)
+            if header.done:
+                return out
+            if header.type == 1:
+                path, offset = read_string(buf, offset)
+                out.append(("create", path))
+            elif header.type in (15, 19, 21):
+                path, offset = read_string(buf, offset)
+                out.append((f"create{header.type}", path, ZnodeStat._make(stat_struct.unpack_from(buf, offset))))
+                offset += stat_struct.size
+            elif header.type == 5:
+                out.append(("set", ZnodeStat._make(stat_struct.unpack_from(buf, offset))))
+                offset += stat_struct.size
+            elif header.type in (2, 13):
+                out.append(("delete" if header.type == 2 else "check",))
+            elif header.type == -1:
+                out.append(("err", int_struct.unpack_from(buf, offset)[0]))
+                offset += 4
+            else:
+                out.append(("type", header.type))
+                return out
+
+
 class AddWatch(namedtuple("AddWatch", "path mode")):
     type = 106
 
@@ -115,6 +157,25 @@ class RemoveWatches(namedtuple("RemoveWatches", "type path watcher_type")):
 
     def serialize(self) -> bytes:
         return write_string(self.path) + int_struct.pack(self.watcher_type)
+
+    def deserialize(self, buf: bytes, offset: int):
+        return True
+
+
+def _write_strings(items: list) -> bytes:
+    return int_struct.pack(len(items)) + b"".join(write_string(p) for p in items)
+
+
+class SetWatches(namedtuple("SetWatches", "type relative_zxid data exist child persistent recursive")):
+    """setWatches (101) / setWatches2 (105), as clients send them on reconnect: the server
+    sets the watches and fires at once for what changed since relative_zxid."""
+
+    def serialize(self) -> bytes:
+        b = long_struct.pack(self.relative_zxid) + _write_strings(self.data) + _write_strings(self.exist)
+        b += _write_strings(self.child)
+        if self.type == 105:
+            b += _write_strings(self.persistent) + _write_strings(self.recursive)
+        return b
 
     def deserialize(self, buf: bytes, offset: int):
         return True
@@ -269,6 +330,7 @@ class Generator:
         self.n = sessions
         self.known: list[str] = ["/d", "/d/a", "/d/b"]
         self.expiries = 0
+        self.last_zxid = 0
 
     # -- arguments
     def path(self) -> str:
@@ -341,18 +403,36 @@ class Generator:
             path += "/"
         return dict(type=optype, path=path, value=self.data(), acl=self.acl(), flags=flags, ttl=ttl)
 
+    def raw_multi_ops(self) -> list:
+        rng = self.rng
+        ops = []
+        for _ in range(rng.choice([1, 2, 3, 4])):
+            k = rng.random()
+            if k < 0.55:
+                a = self.raw_create_args()
+                if rng.random() < 0.3:
+                    a["type"], a["flags"], a["ttl"] = rng.choice([1, 15]), rng.choice([0, 1, 2, 3]), -1
+                ops.append(("create", a["type"], a["path"], a["value"], a["acl"], a["flags"], a["ttl"]))
+            elif k < 0.7:
+                ops.append(("delete", self.path(), self.version()))
+            elif k < 0.85:
+                ops.append(("set_data", self.path(), self.data(), self.version()))
+            else:
+                ops.append(("check", self.path(), self.version()))
+        return ops
+
     def txn_ops(self) -> list:
         rng = self.rng
         ops = []
         for _ in range(rng.choice([0, 1, 1, 2, 2, 3, 4, 5])):
             k = rng.random()
             if k < 0.4:
-                a = self.create_args()
-                ops.append(("create", a["path"], a["value"], a["acl"], a["ephemeral"], a["sequence"]))
+                a = self.create_args()  # (kazoo's transactions take no null data)
+                ops.append(("create", a["path"], a["value"] or b"", a["acl"], a["ephemeral"], a["sequence"]))
             elif k < 0.6:
                 ops.append(("delete", self.path(), self.version()))
             elif k < 0.8:
-                ops.append(("set_data", self.path(), self.data(), self.version()))
+                ops.append(("set_data", self.path(), self.data() or b"", self.version()))
             else:
                 ops.append(("check", self.path(), self.version()))
         return ops
@@ -384,8 +464,10 @@ class Generator:
         if k < 70:
             acl = ACLS[rng.choice(GOOD_ACLS + BAD_ACLS[:3])] if rng.random() < 0.8 else OPEN
             return Op("set_acls", i, dict(path=self.path(), acls=acl, version=self.version()))
-        if k < 76:
+        if k < 74.5:
             return Op("transaction", i, dict(ops=self.txn_ops()))
+        if k < 76:
+            return Op("raw_multi", i, dict(ops=self.raw_multi_ops()))
         if k < 77.5:
             reads = [(rng.choice(["get", "get_children"]), self.path()) for _ in range(rng.randint(1, 3))]
             return Op("multi_read", i, dict(ops=reads))
@@ -393,10 +475,12 @@ class Generator:
             return Op("sync", i, dict(path=self.path()))
         if k < 83:
             return Op("add_watch", i, dict(path=self.watch_path(), mode=rng.choice([0, 1])))
-        if k < 85:
+        if k < 84.5:
             return Op("remove_watches", i, dict(path=self.watch_path(), watcher_type=rng.choice([1, 2, 3, 4, 5]),
                                                 check=rng.random() < 0.3))
         if k < 86:
+            return self.set_watches(i)
+        if k < 86.5:
             return Op("get_ephemerals", i, dict(prefix=rng.choice(["/", "/d", "/d/a", "/m", "/x"])))
         if k < 87:
             return Op("get_all_children_number", i, dict(path=self.path()))
@@ -412,7 +496,7 @@ class Generator:
             return Op("expire", i, {})
         if k < 99.8:
             return Op("reconnect", i, {})
-        if self.expiries < 3:
+        if self.expiries < TIMEOUT_EXPIRIES:
             self.expiries += 1
             a = self.create_args()
             if rng.random() < 0.6:
@@ -420,8 +504,22 @@ class Generator:
             return Op("timeout_expire", i, dict(path=a["path"], value=a["value"], sequence=a["sequence"]))
         return Op("exists", i, dict(path=self.path(), watch=True))
 
-    def observe(self, op: Op, result: Any) -> None:
-        """Learn created paths from the reference result."""
+    def set_watches(self, i: int) -> Op:
+        rng = self.rng
+
+        def paths() -> list:
+            return [self.watch_path() for _ in range(rng.choice([0, 0, 1, 2, 3]))]
+
+        optype = rng.choice([101, 105, 105])
+        relative = rng.choice([0, max(0, self.last_zxid - rng.randint(0, 30)), self.last_zxid])
+        return Op("set_watches", i, dict(type=optype, relative_zxid=relative, data=paths(), exist=paths(),
+                                         child=paths(), persistent=paths() if optype == 105 else [],
+                                         recursive=paths() if optype == 105 else []))
+
+    def observe(self, op: Op, result: Any, zxids: list = ()) -> None:
+        """Learn created paths and the last zxid from the reference result."""
+        if zxids:
+            self.last_zxid = max(self.last_zxid, max(zxids))
         def learn(p: Any) -> None:
             if isinstance(p, str) and p.startswith("/d") and p not in self.known:
                 self.known.append(p)
@@ -471,8 +569,12 @@ class Driver:
         self.sessions: list[Session] = []
         self.retired: list[Session] = []
         self.expiry_count = 0
-        for i in range(sessions):
-            self.sessions.append(self._open(i))
+        try:
+            for i in range(sessions):
+                self.sessions.append(self._open(i))
+        except BaseException:
+            self.close()
+            raise
 
     # -- sessions
     def _open(self, slot: int | str, timeout: float = SESSION_TIMEOUT) -> Session:
@@ -684,12 +786,28 @@ class Driver:
                 t.check(o[1], o[2])
         return self._wait(t.commit_async())
 
+    def op_raw_multi(self, s, ops):
+        reqs = []
+        for o in ops:
+            if o[0] == "create":
+                reqs.append(RawCreate(*o[1:]))
+            elif o[0] == "delete":
+                reqs.append(Delete(o[1], o[2]))
+            elif o[0] == "set_data":
+                reqs.append(SetData(o[1], o[2], o[3]))
+            else:
+                reqs.append(CheckVersion(o[1], o[2]))
+        return self._call(s, RawMulti(reqs))
+
     def op_multi_read(self, s, ops):
         reqs = [GetData(p, None) if kind == "get" else GetChildren(p, None) for kind, p in ops]
         return self._call(s, MultiRead(reqs))
 
     def op_sync(self, s, path):
         return self._wait(s.client.sync_async(path))
+
+    def op_set_watches(self, s, type, relative_zxid, data, exist, child, persistent, recursive):
+        return self._call(s, SetWatches(type, relative_zxid, data, exist, child, persistent, recursive))
 
     def op_add_watch(self, s, path, mode):
         return self._call(s, AddWatch(path, mode))
@@ -814,7 +932,7 @@ def _read_frame(sock: socket.socket) -> bytes:
 # --------------------------------------------------------------------------- lockstep
 
 
-WRITES = {"create", "raw_create", "delete", "set", "set_acls", "transaction", "close", "expire", "reconnect",
+WRITES = {"create", "raw_create", "raw_multi", "delete", "set", "set_acls", "transaction", "close", "expire", "reconnect",
           "timeout_expire"}
 
 
@@ -869,8 +987,11 @@ def run_lockstep(drivers: list[Driver], seed: int, ops: int, max_mismatches: int
         op = next(todo, None) or gen.next()
         results = [d.apply(op) for d in drivers]
         ref = results[0]["result"]
-        gen.observe(op, ref)
-        everyone = op.name in WRITES and not (_is_error(ref) or (op.name == "transaction" and ref and _is_error(ref[0])))
+        gen.observe(op, ref, results[0]["zxids"])
+        failed = _is_error(ref) or (op.name == "transaction" and ref and _is_error(ref[0])) or (
+            op.name == "raw_multi" and ref and ref[0][0] == "err")
+        # (create with makepath may have created parents before failing)
+        everyone = op.name in WRITES and (not failed or op.args.get("makepath"))
         events = [d.settle(everyone, op.slot) for d in drivers]
         line = f"{step}: {op} -> {ref!r} zxids={results[0]['zxids']}" + (f" events={events[0]}" if events[0] else "")
         if trace:
