@@ -431,6 +431,10 @@ def _encode_body(op: int, args: tuple) -> bytes:
         if op == Op.SET_WATCHES2:
             out += enc_strings(args[4]) + enc_strings(args[5])
         return out
+    if op == Op.RECONFIG:
+        return enc_string(args[0]) + enc_string(args[1]) + enc_string(args[2]) + LONG.pack(args[3])
+    if op == Op.SASL:
+        return enc_buffer(args[0])
     if op in (Op.MULTI, Op.MULTI_READ):
         parts = []
         for sub_op, sub_args in args[0]:
