@@ -20,9 +20,11 @@ Sessions are expired deterministically: either another connection takes the sess
 over and closes it (as ZooKeeper's and kazoo's test harnesses do), or a short-timeout
 session stops talking and the server's session tracker expires it (the run waits for it).
 
-kazoo 2.11 has no client API for persistent watches, container/TTL nodes, removeWatches,
-getEphemerals, getAllChildrenNumber, whoAmI and multiRead: those go through kazoo's own
-request pipeline (`KazooClient._call`) with the small request classes below.
+kazoo 2.11 has no client API for persistent watches (addWatch), setWatches, container/TTL
+nodes, multi with create2/container/TTL sub-ops, removeWatches/checkWatches, getEphemerals,
+getAllChildrenNumber, whoAmI and multiRead: those go through kazoo's own request pipeline
+(`KazooClient._call`) with the small request classes below.  Paths kazoo refuses itself
+("/d/./a", "d") still reach the server through those.
 """
 
 from __future__ import annotations
@@ -51,7 +53,6 @@ from kazoo.protocol.serialization import (
     int_struct,
     long_struct,
     multiheader_struct,
-    read_acl,
     read_buffer,
     read_string,
     reply_header_struct,
@@ -706,6 +707,8 @@ class Driver:
             result = self.norm(getattr(self, "op_" + op.name)(s, **op.args))
         except DiffError:
             raise
+        except OSError as e:  # our own sockets (session takeover)
+            raise DiffError(f"{self.name}: {op}: {type(e).__name__}: {e}") from None
         except (KazooException, TypeError, ValueError) as e:
             result = "!" + type(e).__name__
             if isinstance(e, ConnectionLoss):
