@@ -110,6 +110,8 @@ class Zab:
         self.acks: dict[int, set[int]] = {}  # pending proposals
         self.last_heard: dict[int, int] = {}
         self.leader_start_zxid = 0
+        self.epoch_acks: dict[int, tuple] = {}
+        self.discovered = False
         self.established = False
         self.deadline = 0
         self.joins: dict[int, list] = {}  # learner -> its current join id
@@ -299,6 +301,8 @@ class Zab:
         self.sync_points: dict[int, int] = {}
         self.newleader_acks: set[int] = set()
         self.leader_start_zxid = self.last_zxid
+        self.epoch_acks: dict[int, tuple] = {}
+        self.discovered = False
         self._broadcast_vote()  # lookers learn that we lead
 
     def _on_followerinfo(self, sender: int, msg: tuple) -> None:
@@ -311,6 +315,7 @@ class Zab:
         self.joins[sender] = list(join)
         self.followerinfo[sender] = accepted_epoch
         # A learner that (re)joins is synchronised afresh.
+        self.epoch_acks.pop(sender, None)
         self.forwarding.discard(sender)
         self.synced.discard(sender)
         self.sync_points.pop(sender, None)
@@ -338,7 +343,18 @@ class Zab:
             # A follower knows more than we do: we should not have been elected.
             self._start_election()
             return
-        self._sync_learner(sender, last_zxid, {int(e): int(z) for e, z in their_lasts})
+        lasts = {int(e): int(z) for e, z in their_lasts}
+        if self.discovered:
+            self._sync_learner(sender, last_zxid, lasts)
+            return
+        # Discovery ends only when a quorum has acknowledged the epoch and none of them knows
+        # more than we do (ZooKeeper's waitForEpochAck): only then may our history, with the
+        # new epoch on it, go out to anyone.
+        self.epoch_acks[sender] = (last_zxid, lasts)
+        if len([s for s in self.epoch_acks if s in self.voters]) + 1 >= self.quorum:
+            self.discovered = True
+            for sid in sorted(self.epoch_acks):
+                self._sync_learner(sid, *self.epoch_acks[sid])
 
     def _common_point(self, their_zxid: int, their_lasts: dict[int, int]) -> int | None:
         """The last zxid our history and the learner's share, or None if we cannot tell.
