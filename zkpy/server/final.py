@@ -157,7 +157,7 @@ def remove_watches(tree: DataTree, conn: Any, args: tuple) -> tuple[int, bytes]:
 def check_watches(tree: DataTree, conn: Any, args: tuple) -> tuple[int, bytes]:
     """As ZooKeeper 3.8 answers it: is there any watcher, of any connection, at `path`?"""
     path, kind = args
-    if kind not in _WATCHER_TYPES:
+    if kind not in _WATCHER_TYPES or not path.startswith("/"):
         return int(Err.MARSHALLINGERROR), b""
     found = any(table.by_path.get(path) for table in _watch_tables(tree, kind))
     return (0, b"") if found else (int(Err.NOWATCHER), b"")

@@ -18,6 +18,7 @@ from ..tree.datatree import DataTree, Txn
 from ..tree.paths import is_valid_path
 
 SPECIAL_PATHS = frozenset({"/", "/zookeeper", "/zookeeper/quota", "/zookeeper/config"})
+_MULTI_CREATES = frozenset({Op.CREATE, Op.CREATE2, Op.CREATE_CONTAINER, Op.CREATE_TTL})
 
 
 class Change:
@@ -106,7 +107,11 @@ class Prep:
         """One write request -> one txn (an ERROR txn when a check fails)."""
         zxid = self.next_zxid()
         if op == Op.MULTI:
-            return Txn(zxid, now_ms, session, cxid, Op.MULTI, (self._multi(zxid, session, args[0], identities, now_ms),))
+            try:
+                subs = self._multi(zxid, session, args[0], identities, now_ms)
+            except _WholeMultiFails:
+                return Txn(zxid, now_ms, session, cxid, Op.ERROR, (int(Err.MARSHALLINGERROR),))
+            return Txn(zxid, now_ms, session, cxid, Op.MULTI, (subs,))
         try:
             t, targs = self._one(zxid, session, op, args, identities)
         except ZkError as e:
@@ -149,9 +154,14 @@ class Prep:
         failed = False
         try:
             for op, args in ops:
+                if op in _MULTI_CREATES:
+                    op, args = _multi_create(op, args)
                 if failed:
                     subs.append((Op.ERROR, (int(Err.RUNTIMEINCONSISTENCY),)))
                     continue
+                if op == Op.CREATE_TTL and args[4] is None:
+                    self._rollback(zxid)  # TTL flags on a create without a TTL: the request is bad
+                    raise _WholeMultiFails
                 try:
                     subs.append(self._one(zxid, session, op, args, identities))
                 except ZkError as e:
@@ -308,6 +318,26 @@ class Prep:
         c.acl = fixed_acl
         self._add(c)
         return Op.SET_ACL, (path, fixed_acl, new_aversion)
+
+
+def _multi_create(op: int, args: tuple) -> tuple[int, tuple]:
+    """A create inside multi is what its flags say, whatever its op code (ZooKeeper's Op.create).
+
+    Flags 4 make a container (answered with path and Stat), TTL flags a TTL node, anything
+    else a plain create (answered with the path only; Prep refuses invalid flags).  A
+    createTTL record with other flags drops its TTL; TTL flags on a record without a TTL
+    get ttl None, which fails the whole multi when Prep reaches it, as in ZooKeeper.
+    """
+    path, data, acl, flags, ttl = args
+    if flags in (5, 6):
+        return Op.CREATE_TTL, (path, data, acl, flags, ttl if op == Op.CREATE_TTL else None)
+    if flags == 4:
+        return Op.CREATE_CONTAINER, (path, data, acl, flags, -1)
+    return Op.CREATE, (path, data, acl, flags, -1)
+
+
+class _WholeMultiFails(Exception):
+    pass
 
 
 def _check_path(path: str) -> None:
