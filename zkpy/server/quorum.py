@@ -155,7 +155,6 @@ class QuorumPeer:
             r = core.ready()
             if r.empty():
                 return
-            was_serving = self.server.state not in ("looking",)
             if r.snapshot is not None:
                 self._install_snapshot(*r.snapshot)
             if r.truncate is not None:
@@ -174,7 +173,7 @@ class QuorumPeer:
             for to, msg in r.messages:
                 self.peers.send(to, msg)
             if r.role_changed:
-                self._role_changed(was_serving)
+                self._role_changed()
             core.advance()
 
     def _start_write(self) -> None:
@@ -226,7 +225,7 @@ class QuorumPeer:
                 os.unlink(path)
         self.server.replace_tree(recover(self.config.data_dir, self.config.data_log_dir))
 
-    def _role_changed(self, was_serving: bool) -> None:
+    def _role_changed(self) -> None:
         core = self.core
         state = {LEADING: "leader", FOLLOWING: "follower", OBSERVING: "observer", LOOKING: "looking"}[core.state]
         if not core.serving:

@@ -38,16 +38,6 @@ def _check(path: str) -> bool:
     return True
 
 
-def parent_of(path: str) -> str:
-    """Parent path; '/' for a top-level node. `path` must be valid and not '/'."""
-    i = path.rfind("/")
-    return path[:i] if i > 0 else "/"
-
-
-def basename(path: str) -> str:
-    return path[path.rfind("/") + 1 :]
-
-
 def ancestors(path: str):
     """Yields the proper ancestors of `path`, nearest first, ending with '/'."""
     while path != "/":

@@ -14,6 +14,7 @@ from typing import Any, Iterable
 
 from . import acl as acls
 from ..protocol.codes import Perm
+from .paths import ancestors
 
 STANDARD = 1
 PERSISTENT = 2
@@ -109,7 +110,7 @@ class WatchTable:
                         self._drop(path, watcher)
                 fired.add(watcher)
         if self.recursive_count:
-            for parent in _ancestors(path):
+            for parent in ancestors(path):
                 pentry = self.by_path.get(parent)
                 if not pentry:
                     continue
@@ -131,10 +132,3 @@ class WatchTable:
 
     def paths_of(self, watcher: Any) -> Iterable[str]:
         return self.by_watcher.get(watcher, ())
-
-
-def _ancestors(path: str):
-    while path != "/":
-        i = path.rfind("/")
-        path = path[:i] if i > 0 else "/"
-        yield path
