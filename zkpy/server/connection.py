@@ -184,8 +184,8 @@ class ClientConnection(asyncio.Protocol):
         return entry
 
     def send_connect_response(self, timeout: int, session_id: int, passwd: bytes, with_read_only: bool,
-                              entry: _Pending | None = None) -> None:
-        frame = jute.encode_connect_response(timeout, session_id, passwd, False, with_read_only)
+                              entry: _Pending | None = None, read_only: bool = False) -> None:
+        frame = jute.encode_connect_response(timeout, session_id, passwd, read_only, with_read_only)
         if entry is None:
             self.out.append(frame)
             self._kick()

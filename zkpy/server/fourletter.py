@@ -210,6 +210,8 @@ def _dump(s: "ZkServer") -> str:
 
 
 def _isro(s: "ZkServer") -> str:
+    if s.state == "looking":
+        return "null"
     return "ro" if s.state == "read-only" else "rw"
 
 

@@ -106,6 +106,7 @@ class QuorumPeer:
         self.touched: set[int] = set()
         self.loop: asyncio.AbstractEventLoop | None = None
         self._tick_handle: asyncio.TimerHandle | None = None
+        self._read_only_timer: asyncio.TimerHandle | None = None
 
     # ------------------------------------------------------------ lifecycle
 
@@ -113,11 +114,14 @@ class QuorumPeer:
         self.loop = asyncio.get_running_loop()
         await self.peers.start()
         self._schedule_tick()
+        self._schedule_read_only()
         self._process()
 
     async def stop(self) -> None:
         if self._tick_handle is not None:
             self._tick_handle.cancel()
+        if self._read_only_timer is not None:
+            self._read_only_timer.cancel()
         await self.peers.stop()
         self._writer.submit(self.txlog.close).result()
         self._writer.shutdown(wait=True)
@@ -233,6 +237,10 @@ class QuorumPeer:
         if state != self.server.state:
             log.info("role", sid=self.sid, role=state, epoch=core.epoch, leader=core.leader)
         previous = self.server.state
+        if state == "looking" and previous == "read-only":
+            return  # still without a quorum
+        if previous == "read-only":
+            self.server.leave_read_only()
         self.server.state = state
         if state == "leader" and previous != "leader":
             self.server.prep.reset()
@@ -244,6 +252,22 @@ class QuorumPeer:
             self.sync_tokens.clear()
             self.sync_waiters.clear()
             self.server.drop_clients()
+            self._schedule_read_only()
+
+    def _schedule_read_only(self) -> None:
+        """With readonlymode.enabled, a server still looking after max(2 s, tickTime) serves
+        reads (ZooKeeper's QuorumPeer starts its ReadOnlyZooKeeperServer after that delay)."""
+        if not self.config.read_only_mode:
+            return
+        if self._read_only_timer is not None:
+            self._read_only_timer.cancel()
+        delay = max(2000, self.config.tick_time) / 1000.0
+        self._read_only_timer = self.loop.call_later(delay, self._maybe_read_only)
+
+    def _maybe_read_only(self) -> None:
+        self._read_only_timer = None
+        if self.server.state == "looking" and self.server.quorum is self:
+            self.server.enter_read_only()
 
     # ------------------------------------------------------------ client requests
 

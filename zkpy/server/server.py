@@ -95,6 +95,9 @@ class ZkServer:
         self.host = config.client_port_address
         self.port = config.client_port
         self.state = "standalone"
+        # Without a quorum and with readonlymode.enabled: reads for clients that ask for them.
+        self.read_only = False
+        self.local_sessions: set[int] = set()  # sessions opened in read-only mode: never in the tree
         if len(participants) > 1:
             from .quorum import QuorumPeer
 
@@ -181,6 +184,9 @@ class ZkServer:
         timeout = min(max(req.timeout, self.config.min_timeout), self.config.max_timeout)
         conn.old_client = not req.has_read_only
         quorum = self.quorum
+        if self.read_only:
+            self._connect_read_only(conn, req, timeout)
+            return
         if quorum is not None and not quorum.serving:
             log.info("not serving: no quorum; closing client connection", peer=conn.peer)
             conn.close()
@@ -210,6 +216,57 @@ class ZkServer:
         self._bind(conn, sid, timeout)
         conn.send_connect_response(timeout, sid, session_password(sid), req.has_read_only)
 
+    def _connect_read_only(self, conn: Any, req: ConnectRequest, timeout: int) -> None:
+        """Sessions of a read-only server are local: nothing is logged, the tree does not change.
+
+        A known session (in the tree, or opened here) reattaches; a new one gets an id the
+        quorum never hears of, so a client that later reaches a read-write server with it is
+        told that it expired (the Java client sends 0 there instead)."""
+        if not req.read_only:
+            log.info("refusing session request for not-read-only client", peer=conn.peer)
+            conn.close()
+            return
+        sid = req.session_id
+        if sid == 0:
+            sid = self.sessions.new_session_id()
+            self.local_sessions.add(sid)
+            self.sessions.add(sid, timeout, self.now_ms)
+        elif req.passwd != session_password(sid) or not (sid in self.tree.sessions or sid in self.local_sessions):
+            log.info("session expired or invalid on reconnect", session=hex(sid), peer=conn.peer)
+            conn.send_connect_response(0, 0, b"\x00" * 16, req.has_read_only)
+            conn.close()
+            return
+        else:
+            if not self.sessions.is_alive(sid):
+                self.sessions.add(sid, timeout, self.now_ms)
+            self.sessions.touch(sid, self.now_ms)
+            for old in list(self.by_session.get(sid, ())):
+                old.close()
+        self._bind(conn, sid, timeout)
+        conn.send_connect_response(timeout, sid, session_password(sid), req.has_read_only, read_only=True)
+
+    def enter_read_only(self) -> None:
+        """No quorum for a while: serve our tree, read-only (ReadOnlyZooKeeperServer)."""
+        log.info("no quorum; serving reads in read-only mode", zxid=hex(self.tree.last_zxid))
+        self.read_only = True
+        self.state = "read-only"
+        now = self.clock_ms()
+        for sid in list(self.sessions.timeouts):
+            self.sessions.remove(sid)
+        for sid, timeout in self.tree.sessions.items():
+            self.sessions.add(sid, timeout, now)
+
+    def leave_read_only(self) -> None:
+        """A quorum again: read-only clients reconnect, to find a read-write server."""
+        self.read_only = False
+        for sid in self.local_sessions:
+            self.sessions.remove(sid)
+        self.local_sessions.clear()
+        self.drop_clients()
+
+    def _refuse_write(self, conn: Any, entry: Any) -> None:
+        conn.write_done(entry, self.tree.last_zxid, Err.NOTREADONLY, b"")
+
     def _bind(self, conn: Any, sid: int, timeout: int) -> None:
         conn.session_id = sid
         conn.timeout = timeout
@@ -232,6 +289,9 @@ class ZkServer:
     # ------------------------------------------------------------ the write pipeline
 
     def submit_write(self, conn: Any, entry: Any, op: int, args: tuple) -> None:
+        if self.read_only:
+            self._refuse_write(conn, entry)
+            return
         quorum = self.quorum
         if quorum is not None and not quorum.is_leader:
             quorum.forward("request", (_REQUEST, conn, entry, op), conn.session_id, entry.xid, op, args,
@@ -241,6 +301,9 @@ class ZkServer:
         self.commit(txn, (_REQUEST, conn, entry, op))
 
     def submit_error(self, conn: Any, entry: Any, op: int, err: int) -> None:
+        if self.read_only:
+            self._refuse_write(conn, entry)
+            return
         if self.quorum is not None and not self.quorum.is_leader:
             conn.write_done(entry, self.tree.last_zxid, err, b"")
             return
@@ -248,6 +311,9 @@ class ZkServer:
 
     def sync_request(self, conn: Any, entry: Any, path: str) -> None:
         """A follower's sync: answered once it has applied all the leader had proposed."""
+        if self.read_only:
+            self._refuse_write(conn, entry)
+            return
         self.quorum.sync(conn, entry, path)  # type: ignore[union-attr]
 
     def touch(self, session: int) -> None:
@@ -294,6 +360,12 @@ class ZkServer:
     def close_session_request(self, conn: Any, entry: Any) -> None:
         sid = conn.session_id
         origin = (_REQUEST, conn, entry, Op.CLOSE_SESSION)
+        if self.read_only:
+            # No txn: a global session's ephemerals stay until the quorum expires it.
+            conn.write_done(entry, self.tree.last_zxid, 0, b"")
+            self.local_sessions.discard(sid)
+            self._session_closed(sid)
+            return
         if self.quorum is not None and not self.quorum.is_leader:
             self.quorum.forward("closesession", origin, sid, entry.xid)
             return
@@ -355,6 +427,11 @@ class ZkServer:
         try:
             self.now_ms = self.clock_ms()
             leads = self.quorum is None or self.quorum.is_leader
+            if self.read_only:
+                for sid in self.sessions.expired(self.now_ms):
+                    log.info("read-only session expired", session=hex(sid))
+                    self.local_sessions.discard(sid)
+                    self._session_closed(sid)
             for sid in self.sessions.expired(self.now_ms) if leads else ():
                 log.info("session expired", session=hex(sid))
                 self.commit(self.prep.close_session(sid, 0, self.now_ms), None)

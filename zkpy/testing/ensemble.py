@@ -3,6 +3,9 @@
     with Ensemble(3) as ens:
         KazooClient(ens.connect_string)
         ens.kill(ens.leader())          # SIGKILL; ens.start_server(sid) brings it back
+
+    with Ensemble(3, proxied=True) as ens:  # peer traffic through a loopback proxy
+        ens.isolate(ens.leader())       # a network partition; ens.heal() ends it
 """
 
 from __future__ import annotations
@@ -16,11 +19,13 @@ import tempfile
 import time
 
 from .external import apache_zookeeper_classpath, four_letter_word, free_port
+from .proxy import Proxy
 
 
 class Ensemble:
     def __init__(self, size: int = 3, tick_time: int = 200, observers: int = 0, apache: bool = False,
-                 startup_timeout: float = 30.0) -> None:
+                 startup_timeout: float = 30.0, proxied: bool = False,
+                 settings: dict[str, str] | None = None) -> None:
         self.size = size
         self.tick_time = tick_time
         self.apache = apache
@@ -32,6 +37,19 @@ class Ensemble:
         self.peer_ports = {i: free_port() for i in self.ids}
         self.election_ports = {i: free_port() for i in self.ids}
         self.procs: dict[int, subprocess.Popen] = {}
+        self.settings = dict(settings or {})
+        # proxied: server a reaches server b's quorum and election ports through links named
+        # "a->b:peer" and "a->b:election", so that a test can cut them (see proxy.py).
+        self.proxy: Proxy | None = None
+        self.proxy_ports: dict[tuple[int, int], tuple[int, int]] = {}
+        if proxied:
+            self.proxy = Proxy()
+            for a in self.ids:
+                for b in self.ids:
+                    if a != b:
+                        self.proxy_ports[(a, b)] = (
+                            self.proxy.link(f"{a}->{b}:peer", "127.0.0.1", self.peer_ports[b]),
+                            self.proxy.link(f"{a}->{b}:election", "127.0.0.1", self.election_ports[b]))
 
     @property
     def connect_string(self) -> str:
@@ -49,11 +67,13 @@ class Ensemble:
         lines = [f"tickTime={self.tick_time}", "initLimit=10", "syncLimit=5", f"dataDir={d}",
                  f"clientPort={self.client_ports[sid]}", "clientPortAddress=127.0.0.1", "4lw.commands.whitelist=*",
                  "admin.enableServer=false"]
+        lines += [f"{k}={v}" for k, v in self.settings.items()]
         if self.observers and sid in self.observers:
             lines.append("peerType=observer")
         for i in self.ids:
             role = ":observer" if i in self.observers else ""
-            lines.append(f"server.{i}=127.0.0.1:{self.peer_ports[i]}:{self.election_ports[i]}{role}")
+            peer, election = self.proxy_ports.get((sid, i), (self.peer_ports[i], self.election_ports[i]))
+            lines.append(f"server.{i}=127.0.0.1:{peer}:{election}{role}")
         with open(cfg, "w") as f:
             f.write("\n".join(lines) + "\n")
         return cfg
@@ -114,6 +134,21 @@ class Ensemble:
     def resume(self, sid: int) -> None:
         os.killpg(self.procs[sid].pid, signal.SIGCONT)
 
+    def partition(self, *groups: list[int]) -> None:
+        """Cut every link between servers of different groups (a server in no group is alone)."""
+        assert self.proxy is not None, "partitions need Ensemble(proxied=True)"
+        group_of = {sid: i for i, g in enumerate(groups) for sid in g}
+        cut = [f"{a}->{b}:{kind}" for (a, b) in self.proxy_ports for kind in ("peer", "election")
+               if group_of.get(a, -a) != group_of.get(b, -b)]
+        self.proxy.cut(cut)
+
+    def isolate(self, sid: int) -> None:
+        self.partition([sid], [s for s in self.ids if s != sid])
+
+    def heal(self) -> None:
+        assert self.proxy is not None
+        self.proxy.heal()
+
     def stop(self) -> None:
         for sid, p in self.procs.items():
             if p.poll() is None:
@@ -124,6 +159,8 @@ class Ensemble:
                 p.wait(10)
             except subprocess.TimeoutExpired:
                 os.killpg(p.pid, signal.SIGKILL)
+        if self.proxy is not None:
+            self.proxy.close()
         shutil.rmtree(self.base, ignore_errors=True)
 
     def __enter__(self) -> "Ensemble":
