@@ -33,35 +33,6 @@ def _client(hosts: str, **kw) -> KazooClient:
     return c
 
 
-def _tree(client: KazooClient) -> dict[str, tuple]:
-    """Every znode's data and Stat, as this client's server holds them."""
-    out = {}
-    todo = ["/"]
-    while todo:
-        path = todo.pop()
-        data, stat = client.get(path)
-        out[path] = (data, tuple(stat))
-        todo.extend(path.rstrip("/") + "/" + child for child in client.get_children(path))
-    return out
-
-
-def _replicas_identical(ens: Ensemble) -> dict[str, tuple]:
-    trees = {}
-    for sid in ens.ids:
-        c = _client(ens.address(sid))
-        try:
-            c.sync("/")
-            trees[sid] = _tree(c)
-        finally:
-            c.stop()
-            c.close()
-    first = trees[ens.ids[0]]
-    for sid, tree in trees.items():
-        diff = sorted(set(tree.items()) ^ set(first.items()))
-        assert not diff, f"server {sid} differs from server {ens.ids[0]}: {diff[:4]}"
-    return first
-
-
 def _wait_mode(ens: Ensemble, sid: int, modes: tuple, timeout: float = 15) -> str | None:
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -95,7 +66,7 @@ def test_isolated_leader_loses_its_pending_writes_and_the_majority_goes_on():
         assert acked == [], f"a leader without a quorum acknowledged {acked}"
         ens.heal()
         ens.wait_serving(timeout=30)
-        tree = _replicas_identical(ens)
+        tree = ens.assert_replicas_identical()
         assert tree["/before"][0] == b"1" and tree["/during"][0] == b"2"
         assert not [p for p in tree if p.startswith("/orphan")], "an unacknowledged write survived on some server"
         majority.stop()
@@ -114,7 +85,7 @@ def test_a_cut_off_follower_stops_serving_and_catches_up_on_heal():
             c.create(f"/n{i}", str(i).encode())  # the remaining two are a quorum
         ens.heal()
         ens.wait_serving(timeout=30)
-        tree = _replicas_identical(ens)
+        tree = ens.assert_replicas_identical()
         assert all(f"/n{i}" in tree for i in range(50))
         c.stop()
 
@@ -139,7 +110,7 @@ def test_a_session_outlives_the_partition_of_its_server():
         assert c.get("/mine")[1].ephemeralOwner == session
         ens.heal()
         ens.wait_serving(timeout=30)
-        tree = _replicas_identical(ens)
+        tree = ens.assert_replicas_identical()
         assert tree["/mine"][0] == b"moved"
         c.stop()
         c.close()
@@ -160,7 +131,7 @@ def test_no_majority_anywhere_then_heal():
             pass
         ens.heal()
         ens.wait_serving(timeout=30)
-        assert _replicas_identical(ens)["/kept"][0] == b"k"
+        assert ens.assert_replicas_identical()["/kept"][0] == b"k"
 
 
 def test_read_only_mode_serves_reads_of_a_cut_off_server():
@@ -265,7 +236,7 @@ def test_rotating_partitions_under_load_lose_no_acknowledged_write():
             for t in threads:
                 t.join(20)
         assert acked and bumps["acked"] > 0
-        tree = _replicas_identical(ens)
+        tree = ens.assert_replicas_identical()
         missing = [p for p in acked if p not in tree]
         assert not missing, f"acknowledged creates lost: {missing[:5]}"
         data, stat = tree["/counter"]

@@ -5,16 +5,13 @@ is running wait in a queue and go to disk together in the next batch (at most
 `MAX_BATCH`).  Only after a batch's fsync returns are its txns applied and answered, so
 no response ever leaves for a write that is not on disk.
 
-Snapshots are written by a forked child from a copy-on-write image of the tree, exact as
-of the last applied zxid; the log is rolled at the same point.  Service goes on meanwhile.
+Snapshots: see snapshotter.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import random
-import resource
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
@@ -24,6 +21,7 @@ from ..consensus import snapshot as snapshots
 from ..consensus.records import encode_txn, frame
 from ..consensus.txnlog import TxnLog, read_log, read_segment, segments
 from ..tree.datatree import DataTree, Txn
+from .snapshotter import Snapshotter
 
 log = structlog.get_logger("zkpy.persistence")
 
@@ -77,10 +75,10 @@ class Persistence:
     """Queues committed txns, writes and syncs them in batches, then hands them back applied."""
 
     def __init__(self, data_dir: str, data_log_dir: str | None, force_sync: bool, snap_count: int,
-                 apply: Callable[[Txn, Any], None], fail: Callable[[Txn, Any], None]) -> None:
+                 apply: Callable[[Txn, Any], None], fail: Callable[[Txn, Any], None],
+                 purge_retain: int | None = None) -> None:
         self.snap_dir, self.log_dir = data_paths(data_dir, data_log_dir)
         self.log = TxnLog(self.log_dir, force_sync=force_sync)
-        self.snap_count = snap_count
         self._apply = apply
         self._fail = fail
         self.queue: list[tuple[Txn, Any]] = []
@@ -89,17 +87,14 @@ class Persistence:
         self.loop: asyncio.AbstractEventLoop | None = None
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zkpy-log")
         self._scheduled = False
-        self._since_snapshot = 0
-        self._snap_threshold = self._next_threshold()
-        self.snapshot_pid: int | None = None
+        # The roll is queued behind the batch being written, if any: the new segment starts
+        # after the snapshot's zxid.
+        self.snapshotter = Snapshotter(
+            self.snap_dir, snap_count, lambda: self._writer.submit(self.log.roll),
+            (lambda: purge(data_dir, data_log_dir, purge_retain)) if purge_retain else None)
         self.batches = 0
         self.txns_logged = 0
         self.after_batch: Callable[[], None] = lambda: None
-
-    def _next_threshold(self) -> int:
-        # Randomised as in ZooKeeper so that the servers of an ensemble do not all snapshot at once.
-        half = max(self.snap_count // 2, 1)
-        return half + random.randint(0, half)
 
     @property
     def outstanding(self) -> int:
@@ -140,7 +135,7 @@ class Persistence:
         self.txns_logged += len(batch)
         for txn, origin in batch:
             self._apply(txn, origin)
-        self._since_snapshot += len(batch)
+        self.snapshotter.applied(len(batch))
         if self.queue:
             self._start_batch()
         self.after_batch()
@@ -155,40 +150,11 @@ class Persistence:
     # ------------------------------------------------------------ snapshots
 
     def maybe_snapshot(self, tree: DataTree) -> bool:
-        """Start a snapshot if enough txns went by and none is being written."""
-        self.reap()
-        if self._since_snapshot < self._snap_threshold or self.snapshot_pid is not None or self.failed:
+        if self.failed:
             return False
-        self.snapshot(tree)
-        return True
-
-    def snapshot(self, tree: DataTree) -> None:
-        self._since_snapshot = 0
-        self._snap_threshold = self._next_threshold()
-        self._writer.submit(self.log.roll)  # ordered after the batch being written, if any
-        pid = os.fork()
-        if pid == 0:  # child: a frozen copy of the tree; write it and leave
-            code = 1
-            try:
-                os.closerange(3, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
-                snapshots.write_snapshot(tree, self.snap_dir)
-                code = 0
-            finally:
-                os._exit(code)
-        self.snapshot_pid = pid
-        log.info("snapshot started", zxid=hex(tree.last_zxid), pid=pid)
-
-    def reap(self, block: bool = False) -> None:
-        if self.snapshot_pid is None:
-            return
-        pid, status = os.waitpid(self.snapshot_pid, 0 if block else os.WNOHANG)
-        if pid == 0:
-            return
-        self.snapshot_pid = None
-        if os.waitstatus_to_exitcode(status) != 0:
-            log.error("snapshot child failed", status=status)
+        return self.snapshotter.maybe(tree)
 
     def close(self) -> None:
-        self.reap(block=True)
+        self.snapshotter.reap(block=True)
         self._writer.submit(self.log.close).result()
         self._writer.shutdown(wait=True)

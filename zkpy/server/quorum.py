@@ -28,7 +28,8 @@ from ..protocol.codes import Op
 from ..tree.datatree import Txn
 from .config import Config
 from .peers import Peers
-from .persistence import data_paths, recover
+from .persistence import data_paths, purge, recover
+from .snapshotter import Snapshotter
 
 if TYPE_CHECKING:
     from .server import ZkServer
@@ -90,7 +91,7 @@ class QuorumPeer:
         snap_zxid = snaps[0][0] if snaps else 0
         entries = [(t.zxid, encode_txn(t)) for t in read_log(self.log_dir, snap_zxid)]
         self.core = Zab(self.sid, self.voters, self.observers, accepted_epoch=accepted, current_epoch=current,
-                        log=entries, snapshot_zxid=snap_zxid if not entries else 0,
+                        log=entries, snapshot_zxid=snap_zxid,
                         applied_zxid=tree.last_zxid, snapshot_provider=self._snapshot,
                         timing=Timing(init_limit=config.init_limit, sync_limit=config.sync_limit),
                         incarnation=random.getrandbits(48))
@@ -98,6 +99,10 @@ class QuorumPeer:
         self.peers = Peers(self.sid, addresses, self._on_message)
         self.txlog = TxnLog(self.log_dir, force_sync=config.force_sync)
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zkpy-quorum-log")
+        retain = config.autopurge_snap_retain_count if config.autopurge_purge_interval > 0 else None
+        self.snapshotter = Snapshotter(
+            self.snap_dir, config.snap_count, lambda: self._writer.submit(self.txlog.roll),
+            (lambda: purge(config.data_dir, config.data_log_dir, retain)) if retain else None)
         self._to_write: list[tuple[int, bytes]] = []
         self._writing = False
         self.origins: dict[tuple[int, int], Any] = {}
@@ -123,6 +128,7 @@ class QuorumPeer:
         if self._read_only_timer is not None:
             self._read_only_timer.cancel()
         await self.peers.stop()
+        self.snapshotter.reap(block=True)
         self._writer.submit(self.txlog.close).result()
         self._writer.shutdown(wait=True)
 
@@ -132,6 +138,8 @@ class QuorumPeer:
     def _tick(self) -> None:
         try:
             self.core.tick()
+            if self.core.serving:
+                self.snapshotter.maybe(self.server.tree)
             if self.core.state in (FOLLOWING, OBSERVING) and self.core.serving and self.touched:
                 self.peers.send(self.core.leader, ("app", "touch", sorted(self.touched)))
                 self.touched.clear()
@@ -173,6 +181,7 @@ class QuorumPeer:
                 txn = decode_txn(record)
                 self.server.apply(txn, self.origins.pop((txn.session, txn.cxid), None))
             if r.commits:
+                self.snapshotter.applied(len(r.commits))
                 self._wake_syncs()
             for to, msg in r.messages:
                 self.peers.send(to, msg)
@@ -210,6 +219,7 @@ class QuorumPeer:
     def _install_snapshot(self, zxid: int, state: bytes) -> None:
         """SNAP from the leader: its state replaces ours, log and all."""
         tree = snapshots.load_snapshot("<leader>", state)
+        self.snapshotter.reap(block=True)  # no older snapshot may land after ours
         self._writer.submit(self.txlog.roll).result()
         for _, path in segments(self.log_dir):
             os.unlink(path)
@@ -221,6 +231,7 @@ class QuorumPeer:
 
     def _truncate(self, zxid: int) -> None:
         """TRUNC from the leader: forget our txns after `zxid` and rebuild the tree."""
+        self.snapshotter.reap(block=True)
         self._writer.submit(self.txlog.roll).result()
         self._to_write = [e for e in self._to_write if e[0] <= zxid]
         truncate_log(self.log_dir, zxid)

@@ -71,7 +71,9 @@ class ZkServer:
         elif config.data_dir:
             self.tree = recover(config.data_dir, config.data_log_dir)
             self.persistence = Persistence(config.data_dir, config.data_log_dir, config.force_sync,
-                                           config.snap_count, self.apply, self._write_failed)
+                                           config.snap_count, self.apply, self._write_failed,
+                                           config.autopurge_snap_retain_count if config.autopurge_purge_interval > 0
+                                           else None)
             server_id = 0
         else:
             self.tree = DataTree()

@@ -134,6 +134,40 @@ class Ensemble:
     def resume(self, sid: int) -> None:
         os.killpg(self.procs[sid].pid, signal.SIGCONT)
 
+    def trees(self, sids=None) -> dict[int, dict[str, tuple]]:
+        """Each server's whole tree as {path: (data, Stat tuple)}, read after a sync (needs kazoo).
+
+        Replicas that applied the same txns hold equal trees, times and zxids included."""
+        from kazoo.client import KazooClient
+
+        out = {}
+        for sid in sids or [s for s in self.ids if self.procs.get(s) and self.procs[s].poll() is None]:
+            client = KazooClient(self.address(sid), timeout=10)
+            client.start(20)
+            try:
+                client.sync("/")
+                tree: dict[str, tuple] = {}
+                todo = ["/"]
+                while todo:
+                    path = todo.pop()
+                    data, stat = client.get(path)
+                    tree[path] = (data, tuple(stat))
+                    todo.extend(path.rstrip("/") + "/" + child for child in client.get_children(path))
+                out[sid] = tree
+            finally:
+                client.stop()
+                client.close()
+        return out
+
+    def assert_replicas_identical(self, sids=None) -> dict[str, tuple]:
+        """Every (live) server holds the same tree; returns it."""
+        trees = self.trees(sids)
+        first_sid, first = next(iter(trees.items()))
+        for sid, tree in trees.items():
+            diff = sorted(set(tree.items()) ^ set(first.items()))
+            assert not diff, f"server {sid} differs from server {first_sid}: {diff[:4]}"
+        return first
+
     def partition(self, *groups: list[int]) -> None:
         """Cut every link between servers of different groups (a server in no group is alone)."""
         assert self.proxy is not None, "partitions need Ensemble(proxied=True)"

@@ -1,0 +1,83 @@
+"""Periodic snapshots by a forked child, shared by the standalone server and ensemble members.
+
+After about snapCount applied txns (randomised between half and all of it, as in ZooKeeper,
+so that the servers of an ensemble do not all snapshot at once) the log is rolled and a
+child process writes the copy-on-write image of the tree, exact as of its last applied
+zxid; service goes on meanwhile.  After each snapshot, files older than the newest
+`retain` snapshots need are purged when autopurge is on.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import resource
+from typing import Callable
+
+import structlog
+
+from ..consensus import snapshot as snapshots
+from ..tree.datatree import DataTree
+
+log = structlog.get_logger("zkpy.snapshots")
+
+
+class Snapshotter:
+    def __init__(self, snap_dir: str, snap_count: int, roll_log: Callable[[], None],
+                 purge: Callable[[], list[str]] | None = None) -> None:
+        self.snap_dir = snap_dir
+        self.snap_count = snap_count
+        self.roll_log = roll_log  # must close the log segment in order with the log writes
+        self.purge = purge
+        self.since = 0
+        self.threshold = self._next_threshold()
+        self.pid: int | None = None
+        self.taken = 0
+
+    def _next_threshold(self) -> int:
+        half = max(self.snap_count // 2, 1)
+        return half + random.randint(0, half)
+
+    def applied(self, count: int) -> None:
+        self.since += count
+
+    def maybe(self, tree: DataTree) -> bool:
+        """Start a snapshot if enough txns went by and none is being written."""
+        self.reap()
+        if self.since < self.threshold or self.pid is not None:
+            return False
+        self.take(tree)
+        return True
+
+    def take(self, tree: DataTree) -> None:
+        self.since = 0
+        self.threshold = self._next_threshold()
+        self.roll_log()
+        pid = os.fork()
+        if pid == 0:  # child: a frozen copy of the tree; write it and leave
+            code = 1
+            try:
+                os.closerange(3, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+                snapshots.write_snapshot(tree, self.snap_dir)
+                code = 0
+            finally:
+                os._exit(code)
+        self.pid = pid
+        log.info("snapshot started", zxid=hex(tree.last_zxid), pid=pid)
+
+    def reap(self, block: bool = False) -> None:
+        """Collect a finished snapshot child (or wait for it); purge after a good one."""
+        if self.pid is None:
+            return
+        pid, status = os.waitpid(self.pid, 0 if block else os.WNOHANG)
+        if pid == 0:
+            return
+        self.pid = None
+        if os.waitstatus_to_exitcode(status) != 0:
+            log.error("snapshot child failed", status=status)
+            return
+        self.taken += 1
+        if self.purge is not None:
+            removed = self.purge()
+            if removed:
+                log.info("purged old snapshots and logs", files=len(removed))
