@@ -2,7 +2,8 @@
 
 Several `Zab` cores exchange messages through a network that loses, delays, duplicates
 and reorders them and cuts partitions; servers crash (losing everything not yet durable,
-so unsynced log tails are torn off) and restart from their durable state.  After every
+so unsynced log tails are torn off) and restart from their durable state; serving servers
+take snapshots of their applied state and purge the log before it.  After every
 step the invariants are checked:
 
 - at most one established leader per epoch;
@@ -60,6 +61,7 @@ class Faults:
     partition: float = 0.01
     heal: float = 0.1
     propose: float = 0.5
+    snapshot: float = 0.03  # a serving server snapshots its applied state and purges its log
 
 
 class Simulator:
@@ -102,6 +104,15 @@ class Simulator:
     def _snapshot_of(self, node: Node) -> tuple[int, bytes]:
         zxid = node.applied[-1][0] if node.applied else 0
         return zxid, msgpack.packb(node.applied, use_bin_type=True)
+
+    def _local_snapshot(self, node: Node) -> None:
+        """As the snapshotter and autopurge do: the applied state to disk, older log entries gone."""
+        if not node.applied:
+            return
+        d = node.disk
+        d.snapshot = list(node.applied)
+        d.snapshot_zxid = node.applied[-1][0]
+        d.log = [e for e in d.log if e[0] > d.snapshot_zxid]
 
     def _crash(self, node: Node) -> None:
         node.up = False
@@ -190,6 +201,8 @@ class Simulator:
                     self._crash(node)
                 elif not node.up and rng.random() < f.restart:
                     self._boot(node)
+                elif node.up and node.core.serving and rng.random() < f.snapshot:
+                    self._local_snapshot(node)
             if rng.random() < f.partition:
                 a, b = rng.sample(sorted(self.nodes), 2)
                 self.blocked |= {(a, b), (b, a)}

@@ -333,7 +333,7 @@ class Zab:
                     self._send(sid, ("leaderinfo", self.epoch, self.joins.get(sid)))
 
     def _on_ackepoch(self, sender: int, msg: tuple) -> None:
-        _, epoch, current_epoch, last_zxid, join, their_lasts = msg
+        _, epoch, current_epoch, last_zxid, join, their_lasts, their_floor = msg
         if epoch != self.epoch or list(join) != self.joins.get(sender):
             return  # stale: from an earlier join of this learner
         if sender in self.sync_points:
@@ -345,12 +345,12 @@ class Zab:
             return
         lasts = {int(e): int(z) for e, z in their_lasts}
         if self.discovered:
-            self._sync_learner(sender, last_zxid, lasts)
+            self._sync_learner(sender, last_zxid, lasts, their_floor)
             return
         # Discovery ends only when a quorum has acknowledged the epoch and none of them knows
         # more than we do (ZooKeeper's waitForEpochAck): only then may our history, with the
         # new epoch on it, go out to anyone.
-        self.epoch_acks[sender] = (last_zxid, lasts)
+        self.epoch_acks[sender] = (last_zxid, lasts, their_floor)
         if len([s for s in self.epoch_acks if s in self.voters]) + 1 >= self.quorum:
             self.discovered = True
             for sid in sorted(self.epoch_acks):
@@ -372,15 +372,19 @@ class Zab:
         e = max(common)
         return min(their_lasts[e], mine[e])
 
-    def _sync_learner(self, sid: int, their_zxid: int, their_lasts: dict[int, int]) -> None:
-        """One SYNC message (DIFF, TRUNC+DIFF or SNAP+DIFF, then NEWLEADER); then proposals follow."""
+    def _sync_learner(self, sid: int, their_zxid: int, their_lasts: dict[int, int], their_floor: int) -> None:
+        """One SYNC message (DIFF, TRUNC+DIFF or SNAP+DIFF, then NEWLEADER); then proposals follow.
+
+        A learner cannot truncate below its floor (its snapshot: state it holds without the
+        txns that built it, perhaps from a SNAP of a leader that never established), so a
+        common point below the floor means SNAP."""
         last = self.last_zxid
         point = self._common_point(their_zxid, their_lasts)
         idx = self._index_after(point) if point is not None else None
         if idx is not None and point == their_zxid:
             msg = ("sync", self.epoch, "diff", None, None, self.log[idx:], last)
         else:
-            if idx is not None:
+            if idx is not None and point >= their_floor:
                 msg = ("sync", self.epoch, "trunc", point, None, self.log[idx:], last)
             else:
                 assert self.snapshot_provider is not None, "SNAP sync needs a snapshot provider"
@@ -502,7 +506,7 @@ class Zab:
     def _send_ackepoch(self) -> None:
         lasts = sorted(self._epoch_lasts().items())
         self._send(self.leader, ("ackepoch", self.epoch, self.current_epoch, self.last_zxid, self._join_id(),  # type: ignore[arg-type]
-                                 [list(x) for x in lasts]))
+                                 [list(x) for x in lasts], self.base_zxid))
 
     def _on_sync(self, msg: tuple) -> None:
         _, epoch, mode, point, state, entries, newleader_zxid, join = msg
