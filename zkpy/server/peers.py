@@ -2,6 +2,8 @@
 
 Each server listens on its quorum port and dials every other server; it sends on the
 connection it dialled and receives on the ones it accepted, so no tie-breaking is needed.
+Frames sent during one turn of the event loop go out together, one write per peer
+(proposals, acks and commits of a whole batch of client requests share a syscall).
 A connection starts with a hello frame naming the sender's server id; frames from an
 unknown id, malformed frames, and peers that flood past a bound are dropped with a log line.
 """
@@ -81,6 +83,7 @@ class _Outbound:
         self.writer: asyncio.StreamWriter | None = None
         self.task: asyncio.Task | None = None
         self.blocked = False  # fault injection: drop everything to this peer
+        self.queue: list[bytes] = []
 
     def start(self) -> None:
         self.task = asyncio.get_running_loop().create_task(self._run())
@@ -100,14 +103,15 @@ class _Outbound:
                 self.writer = None
             await asyncio.sleep(0.1)
 
-    def send(self, frame: bytes) -> None:
+    def flush(self) -> None:
+        frames, self.queue = self.queue, []
         w = self.writer
-        if w is None or self.blocked:
+        if w is None or self.blocked or not frames:
             return  # lost, as on a broken TCP connection; the protocol retransmits
         if w.transport.get_write_buffer_size() > MAX_BUFFERED:
             w.close()  # the peer does not keep up: reset the connection
             return
-        w.write(frame)
+        w.write(b"".join(frames) if len(frames) > 1 else frames[0])
 
     def stop(self) -> None:
         if self.task is not None:
@@ -124,6 +128,7 @@ class Peers:
         self.on_message = on_message
         self.out: dict[int, _Outbound] = {}
         self.server: asyncio.AbstractServer | None = None
+        self._flush_scheduled = False
 
     async def start(self) -> None:
         host, port = self.addresses[self.my_sid]
@@ -136,9 +141,23 @@ class Peers:
                 self.out[sid] = conn
 
     def send(self, sid: int, msg) -> None:
+        self.send_frame(sid, encode(msg))
+
+    def send_frame(self, sid: int, frame: bytes) -> None:
+        """Queue an encoded message; everything queued in this loop turn leaves together."""
         conn = self.out.get(sid)
-        if conn is not None:
-            conn.send(encode(msg))
+        if conn is None:
+            return
+        conn.queue.append(frame)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._flush_scheduled = False
+        for conn in self.out.values():
+            if conn.queue:
+                conn.flush()
 
     async def stop(self) -> None:
         for conn in self.out.values():

@@ -28,6 +28,7 @@ from ..protocol.codes import Op
 from ..tree.datatree import Txn
 from .config import Config
 from .peers import Peers
+from .peers import encode as encode_frame
 from .persistence import data_paths, purge, recover
 from .snapshotter import Snapshotter
 
@@ -112,6 +113,7 @@ class QuorumPeer:
         self.loop: asyncio.AbstractEventLoop | None = None
         self._tick_handle: asyncio.TimerHandle | None = None
         self._read_only_timer: asyncio.TimerHandle | None = None
+        self._kicked = False
 
     # ------------------------------------------------------------ lifecycle
 
@@ -183,8 +185,12 @@ class QuorumPeer:
             if r.commits:
                 self.snapshotter.applied(len(r.commits))
                 self._wake_syncs()
+            encoded: dict[int, bytes] = {}  # a proposal to n followers is encoded once
             for to, msg in r.messages:
-                self.peers.send(to, msg)
+                frame = encoded.get(id(msg))
+                if frame is None:
+                    frame = encoded[id(msg)] = encode_frame(msg)
+                self.peers.send_frame(to, frame)
             if r.role_changed:
                 self._role_changed()
             core.advance()
@@ -287,7 +293,7 @@ class QuorumPeer:
         if origin is not None:
             self.origins[(txn.session, txn.cxid)] = origin
         self.core.propose(txn.zxid, encode_txn(txn))
-        self._process()
+        self._kick()
 
     def forward(self, kind: str, origin: Any, *fields: Any) -> None:
         """Follower: send a write to the leader and wait for its txn to be applied here."""
@@ -327,9 +333,19 @@ class QuorumPeer:
                 self._on_app(sender, msg)
             except (ValueError, TypeError, IndexError, KeyError) as e:
                 log.warning("malformed app message dropped", sender=sender, error=str(e))
-            self._process()
-            return
-        self.core.receive(sender, msg)
+        else:
+            self.core.receive(sender, msg)
+        self._kick()
+
+    def _kick(self) -> None:
+        """Run the Ready loop once at the end of this loop turn: a batch of client requests
+        or peer messages becomes one pass, and its messages one write per peer."""
+        if not self._kicked:
+            self._kicked = True
+            self.loop.call_soon(self._kicked_process)
+
+    def _kicked_process(self) -> None:
+        self._kicked = False
         self._process()
 
     def _on_app(self, sender: int, msg: list) -> None:
