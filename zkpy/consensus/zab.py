@@ -120,6 +120,8 @@ class Zab:
         self.synced_epoch = 0
         self.serving = False
         self.join_seq = 0
+        self.dropped = 0
+        self.drop_reason = ""
         self._start_election()
 
     # ------------------------------------------------------------ helpers
@@ -619,31 +621,86 @@ class Zab:
             self._retransmit()
 
     def receive(self, sender: int, msg: tuple) -> None:
-        """A message from peer `sender`. Malformed, stale or misdirected messages are dropped."""
-        if not isinstance(msg, (tuple, list)) or not msg or (sender not in self.voters and sender not in self.observers):
+        """A message from peer `sender`. Malformed, stale or misdirected messages are dropped
+        (and counted in `dropped`, the last reason in `drop_reason`, for the caller to log)."""
+        if sender not in self.voters and sender not in self.observers:
+            self._drop("unknown server id")
+            return
+        if not well_formed(msg):
+            self._drop("malformed")
             return
         msg = tuple(msg)
         kind = msg[0]
-        try:
-            if kind == "vote":
-                self._on_vote(sender, msg)
-            elif self.state == LEADING:
-                if kind == "followerinfo":
-                    self._on_followerinfo(sender, msg)
-                elif kind == "ackepoch":
-                    self._on_ackepoch(sender, msg)
-                elif kind == "ack":
-                    self._on_ack(sender, msg)
-                elif kind == "pong" and msg[1] == self.epoch:
-                    self.last_heard[sender] = self.now
-            elif self.state in (FOLLOWING, OBSERVING) and sender == self.leader:
-                handler = _LEARNER_HANDLERS.get(kind)
-                if handler is None or (kind != "leaderinfo" and msg[1] != self.epoch):
-                    return
-                self.deadline = self.now + (self.timing.sync_limit if self.serving else self.timing.init_limit)
-                handler(self, msg)
-        except (ValueError, TypeError, IndexError, KeyError):
-            return  # malformed: dropped
+        if kind == "vote":
+            self._on_vote(sender, msg)
+        elif self.state == LEADING:
+            if kind == "followerinfo":
+                self._on_followerinfo(sender, msg)
+            elif kind == "ackepoch":
+                self._on_ackepoch(sender, msg)
+            elif kind == "ack":
+                self._on_ack(sender, msg)
+            elif kind == "pong" and msg[1] == self.epoch:
+                self.last_heard[sender] = self.now
+            else:
+                self._drop("stale or not for a leader")
+        elif self.state in (FOLLOWING, OBSERVING) and sender == self.leader:
+            handler = _LEARNER_HANDLERS.get(kind)
+            if handler is None or (kind != "leaderinfo" and msg[1] != self.epoch):
+                self._drop("stale or not for a learner")
+                return
+            self.deadline = self.now + (self.timing.sync_limit if self.serving else self.timing.init_limit)
+            handler(self, msg)
+        else:
+            self._drop(f"not for a server {self.state}")
+
+    def _drop(self, reason: str) -> None:
+        self.dropped += 1
+        self.drop_reason = reason
+
+
+def _int(x: object) -> bool:
+    return type(x) is int and -(1 << 63) <= x < (1 << 64)
+
+
+def _join(x: object) -> bool:
+    return type(x) is list and len(x) == 2 and _int(x[0]) and _int(x[1])
+
+
+def _entries(x: object) -> bool:
+    return type(x) is list and all(type(e) is list and len(e) == 2 and _int(e[0]) and type(e[1]) is bytes
+                                   for e in x)
+
+
+def _lasts(x: object) -> bool:
+    return type(x) is list and all(type(e) is list and len(e) == 2 and _int(e[0]) and _int(e[1]) for e in x)
+
+
+# Each message kind: a check per field after the kind (msgpack gives lists, ints, bytes, str).
+_SCHEMA: dict[str, tuple] = {
+    "vote": ((lambda x: x in (LOOKING, LEADING, FOLLOWING, OBSERVING)), _int, _int, _int, _int, _int),
+    "followerinfo": (_int, _int, _join),
+    "ackepoch": (_int, _int, _int, _join, _lasts, _int),
+    "ack": (_int, _int, (lambda x: type(x) is bool)),
+    "pong": (_int,),
+    "leaderinfo": (_int, (lambda x: x is None or _join(x))),
+    "sync": (_int, (lambda x: x in ("diff", "trunc", "snap")), (lambda x: x is None or _int(x)),
+             (lambda x: x is None or type(x) is bytes), _entries, _int, (lambda x: x is None or _join(x))),
+    "uptodate": (_int, _int),
+    "proposal": (_int, _int, (lambda x: type(x) is bytes)),
+    "commit": (_int, _int),
+    "ping": (_int, _int),
+}
+
+
+def well_formed(msg: object) -> bool:
+    """Is `msg` a peer message of a known kind with fields of the right types?"""
+    if type(msg) not in (list, tuple) or not msg:
+        return False
+    checks = _SCHEMA.get(msg[0]) if type(msg[0]) is str else None  # type: ignore[index]
+    if checks is None or len(msg) != len(checks) + 1:  # type: ignore[arg-type]
+        return False
+    return all(check(field) for check, field in zip(checks, msg[1:]))  # type: ignore[index]
 
 
 _LEARNER_HANDLERS = {

@@ -238,7 +238,7 @@ class ClientConnection(asyncio.Protocol):
                 return
             entry = _Pending(xid, op, None, None)
             self.pending.append(entry)
-            server.submit_write(self, entry, op, args)
+            server.submit_write(self, entry, op, args, buf, start + 8, end)
             return
         if op == Op.PING:
             self.out.append(_pack_int(16) + _pack_reply(-2, server.tree.last_zxid, 0))

@@ -24,7 +24,8 @@ from ..consensus import snapshot as snapshots
 from ..consensus.records import decode_txn, encode_txn, frame
 from ..consensus.txnlog import TxnLog, read_log, segments, truncate_log
 from ..consensus.zab import FOLLOWING, LEADING, LOOKING, OBSERVING, Timing, Zab, make_zxid
-from ..protocol.codes import Op
+from ..protocol.jute import DECODE, JuteError
+from .final import WRITES
 from ..tree.datatree import Txn
 from .config import Config
 from .peers import Peers
@@ -36,8 +37,6 @@ if TYPE_CHECKING:
     from .server import ZkServer
 
 log = structlog.get_logger("zkpy.quorum")
-
-_ACL_OPS = (Op.CREATE, Op.CREATE2, Op.CREATE_CONTAINER, Op.CREATE_TTL)
 
 
 def read_myid(data_dir: str) -> int:
@@ -60,18 +59,6 @@ def _write_durably(path: str, text: str) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.rename(tmp, path)
-
-
-def _args_from_wire(op: int, args: list) -> tuple:
-    """Request args after a msgpack round trip: ACL entries back to tuples."""
-    if op in _ACL_OPS:
-        path, data, acl, flags, ttl = args
-        return (path, data, [tuple(a) for a in acl] if acl is not None else None, flags, ttl)
-    if op == Op.SET_ACL:
-        return (args[0], [tuple(a) for a in args[1]] if args[1] is not None else None, args[2])
-    if op == Op.MULTI:
-        return ([(sub, _args_from_wire(sub, sub_args)) for sub, sub_args in args[0]],)
-    return tuple(args)
 
 
 class QuorumPeer:
@@ -114,6 +101,7 @@ class QuorumPeer:
         self._tick_handle: asyncio.TimerHandle | None = None
         self._read_only_timer: asyncio.TimerHandle | None = None
         self._kicked = False
+        self._last_drop_log = -1.0
 
     # ------------------------------------------------------------ lifecycle
 
@@ -331,11 +319,22 @@ class QuorumPeer:
         if isinstance(msg, list) and msg and msg[0] == "app":
             try:
                 self._on_app(sender, msg)
-            except (ValueError, TypeError, IndexError, KeyError) as e:
-                log.warning("malformed app message dropped", sender=sender, error=str(e))
+            except (ValueError, TypeError, IndexError, KeyError, JuteError) as e:
+                self._log_drop(sender, f"malformed app message: {e}")
         else:
-            self.core.receive(sender, msg)
+            core = self.core
+            dropped = core.dropped
+            core.receive(sender, msg)
+            if core.dropped != dropped and core.drop_reason in ("malformed", "unknown server id"):
+                self._log_drop(sender, core.drop_reason)
         self._kick()
+
+    def _log_drop(self, sender: int, reason: str) -> None:
+        """At most one line a second: a peer that floods garbage must not flood the log too."""
+        now = self.loop.time()
+        if now - self._last_drop_log >= 1.0:
+            self._last_drop_log = now
+            log.warning("peer message dropped", sender=sender, reason=reason, dropped_total=self.core.dropped)
 
     def _kick(self) -> None:
         """Run the Ready loop once at the end of this loop turn: a batch of client requests
@@ -349,6 +348,9 @@ class QuorumPeer:
         self._process()
 
     def _on_app(self, sender: int, msg: list) -> None:
+        """Client traffic between members; fields are checked before anything acts on them."""
+        if not _app_well_formed(msg):
+            raise ValueError(f"bad {str(msg[1])[:20]!r} message")
         kind = msg[1]
         server = self.server
         if kind == "synced":
@@ -358,9 +360,9 @@ class QuorumPeer:
             return  # a follower got it, or we lost leadership: the client will retry
         now = server.clock_ms()
         if kind == "request":
-            _, _, session, cxid, op, args, identities = msg
-            txn = server.prep.prepare(session, cxid, op, _args_from_wire(op, args),
-                                      [tuple(i) for i in identities], now)
+            _, _, session, cxid, op, body, identities = msg
+            args = DECODE[op](body, 0, len(body))
+            txn = server.prep.prepare(session, cxid, op, args, [tuple(i) for i in identities], now)
             self.propose(txn, None)
         elif kind == "createsession":
             _, _, session, timeout = msg
@@ -377,3 +379,25 @@ class QuorumPeer:
             self.peers.send(sender, ("app", "synced", msg[2], server.prep.zxid))
 
 
+def _i64(x: object) -> bool:
+    return type(x) is int and -(1 << 63) <= x < (1 << 63)
+
+
+def _identities(x: object) -> bool:
+    return type(x) is list and all(type(i) is list and len(i) == 2 and type(i[0]) is str and type(i[1]) is str
+                                   for i in x)
+
+
+_APP_SCHEMA: dict[str, tuple] = {
+    "request": (_i64, _i64, (lambda x: x in WRITES), (lambda x: type(x) is bytes), _identities),
+    "createsession": (_i64, (lambda x: _i64(x) and x >= 0)),
+    "closesession": (_i64, _i64),
+    "touch": ((lambda x: type(x) is list and all(_i64(s) for s in x)),),
+    "sync": (_i64,),
+    "synced": (_i64, _i64),
+}
+
+
+def _app_well_formed(msg: list) -> bool:
+    checks = _APP_SCHEMA.get(msg[1]) if len(msg) > 1 and type(msg[1]) is str else None
+    return checks is not None and len(msg) == len(checks) + 2 and all(c(f) for c, f in zip(checks, msg[2:]))

@@ -290,14 +290,16 @@ class ZkServer:
 
     # ------------------------------------------------------------ the write pipeline
 
-    def submit_write(self, conn: Any, entry: Any, op: int, args: tuple) -> None:
+    def submit_write(self, conn: Any, entry: Any, op: int, args: tuple, buf: bytearray, start: int, end: int) -> None:
+        """A decoded write; buf[start:end] is its request body, which a follower forwards as is
+        (the leader decodes it as it decodes its own clients' requests)."""
         if self.read_only:
             self._refuse_write(conn, entry)
             return
         quorum = self.quorum
         if quorum is not None and not quorum.is_leader:
-            quorum.forward("request", (_REQUEST, conn, entry, op), conn.session_id, entry.xid, op, args,
-                           conn.identities)
+            quorum.forward("request", (_REQUEST, conn, entry, op), conn.session_id, entry.xid, op,
+                           bytes(buf[start:end]), conn.identities)
             return
         txn = self.prep.prepare(conn.session_id, entry.xid, op, args, conn.identities, self.now_ms)
         self.commit(txn, (_REQUEST, conn, entry, op))
