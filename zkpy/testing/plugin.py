@@ -4,7 +4,9 @@
         zkpy_client.create("/x", b"1")
 
 `zkpy_server` is a fresh in-process server per test (it starts in milliseconds);
-`zkpy_client` is a started kazoo client connected to it.
+`zkpy_client` is a started kazoo client connected to it.  `zkpy_ensemble` is a fresh
+three-process ensemble (about a second to start) whose peer links go through a proxy, for
+fault injection: `kill`/`start_server`, `pause`/`resume`, `isolate`/`partition`/`heal`.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Iterator
 
 import pytest
 
+from .ensemble import Ensemble
 from .inprocess import ZkpyServer
 
 
@@ -33,3 +36,9 @@ def zkpy_client(zkpy_server: ZkpyServer):
     finally:
         client.stop()
         client.close()
+
+
+@pytest.fixture
+def zkpy_ensemble() -> Iterator[Ensemble]:
+    with Ensemble(3, proxied=True) as ensemble:
+        yield ensemble
