@@ -105,6 +105,7 @@ class ZkServer:
 
             self.state = "looking"
             self.quorum = QuorumPeer(self, config)
+            self._init_config_node()
 
     # ------------------------------------------------------------ lifecycle
 
@@ -339,7 +340,24 @@ class ZkServer:
         self.tree = tree
         self.prep.tree = tree
         self.prep.reset()
+        self._init_config_node()
         self.drop_clients()
+
+    def _init_config_node(self) -> None:
+        """/zookeeper/config lists the ensemble as ZooKeeper's does.  Like ZooKeeper, each
+        member writes it from its own configuration whenever it loads a tree (not a txn:
+        version -1, its own mtime), so it is the one znode that may differ between members."""
+        lines = []
+        for sid, spec in sorted(self.config.servers.items()):
+            line = f"server.{sid}={spec.host}:{spec.peer_port}:{spec.election_port}:{spec.role}"
+            if spec.client_port is not None:
+                line += f";{spec.client_host or '0.0.0.0'}:{spec.client_port}"
+            lines.append(line)
+        lines.append("version=0")
+        node = self.tree.nodes["/zookeeper/config"]
+        node.data = "\n".join(lines).encode()
+        node.version = -1
+        node.mtime = self.clock_ms()
 
     def drop_clients(self) -> None:
         for conn in list(self.connections):
