@@ -119,6 +119,10 @@ class Simulator:
         node.core = None
         node.pending = []  # never reached the disk: a torn tail
         self.in_flight = [m for m in self.in_flight if m[3] != node.sid and m[2] != node.sid]
+        for other in self.nodes.values():  # their TCP connections to it close (unless cut off)
+            if other.up and other.core is not None and (other.sid, node.sid) not in self.blocked:
+                other.core.peer_disconnected(node.sid)
+                self._drain(other)
 
     # ------------------------------------------------------------ the Ready loop
 

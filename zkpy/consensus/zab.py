@@ -654,6 +654,13 @@ class Zab:
         else:
             self._drop(f"not for a server {self.state}")
 
+    def peer_disconnected(self, sid: int) -> None:
+        """Our connection to `sid` closed (its process died or restarted).  A learner whose
+        leader it was looks for a new one at once, as ZooKeeper's Follower does when its
+        socket to the leader fails, instead of serving on for syncLimit ticks."""
+        if self.state in (FOLLOWING, OBSERVING) and sid == self.leader:
+            self._start_election()
+
     def _drop(self, reason: str) -> None:
         self.dropped += 1
         self.drop_reason = reason

@@ -100,7 +100,8 @@ class _Outbound:
             finally:
                 if self.writer is not None:
                     self.writer.close()
-                self.writer = None
+                    self.writer = None
+                    self.peers.on_disconnect(self.sid)
             await asyncio.sleep(0.1)
 
     def flush(self) -> None:
@@ -121,11 +122,13 @@ class _Outbound:
 
 
 class Peers:
-    def __init__(self, my_sid: int, addresses: dict[int, tuple[str, int]], on_message: Callable[[int, object], None]) -> None:
+    def __init__(self, my_sid: int, addresses: dict[int, tuple[str, int]], on_message: Callable[[int, object], None],
+                 on_disconnect: Callable[[int], None] = lambda sid: None) -> None:
         self.my_sid = my_sid
         self.addresses = addresses
         self.known = set(addresses)
         self.on_message = on_message
+        self.on_disconnect = on_disconnect  # an established connection we dialled closed
         self.out: dict[int, _Outbound] = {}
         self.server: asyncio.AbstractServer | None = None
         self._flush_scheduled = False

@@ -84,7 +84,7 @@ class QuorumPeer:
                         timing=Timing(init_limit=config.init_limit, sync_limit=config.sync_limit),
                         incarnation=random.getrandbits(48))
         addresses = {sid: (s.host, s.peer_port) for sid, s in config.servers.items()}
-        self.peers = Peers(self.sid, addresses, self._on_message)
+        self.peers = Peers(self.sid, addresses, self._on_message, self._on_disconnect)
         self.txlog = TxnLog(self.log_dir, force_sync=config.force_sync)
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zkpy-quorum-log")
         retain = config.autopurge_snap_retain_count if config.autopurge_purge_interval > 0 else None
@@ -96,6 +96,7 @@ class QuorumPeer:
         self.origins: dict[tuple[int, int], Any] = {}
         self.sync_tokens: dict[int, tuple] = {}  # token -> (conn, entry, path)
         self.sync_waiters: list[tuple[int, tuple]] = []  # (zxid to reach, (conn, entry, path))
+        self.revalidations: dict[int, tuple] = {}  # token -> (conn, entry, session, timeout, with_read_only)
         self.touched: set[int] = set()
         self.loop: asyncio.AbstractEventLoop | None = None
         self._tick_handle: asyncio.TimerHandle | None = None
@@ -256,6 +257,7 @@ class QuorumPeer:
             self.origins.clear()
             self.sync_tokens.clear()
             self.sync_waiters.clear()
+            self.revalidations.clear()
             self.server.drop_clients()
             self._schedule_read_only()
 
@@ -296,6 +298,18 @@ class QuorumPeer:
         self.sync_tokens[token] = (conn, entry, path)
         self.peers.send(self.core.leader, ("app", "sync", token))
 
+    def revalidate(self, conn: Any, entry: Any, session: int, timeout: int, with_read_only: bool) -> None:
+        """Follower: a client reattaches a session here; the leader says whether it lives."""
+        token = random.getrandbits(62)
+        self.revalidations[token] = (conn, entry, session, timeout, with_read_only)
+        self.peers.send(self.core.leader, ("app", "revalidate", token, session))
+
+    def _revalidated(self, token: int, alive: bool) -> None:
+        waiter = self.revalidations.pop(token, None)
+        if waiter is not None:
+            conn, entry, session, timeout, with_read_only = waiter
+            self.server.finish_reattach(conn, entry, session, timeout, with_read_only, alive)
+
     def _synced(self, token: int, zxid: int) -> None:
         waiter = self.sync_tokens.pop(token, None)
         if waiter is not None:
@@ -329,6 +343,10 @@ class QuorumPeer:
                 self._log_drop(sender, core.drop_reason)
         self._kick()
 
+    def _on_disconnect(self, sid: int) -> None:
+        self.core.peer_disconnected(sid)
+        self._kick()
+
     def _log_drop(self, sender: int, reason: str) -> None:
         """At most one line a second: a peer that floods garbage must not flood the log too."""
         now = self.loop.time()
@@ -356,6 +374,9 @@ class QuorumPeer:
         if kind == "synced":
             self._synced(msg[2], msg[3])
             return
+        if kind == "revalidated":
+            self._revalidated(msg[2], msg[3])
+            return
         if not self.is_leader:
             return  # a follower got it, or we lost leadership: the client will retry
         now = server.clock_ms()
@@ -375,8 +396,16 @@ class QuorumPeer:
         elif kind == "touch":
             for session in msg[2]:
                 server.sessions.touch(session, now)
+        elif kind == "revalidate":
+            _, _, token, session = msg
+            alive = server.sessions.is_alive(session)
+            if alive:
+                server.sessions.touch(session, now)
+            self.peers.send(sender, ("app", "revalidated", token, alive))
         elif kind == "sync":
-            self.peers.send(sender, ("app", "synced", msg[2], server.prep.zxid))
+            # Everything proposed so far (the history we established on included): the
+            # follower answers once it has applied up to here.
+            self.peers.send(sender, ("app", "synced", msg[2], self.core.last_zxid))
 
 
 def _i64(x: object) -> bool:
@@ -395,6 +424,8 @@ _APP_SCHEMA: dict[str, tuple] = {
     "touch": ((lambda x: type(x) is list and all(_i64(s) for s in x)),),
     "sync": (_i64,),
     "synced": (_i64, _i64),
+    "revalidate": (_i64, _i64),
+    "revalidated": (_i64, (lambda x: type(x) is bool)),
 }
 
 

@@ -207,17 +207,30 @@ class ZkServer:
             self.commit(txn, origin)
             return
         sid = req.session_id
-        alive = sid in self.tree.sessions if quorum is not None and not quorum.is_leader else self.sessions.is_alive(sid)
-        if req.passwd != session_password(sid) or not alive:
+        if req.passwd != session_password(sid):
+            self.finish_reattach(conn, None, sid, timeout, req.has_read_only, False)
+            return
+        self._bind(conn, sid, timeout)
+        if quorum is not None and not quorum.is_leader:
+            # The leader owns sessions: it says whether this one lives (ZooKeeper's REVALIDATE).
+            quorum.revalidate(conn, conn.expect_connect_response(), sid, timeout, req.has_read_only)
+            return
+        self.finish_reattach(conn, None, sid, timeout, req.has_read_only, self.sessions.is_alive(sid))
+
+    def finish_reattach(self, conn: Any, entry: Any, sid: int, timeout: int, with_read_only: bool,
+                        alive: bool) -> None:
+        if conn.closed:
+            return
+        if not alive:
             log.info("session expired or invalid on reconnect", session=hex(sid), peer=conn.peer)
-            conn.send_connect_response(0, 0, b"\x00" * 16, req.has_read_only)
+            conn.send_connect_response(0, 0, b"\x00" * 16, with_read_only, entry)
             conn.close()
             return
         self.sessions.touch(sid, self.now_ms)
         for old in list(self.by_session.get(sid, ())):
-            old.close()  # ZooKeeper closes the session's previous connection (CLIENT_RECONNECT)
-        self._bind(conn, sid, timeout)
-        conn.send_connect_response(timeout, sid, session_password(sid), req.has_read_only)
+            if old is not conn:
+                old.close()  # ZooKeeper closes the session's previous connection (CLIENT_RECONNECT)
+        conn.send_connect_response(timeout, sid, session_password(sid), with_read_only, entry)
 
     def _connect_read_only(self, conn: Any, req: ConnectRequest, timeout: int) -> None:
         """Sessions of a read-only server are local: nothing is logged, the tree does not change.

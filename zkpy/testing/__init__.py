@@ -1,11 +1,14 @@
 """Test helpers for users of zkpy and for our own tests.
 
 - `ZkpyServer`: an in-process server on its own event-loop thread, started in milliseconds.
-- `zkpy.testing.external`: servers in separate processes (zkpy and Apache ZooKeeper).
+- `Ensemble`: a local ensemble of `zkpy serve` (or Apache ZooKeeper) processes, with kill,
+  pause, and network partitions through a loopback proxy (`zkpy.testing.proxy`).
+- `zkpy.testing.external`: single servers in separate processes (zkpy and Apache ZooKeeper).
 - The pytest plugin (`zkpy.testing.plugin`, registered automatically): fixtures
-  `zkpy_server` and `zkpy_client`.
+  `zkpy_server`, `zkpy_client` and `zkpy_ensemble`.
 """
 
+from .ensemble import Ensemble
 from .inprocess import ZkpyServer
 
-__all__ = ["ZkpyServer"]
+__all__ = ["Ensemble", "ZkpyServer"]
