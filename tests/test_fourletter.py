@@ -20,7 +20,10 @@ def test_words(zk, server):
     assert server.four_letter_word("isro") == "rw"
     assert "zookeeper.version" in server.four_letter_word("envi")
     assert "datadir_size" in server.four_letter_word("dirs")
+    latency = mntr["zk_avg_latency"], mntr["zk_max_latency"], mntr["zk_min_latency"]
+    assert float(latency[0]) >= 0 and int(latency[1]) >= int(latency[2]) == 0
     assert server.four_letter_word("srst").startswith("Server stats reset")
+    assert "Latency min/avg/max: 0/0.0000/0" in server.four_letter_word("srvr")  # counted afresh
     assert server.four_letter_word("crst").startswith("Connection stats reset")
 
 

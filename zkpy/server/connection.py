@@ -35,13 +35,14 @@ _OUT_CHECK = 256 * 1024  # answer bytes after which the write buffer is looked a
 class _Pending:
     """A request of this connection waiting for an earlier write (or itself a write)."""
 
-    __slots__ = ("xid", "op", "args", "frame")
+    __slots__ = ("xid", "op", "args", "frame", "received_ms")
 
-    def __init__(self, xid: int, op: int, args: tuple | None, frame: bytes | None) -> None:
+    def __init__(self, xid: int, op: int, args: tuple | None, frame: bytes | None, received_ms: int = 0) -> None:
         self.xid = xid
         self.op = op
         self.args = args
         self.frame = frame
+        self.received_ms = received_ms
 
 
 class ClientConnection(asyncio.Protocol):
@@ -108,10 +109,14 @@ class ClientConnection(asyncio.Protocol):
         if self.session_id:
             server.touch(self.session_id)
         self._in_batch = True
+        received = self.packets_received
         try:
             self._process(buf, server)
         finally:
             self._in_batch = False
+            # Latency statistics (srvr, mntr): every request counts; those answered in this
+            # batch took 0 ms, and a write adds its time when it is answered (write_done).
+            server.stats.count += self.packets_received - received
         if self.out:
             self._flush()
         if self.pending and server.outstanding() >= server.config.global_outstanding_limit:
@@ -236,7 +241,7 @@ class ClientConnection(asyncio.Protocol):
                 else:
                     self._reply(xid, server.tree.last_zxid, Err.MARSHALLINGERROR, b"")
                 return
-            entry = _Pending(xid, op, None, None)
+            entry = _Pending(xid, op, None, None, server.now_ms)
             self.pending.append(entry)
             server.submit_write(self, entry, op, args, buf, start + 8, end)
             return
@@ -284,6 +289,12 @@ class ClientConnection(asyncio.Protocol):
     def write_done(self, entry: _Pending, zxid: int, err: int, body: bytes) -> None:
         """The server finished a write of this connection: answer it and whatever waited behind it."""
         self.last_zxid = zxid
+        if entry.received_ms:
+            stats = self.server.stats
+            latency = self.server.clock_ms() - entry.received_ms
+            stats.total_latency += latency
+            if latency > stats.max_latency:
+                stats.max_latency = latency
         self._complete(entry, _pack_int(16 + len(body)) + _pack_reply(entry.xid, zxid, err) + body)
 
     def _complete(self, entry: _Pending, frame: bytes) -> None:
