@@ -2,6 +2,8 @@
 test controls (zkpy.testing.proxy): peer traffic freezes as on a cut network, and resumes on
 heal.  Every acknowledged write must survive, the replicas must end identical, the majority
 side keeps serving, and a minority server stops (or serves reads, in read-only mode).
+The first three tests also run against an Apache ZooKeeper ensemble behind the same proxy,
+which shows that their expectations are ZooKeeper's.
 
 ZKPY_PARTITION_ROUNDS=20 for the long nemesis run."""
 
@@ -19,7 +21,7 @@ from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.retry import KazooRetry
 
 from zkpy.testing.ensemble import Ensemble
-from zkpy.testing.external import four_letter_word
+from zkpy.testing.external import apache_zookeeper_available, four_letter_word
 
 ROUNDS = int(os.environ.get("ZKPY_PARTITION_ROUNDS", "3"))
 
@@ -33,6 +35,16 @@ def _client(hosts: str, **kw) -> KazooClient:
     return c
 
 
+@pytest.fixture(params=["zkpy", "apache"])
+def flavour(request) -> str:
+    if request.param == "apache" and not apache_zookeeper_available():
+        message = "Apache ZooKeeper 3.8 is not installed: apt-get install zookeeper zookeeper-bin"
+        if os.environ.get("CI"):
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    return request.param
+
+
 def _wait_mode(ens: Ensemble, sid: int, modes: tuple, timeout: float = 15) -> str | None:
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -43,8 +55,8 @@ def _wait_mode(ens: Ensemble, sid: int, modes: tuple, timeout: float = 15) -> st
     raise AssertionError(f"server {sid} is {ens.mode(sid)!r}, not one of {modes}")
 
 
-def test_isolated_leader_loses_its_pending_writes_and_the_majority_goes_on():
-    with Ensemble(3, proxied=True) as ens:
+def test_isolated_leader_loses_its_pending_writes_and_the_majority_goes_on(flavour):
+    with Ensemble(3, proxied=True, apache=flavour == "apache") as ens:
         old = ens.leader()
         on_leader = _client(ens.address(old))
         on_leader.create("/before", b"1")
@@ -52,7 +64,7 @@ def test_isolated_leader_loses_its_pending_writes_and_the_majority_goes_on():
         ens.isolate(old)
         # Writes sent to the cut-off leader now can never reach a quorum.
         pending = [on_leader.create_async(f"/orphan{i}", b"x") for i in range(20)]
-        _wait_mode(ens, old, (None,))  # it steps down: not serving
+        _wait_mode(ens, old, (None,), timeout=30)  # it steps down: not serving
         ens.wait_serving(sids=others, timeout=20)
         majority = _client(",".join(ens.address(s) for s in others))
         majority.create("/during", b"2")
@@ -73,12 +85,12 @@ def test_isolated_leader_loses_its_pending_writes_and_the_majority_goes_on():
         on_leader.stop()
 
 
-def test_a_cut_off_follower_stops_serving_and_catches_up_on_heal():
-    with Ensemble(3, proxied=True) as ens:
+def test_a_cut_off_follower_stops_serving_and_catches_up_on_heal(flavour):
+    with Ensemble(3, proxied=True, apache=flavour == "apache") as ens:
         leader = ens.leader()
         follower = next(s for s in ens.ids if s != leader)
         ens.isolate(follower)
-        _wait_mode(ens, follower, (None,))
+        _wait_mode(ens, follower, (None,), timeout=30)
         assert four_letter_word("127.0.0.1", ens.client_ports[follower], "isro") == "null"
         c = _client(ens.address(leader))
         for i in range(50):
@@ -116,14 +128,14 @@ def test_a_session_outlives_the_partition_of_its_server():
         c.close()
 
 
-def test_no_majority_anywhere_then_heal():
-    with Ensemble(3, proxied=True) as ens:
+def test_no_majority_anywhere_then_heal(flavour):
+    with Ensemble(3, proxied=True, apache=flavour == "apache") as ens:
         c = _client(ens.connect_string)
         c.create("/kept", b"k")
         c.stop()
         ens.partition([1], [2], [3])
         for sid in ens.ids:
-            _wait_mode(ens, sid, (None,))
+            _wait_mode(ens, sid, (None,), timeout=30)
         try:
             KazooClient(ens.connect_string, timeout=2).start(2)
             raise AssertionError("a session was created without a quorum")
