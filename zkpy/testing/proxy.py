@@ -17,6 +17,8 @@ The proxy runs its own event loop on a daemon thread, so a synchronous test can 
 from __future__ import annotations
 
 import asyncio
+import socket
+import struct
 import threading
 from typing import Iterable
 
@@ -31,12 +33,14 @@ class _Link:
         self.open = asyncio.Event()
         self.open.set()
         self.writers: set[asyncio.StreamWriter] = set()
+        self.closing = False
 
 
 class Proxy:
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
         self.links: dict[str, _Link] = {}
+        self.closing = False
         self._servers: list[asyncio.AbstractServer] = []
         self._thread = threading.Thread(target=self.loop.run_forever, name="zkpy-proxy", daemon=True)
         self._thread.start()
@@ -78,7 +82,17 @@ class Proxy:
         up_writer = None
         try:
             await link.open.wait()
-            up_reader, up_writer = await asyncio.open_connection(*link.target)
+            if self.closing:
+                return
+            try:
+                up_reader, up_writer = await asyncio.open_connection(*link.target)
+            except OSError:
+                # Nobody listens there: reset the client's connection, the nearest we can
+                # come to the "connection refused" it would have had without the proxy.
+                sock = writer.get_extra_info("socket")
+                if sock is not None:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                return
             link.writers.add(up_writer)
             await asyncio.gather(self._pump(link, reader, up_writer), self._pump(link, up_reader, writer))
         except OSError:
@@ -97,6 +111,8 @@ class Proxy:
                 if not data:
                     break
                 await link.open.wait()  # cut: hold the bytes (and stop reading) until healed
+                if link.closing:
+                    break
                 writer.write(data)
                 await writer.drain()
         except OSError:
@@ -117,12 +133,18 @@ class Proxy:
 
     def close(self) -> None:
         async def shutdown() -> None:
+            self.closing = True
+            for link in self.links.values():
+                link.closing = True
+                link.open.set()  # wake every waiter: it sees `closing` and leaves
             for s in self._servers:
                 s.close()
             for link in self.links.values():
-                link.open.set()
                 for w in list(link.writers):
                     w.close()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            if tasks:
+                await asyncio.wait(tasks, timeout=2)
 
         try:
             self._call(shutdown)
