@@ -11,7 +11,8 @@ step the invariants are checked:
   what every other server applies there (prefix property);
 - every txn committed by a leader (acknowledged to a client) is applied by every server
   that is synced afterwards, and is never lost;
-- once faults stop and all servers are up, a leader is elected and commits new txns.
+- once faults stop and all servers are up, a leader is elected and commits new txns, and
+  every server is serving again.
 
 A failing seed replays exactly: every choice comes from `random.Random(seed)`.
 """
@@ -285,6 +286,9 @@ class Simulator:
         lost = [z for z in acked_before if z not in ref_zxids]
         if lost:
             self._fail(f"acknowledged txn {lost[0]:#x} lost")
+        stuck = [n.sid for n in self.nodes.values() if not n.core.serving]
+        if stuck:
+            self._fail(f"servers {stuck} are not serving long after every fault healed")
         for node in self.nodes.values():
             if node.core.serving:
                 n = min(len(node.applied), len(reference))

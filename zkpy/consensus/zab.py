@@ -649,7 +649,12 @@ class Zab:
             if handler is None or (kind != "leaderinfo" and msg[1] != self.epoch):
                 self._drop("stale or not for a learner")
                 return
-            self.deadline = self.now + (self.timing.sync_limit if self.serving else self.timing.init_limit)
+            if self.serving:
+                self.deadline = self.now + self.timing.sync_limit
+            elif kind in ("leaderinfo", "sync", "uptodate"):
+                # Only progress of the handshake counts: a learner whose SYNC was lost must
+                # time out and join afresh, not be kept waiting by the leader's pings.
+                self.deadline = self.now + self.timing.init_limit
             handler(self, msg)
         else:
             self._drop(f"not for a server {self.state}")
