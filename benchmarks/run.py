@@ -2,7 +2,7 @@
 
     python benchmarks/run.py [--duration S] [--warmup S] [--clients N] [--window W]
                              [--ops get,set,create,mixed] [--only zkpy|zookeeper]
-                             [--loadgen java|raw] [--rounds N] [--recovery N] [--name NAME]
+                             [--loadgen java|raw] [--rounds N] [--recovery N] [--zk-heap SIZE] [--name NAME]
 
 Starts Apache ZooKeeper standalone, then zkpy standalone (one at a time, each on a free
 127.0.0.1 port with a fresh temp data dir, both with their default durability: fsync
@@ -12,6 +12,11 @@ Java client's async API, compiled here with javac into a temp dir cached by sour
 Prints a markdown table with ops/s, latency percentiles and the zkpy/ZooKeeper ratios,
 and writes it with the machine's details to benchmarks/results/<date>-<name>.md.
 See benchmarks/README.md for how to read it.
+
+`--recovery N` adds a table: for each server, a fresh data dir gets exactly N creates (raw
+wire protocol, benchmarks/loadgen.py `fill`), the server is stopped, and a restart on that
+data dir is timed until it serves again (its znode count is checked against the one before).
+3-node ensembles: benchmarks/ensemble.py.
 """
 
 from __future__ import annotations
@@ -45,10 +50,12 @@ class BenchZooKeeper(ApacheZooKeeper):
     starts faster but runs slower: not a fair opponent for a throughput comparison.
     """
 
+    heap = "1000m"  # zkServer.sh's default; --zk-heap changes it
+
     def _command(self, cfg: str) -> list[str]:
         cmd = super()._command(cfg)
         drop = {"-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC"}
-        return [("-Xmx1000m" if c.startswith("-Xmx") else c) for c in cmd if c not in drop]
+        return [(f"-Xmx{self.heap}" if c.startswith("-Xmx") else c) for c in cmd if c not in drop]
 
 
 SERVERS = {"zookeeper": BenchZooKeeper, "zkpy": ZkpyProcess}
@@ -94,6 +101,13 @@ def _cpu_seconds(pid: int) -> float:
         return float("nan")
 
 
+def _server_cpu_seconds(server) -> float:
+    """CPU seconds of the server: one process (`server.pid`), or the sum over `server.pids`
+    (an ensemble's members)."""
+    pids = getattr(server, "pids", None) or [server.pid]
+    return sum(_cpu_seconds(pid) for pid in pids)
+
+
 def _generate(cmd: list[str], server, timeout: float) -> list[dict]:
     """Run a load generator; returns its JSON results, each with the server's and the generator's
     CPU use (% of one core) between the generator's "#start OP" and "#end OP" lines, or over the
@@ -107,7 +121,7 @@ def _generate(cmd: list[str], server, timeout: float) -> list[dict]:
     results, cpu = [], {}
 
     def sample() -> tuple[float, float, float]:
-        return _cpu_seconds(server.pid), _cpu_seconds(proc.pid), time.monotonic()
+        return _server_cpu_seconds(server), _cpu_seconds(proc.pid), time.monotonic()
 
     def usage(mark: tuple[float, float, float]) -> tuple[float, float]:
         now = sample()
@@ -152,29 +166,52 @@ def drive(build: str, server, ops: list[str], args: argparse.Namespace) -> dict[
     return {r["op"]: r for r in _generate(cmd, server, args.prewarm + per_op * len(ops) + 30 * (len(ops) + 1))}
 
 
-def recovery_time(cls, txns: int, build: str, args: argparse.Namespace) -> tuple[float, int]:
-    """Write about `txns` creates, stop the server, and time a restart until it serves again."""
+def fill(server, txns: int, size: int, timeout: float) -> dict:
+    """Exactly `txns` creates through benchmarks/loadgen.py (raw wire protocol, 200 in flight)."""
+    cmd = [sys.executable, os.path.join(HERE, "loadgen.py"), server.connect_string, "fill", str(txns), "200", str(size)]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"writing {txns} creates took more than {timeout:.0f} s") from None
+    if out.returncode != 0:
+        raise RuntimeError(f"writing {txns} creates failed: {out.stderr[-2000:]}")
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    if res["ops"] != txns or res["errors"]:
+        raise RuntimeError(f"writing {txns} creates: {res}")
+    return res
+
+
+def _node_count(server) -> int:
+    from zkpy.testing.external import four_letter_word
+    for line in four_letter_word(server.host, server.port, "srvr", timeout=10).splitlines():
+        if line.startswith("Node count:"):
+            return int(line.split(":", 1)[1])
+    return -1
+
+
+def recovery_time(cls, txns: int, args: argparse.Namespace) -> dict:
+    """Write exactly `txns` creates (no snapshot: snapCount is far above), stop the server (SIGTERM),
+    and time a restart on the same data dir until it serves again; checks the node count after."""
     with tempfile.TemporaryDirectory(prefix="zkpy-recovery-") as data_dir:
-        server = cls(data_dir=data_dir, config={"snapCount": str(txns * 10)}, startup_timeout=300).start()
-        created = 0
+        config = {"snapCount": str(max(txns * 10, 100_000))}
+        server = cls(data_dir=data_dir, config=config, startup_timeout=60).start()
         try:
-            writer = argparse.Namespace(**vars(args))
-            writer.warmup, writer.duration = 0.0, max(1.0, txns / 5000)
-            writer.prewarm = 0.0
-            for _ in range(20):
-                if created >= txns:
-                    break
-                created += drive(build, server, ["create"], writer)["create"]["ops"]
+            written = fill(server, txns, args.size, timeout=args.recovery_timeout)
+            before = _node_count(server)
         finally:
             server.stop(cleanup=False)
             shutil.rmtree(server.workdir, ignore_errors=True)
         t = time.monotonic()
-        again = cls(data_dir=data_dir, startup_timeout=300)
+        again = cls(data_dir=data_dir, config=config, startup_timeout=args.recovery_timeout)
         try:
             again.start()
-            return time.monotonic() - t, created
+            secs = time.monotonic() - t
+            after = _node_count(again)
         finally:
             again.stop()
+        if after != before:
+            raise RuntimeError(f"{cls.name}: {before} znodes before the restart, {after} after")
+        return {"txns": txns, "write_rate": written["ops_per_sec"], "seconds": secs, "nodes": after}
 
 
 def _ratio(a: float, b: float) -> str:
@@ -232,7 +269,13 @@ def main() -> int:
                    help="java: official Java client, async (default); raw: benchmarks/loadgen.py, pre-encoded wire protocol")
     p.add_argument("--rounds", type=int, default=1,
                    help="alternate the servers this many times and report each op's median round (default 1)")
-    p.add_argument("--recovery", type=int, default=0, metavar="N", help="also time a restart that replays ~N txns")
+    p.add_argument("--recovery", type=int, default=0, metavar="N",
+                   help="also time a restart that replays a log of exactly N creates (raw generator)")
+    p.add_argument("--recovery-timeout", type=float, default=300.0,
+                   help="seconds allowed for writing the N creates, and for the restart (default 300)")
+    p.add_argument("--zk-heap", default="1000m",
+                   help="Apache ZooKeeper's -Xmx (default 1000m, as zkServer.sh; a recovery of millions of "
+                        "znodes needs more)")
     p.add_argument("--name", default="standalone", help="results file: benchmarks/results/<date>-<name>.md")
     args = p.parse_args()
     ops = [o for o in args.ops.split(",") if o]
@@ -246,11 +289,12 @@ def main() -> int:
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _terminate)
 
+    BenchZooKeeper.heap = args.zk_heap
     build = build_loadgen() if args.loadgen == "java" else ""
     servers = [args.only] if args.only else ["zookeeper", "zkpy"]
     runs: dict[tuple[str, str], list[dict]] = {}
     started, load_before = time.monotonic(), os.getloadavg()[0]
-    for rnd in range(args.rounds):
+    for rnd in range(args.rounds if ops else 0):  # --ops '' with --recovery N: the recovery table only
         for name in servers:
             with SERVERS[name]() as server:
                 for op, res in drive(build, server, ops, args).items():
@@ -261,12 +305,16 @@ def main() -> int:
                           + (f"  (round {rnd + 1})" if args.rounds > 1 else ""), flush=True)
     # per op and server, the round with the median throughput (the upper one of an even count)
     results = {k: sorted(v, key=lambda r: r["ops_per_sec"])[len(v) // 2] for k, v in runs.items()}
-    lines = table(results, ops)
+    lines = table(results, ops) if ops else []
     if args.recovery:
-        lines += ["", "| restart after a log of N creates | txns | seconds until serving |", "|---|---:|---:|"]
+        lines += ["", "| restart after a log of N creates | txns | write rate (creates/s) | znodes after restart "
+                  "| seconds until serving | seconds zkpy/zk |", "|---|---:|---:|---:|---:|---:|"]
+        rec = {}
         for name in servers:
-            secs, n = recovery_time(SERVERS[name], args.recovery, build, args)
-            lines.append(f"| {name} | {n} | {secs:.2f} |")
+            rec[name] = r = recovery_time(SERVERS[name], args.recovery, args)
+            ratio = _ratio(r["seconds"], rec["zookeeper"]["seconds"]) if name == "zkpy" and "zookeeper" in rec else ""
+            lines.append(f"| {name} | {r['txns']} | {r['write_rate']:.0f} | {r['nodes']} | {r['seconds']:.2f} | {ratio} |")
+            print(lines[-1], flush=True)
     gen = ("official Java client (ZooKeeper 3.8), async API" if args.loadgen == "java"
            else "benchmarks/loadgen.py (Python, pre-encoded wire protocol)")
     header = ["# zkpy vs Apache ZooKeeper 3.8: standalone throughput and latency", ""] + machine_info() + [
@@ -278,7 +326,7 @@ def main() -> int:
         + (f"; {args.rounds} rounds alternating the servers, each cell is the round with the median ops/s"
            if args.rounds > 1 else ""),
         "- servers: standalone, one at a time, fresh data dir on the same disk, default durability "
-        "(each write fsynced before it is answered); Apache ZooKeeper with -Xmx1000m, default JIT and GC",
+        f"(each write fsynced before it is answered); Apache ZooKeeper with -Xmx{args.zk_heap}, default JIT and GC",
         f"- the load generator runs on the same {os.cpu_count()} cores as the server and competes with it for CPU; "
         "'server CPU' and 'loadgen CPU' are each process's CPU use during the measured interval "
         "(100% = one core, 200% = the whole machine)",

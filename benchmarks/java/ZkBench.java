@@ -19,6 +19,10 @@ import org.apache.zookeeper.ZooKeeper;
  *
  *   java ZkBench CONNECT OPS CLIENTS WINDOW WARMUP_S MEASURE_S NODES DATA_SIZE [PREWARM_S]
  *
+ * CONNECT may be several connect strings separated by ';' (an ensemble's members): connection i
+ * then uses the (i mod their number)-th, and after the set-up each connection syncs /bench, so that
+ * its server has the znodes before the load starts.
+ *
  * OPS is a comma-separated list run one after the other on the same connections:
  *   get    - getData on /bench/n{k % NODES}
  *   set    - setData (version -1) on /bench/n{k % NODES}
@@ -125,10 +129,11 @@ public class ZkBench {
             }
         }
 
+        final String[] targets = connect.split(";");
         List<Conn> conns = new ArrayList<>();
         for (int i = 0; i < clients; i++) {
             CountDownLatch up = new CountDownLatch(1);
-            ZooKeeper zk = new ZooKeeper(connect, 30000, e -> {
+            ZooKeeper zk = new ZooKeeper(targets[i % targets.length], 30000, e -> {
                 if (e.getState() == Watcher.Event.KeeperState.SyncConnected) up.countDown();
             });
             if (!up.await(20, TimeUnit.SECONDS)) {
@@ -138,6 +143,14 @@ public class ZkBench {
             conns.add(new Conn(zk, i));
         }
         if (!setup(conns.get(0).zk)) System.exit(1);
+        if (targets.length > 1) {
+            CountDownLatch synced = new CountDownLatch(conns.size());
+            for (Conn c : conns) c.zk.sync("/bench", (rc, p, x) -> synced.countDown(), null);
+            if (!synced.await(60, TimeUnit.SECONDS)) {
+                System.err.println("sync after set-up timed out");
+                System.exit(1);
+            }
+        }
 
         if (prewarm > 0 && !phase(conns, "mixed", window, prewarm, 0, false)) System.exit(3);
         for (String op : ops) {
