@@ -231,3 +231,27 @@ def test_members_snapshot_purge_and_recover_from_snapshots():
         c.stop()
         tree = ens.assert_replicas_identical()
         assert all(f"/n{i:04d}" in tree for i in range(450))
+
+
+def test_pipelined_writes_that_reuse_an_xid_are_all_answered():
+    """A client that reuses an xid while the first write is in flight gets both answers, in
+    order, through the leader and through a follower (as from ZooKeeper)."""
+    from zkpy.protocol import jute
+    from zkpy.protocol.codes import Op
+    from zkpy.testing.client import RawClient
+
+    with Ensemble(3) as ens:
+        for sid in ens.ids:
+            c = RawClient("127.0.0.1", ens.client_ports[sid])
+            reqs = [jute.encode_request(7, Op.CREATE, (f"/dup{sid}-{i}", b"", [(31, "world", "anyone")], 0, -1))
+                    for i in range(2)]
+            c.sock.sendall(b"".join(reqs))
+            answers = []
+            for _ in range(2):
+                frame = c._frame()
+                xid, _zxid, err = jute.decode_reply_header(frame)
+                answers.append((xid, err, jute.Reader(frame, 16).ustring()))
+            assert answers == [(7, 0, f"/dup{sid}-0"), (7, 0, f"/dup{sid}-1")], (sid, answers)
+            c.sock.settimeout(10)
+            assert c.call(Op.EXISTS, (f"/dup{sid}-1", False))[0] == 0
+            c.close()

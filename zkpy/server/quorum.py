@@ -13,6 +13,8 @@ CommitProcessor does.  The leader owns session expiry; followers report session 
 from __future__ import annotations
 
 import asyncio
+import math
+from collections import deque
 import os
 import random
 from concurrent.futures import ThreadPoolExecutor
@@ -81,7 +83,7 @@ class QuorumPeer:
         self.core = Zab(self.sid, self.voters, self.observers, accepted_epoch=accepted, current_epoch=current,
                         log=entries, snapshot_zxid=snap_zxid,
                         applied_zxid=tree.last_zxid, snapshot_provider=self._snapshot,
-                        timing=Timing(init_limit=config.init_limit, sync_limit=config.sync_limit),
+                        timing=self._timing(config),
                         incarnation=random.getrandbits(48))
         addresses = {sid: (s.host, s.peer_port) for sid, s in config.servers.items()}
         self.peers = Peers(self.sid, addresses, self._on_message, self._on_disconnect)
@@ -123,8 +125,18 @@ class QuorumPeer:
         self._writer.submit(self.txlog.close).result()
         self._writer.shutdown(wait=True)
 
+    def _timing(self, config: Config) -> Timing:
+        """The core counts in ticks of at most 100 ms, whatever tickTime is: initLimit and
+        syncLimit keep their length in time, and the election waits ZooKeeper's fixed 200 ms
+        (finalizeWait) for a better vote rather than a whole tickTime (2 s by default)."""
+        self.tick_ms = min(config.tick_time, 100)
+        per_tick = config.tick_time / self.tick_ms
+        return Timing(init_limit=math.ceil(config.init_limit * per_tick),
+                      sync_limit=math.ceil(config.sync_limit * per_tick),
+                      finalize_wait=max(1, math.ceil(200 / self.tick_ms)))
+
     def _schedule_tick(self) -> None:
-        self._tick_handle = self.loop.call_later(self.config.tick_time / 1000.0, self._tick)
+        self._tick_handle = self.loop.call_later(self.tick_ms / 1000.0, self._tick)
 
     def _tick(self) -> None:
         try:
@@ -170,7 +182,7 @@ class QuorumPeer:
                 self._start_write()
             for zxid, record in r.commits:
                 txn = decode_txn(record)
-                self.server.apply(txn, self.origins.pop((txn.session, txn.cxid), None))
+                self.server.apply(txn, self._take_origin((txn.session, txn.cxid)))
             if r.commits:
                 self.snapshotter.applied(len(r.commits))
                 self._wake_syncs()
@@ -281,15 +293,35 @@ class QuorumPeer:
     def propose(self, txn: Txn, origin: Any) -> None:
         """Leader: replicate a txn prepped here; `origin` answers when it is applied."""
         if origin is not None:
-            self.origins[(txn.session, txn.cxid)] = origin
+            self._add_origin((txn.session, txn.cxid), origin)
         self.core.propose(txn.zxid, encode_txn(txn))
         self._kick()
+
+    def _add_origin(self, key: tuple[int, int], origin: Any) -> None:
+        """Who answers the txn of (session, cxid).  A client that reuses an xid while the
+        first request is in flight gets both answered, in order (a deque for that key)."""
+        previous = self.origins.get(key)
+        if previous is None:
+            self.origins[key] = origin
+        elif type(previous) is deque:
+            previous.append(origin)
+        else:
+            self.origins[key] = deque((previous, origin))
+
+    def _take_origin(self, key: tuple[int, int]) -> Any:
+        origin = self.origins.pop(key, None)
+        if type(origin) is deque:
+            first = origin.popleft()
+            if origin:
+                self.origins[key] = origin
+            return first
+        return origin
 
     def forward(self, kind: str, origin: Any, *fields: Any) -> None:
         """Follower: send a write to the leader and wait for its txn to be applied here."""
         session, cxid = fields[0], fields[1] if kind != "createsession" else 0
         if origin is not None:
-            self.origins[(session, cxid)] = origin
+            self._add_origin((session, cxid), origin)
         self.peers.send(self.core.leader, ("app", kind) + tuple(fields))
 
     def sync(self, conn: Any, entry: Any, path: str) -> None:

@@ -120,7 +120,20 @@ class Ensemble:
             if modes.count("leader") == 1 and all(m in ("leader", "follower", "observer") for m in modes):
                 return time.time() - start
             time.sleep(0.05)
-        raise RuntimeError(f"ensemble not serving: { {s: self.mode(s) for s in self.ids} }")
+        raise RuntimeError(f"ensemble not serving: { {s: self.mode(s) for s in self.ids} }\n" + self.log_tails())
+
+    def log_tails(self, lines: int = 12) -> str:
+        """The end of every server's log, for failure messages."""
+        out = []
+        for sid in self.ids:
+            path = os.path.join(self.base, f"server{sid}", "server.log")
+            try:
+                with open(path, errors="replace") as f:
+                    tail = f.read().splitlines()[-lines:]
+            except OSError:
+                continue
+            out.append(f"--- server {sid} ({path}):\n" + "\n".join(tail))
+        return "\n".join(out)
 
     def kill(self, sid: int) -> None:
         p = self.procs.get(sid)
