@@ -44,50 +44,15 @@ sys.path.insert(0, HERE)
 
 import run  # noqa: E402  (benchmarks/run.py: generator plumbing, table, machine details)
 from zkpy.testing.ensemble import Ensemble  # noqa: E402
-from zkpy.testing.external import _LOG4J_PROPERTIES, apache_zookeeper_classpath, four_letter_word  # noqa: E402
+from zkpy.testing.external import four_letter_word  # noqa: E402
 
 OPS = ("get", "set", "create", "mixed")
 INIT_LIMIT, SYNC_LIMIT = 10, 5  # what Ensemble writes into every zoo.cfg (ZooKeeper's sample values)
 
 
 class BenchEnsemble(Ensemble):
-    """`Ensemble`, with Apache ZooKeeper run as zkServer.sh runs it, and cleaned up if its start fails.
-
-    - Apache ZooKeeper: -Xmx as zkServer.sh (1000m; `Ensemble` gives 256m), its default JIT and
-      GC (as `Ensemble`), and a console log at INFO into each member's server.log (with
-      `Ensemble`'s command line log4j finds no appender, so the members log nothing).
-    - `Ensemble.start()` leaves its processes and temp dir behind when the ensemble does not
-      become serving (`with Ensemble(...)` calls `start()` in `__enter__`, so `__exit__` never
-      runs); here a failed start stops everything before raising.
-    """
-
-    heap = "1000m"
-
-    def start_server(self, sid: int) -> None:
-        if not self.apache:
-            return super().start_server(sid)
-        cfg = self._config(sid)
-        d = os.path.join(self.base, f"server{sid}")
-        log4j = os.path.join(d, "log4j.properties")
-        with open(log4j, "w") as f:
-            f.write(_LOG4J_PROPERTIES)
-        cmd = ["java", f"-Xmx{self.heap}", "-Djava.net.preferIPv4Stack=true", "-Djava.awt.headless=true",
-               "-cp", apache_zookeeper_classpath(), f"-Dzookeeper.log.dir={d}", "-Dzookeeper.root.logger=INFO,CONSOLE",
-               f"-Dlog4j.configuration=file:{log4j}", "-Dzookeeper.jmx.log4j.disable=true",
-               "org.apache.zookeeper.server.quorum.QuorumPeerMain", cfg]
-        with open(os.path.join(d, "server.log"), "ab") as log:
-            self.procs[sid] = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                               start_new_session=True)
-
-    def start(self) -> BenchEnsemble:
-        try:
-            for sid in self.ids:
-                self.start_server(sid)
-            self.wait_serving()
-        except BaseException:
-            self.stop()
-            raise
-        return self
+    """`Ensemble` (Apache ZooKeeper members run with zkServer.sh's heap and a console log),
+    with what the benchmark reads off it."""
 
     @property
     def pids(self) -> list[int]:
@@ -443,7 +408,6 @@ def main() -> int:
     bad = [o for o in ops if o not in OPS]
     if bad:
         p.error(f"unknown op(s) {bad}; choose from {','.join(OPS)}")
-    BenchEnsemble.heap = args.zk_heap
     # `python -m zkpy serve` must find this checkout's package whatever the cwd
     os.environ["PYTHONPATH"] = ROOT + (os.pathsep + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else "")
 
@@ -466,7 +430,8 @@ def main() -> int:
 
     def new_ensemble(name: str, tick: int) -> BenchEnsemble:
         t = time.monotonic()
-        ens = BenchEnsemble(3, tick_time=tick, apache=(name == "zookeeper"), startup_timeout=120).start()
+        ens = BenchEnsemble(3, tick_time=tick, apache=(name == "zookeeper"), startup_timeout=120,
+                            apache_heap=args.zk_heap).start()
         startup.setdefault((name, tick), []).append(time.monotonic() - t)
         print(f"{name:9} ensemble (tickTime {tick}) serving after {startup[(name, tick)][-1]:.1f} s "
               f"(leader: server {ens.leader()})", flush=True)

@@ -8,12 +8,12 @@ def test_words(zk, server):
     zk.get("/w", watch=lambda e: None)
     assert server.four_letter_word("ruok") == "imok"
     srvr = server.four_letter_word("srvr")
-    assert "Mode: standalone" in srvr and "Zxid: 0x" in srvr and "Node count: 5" in srvr
+    assert "Mode: standalone" in srvr and "Zxid: 0x" in srvr and "Node count: 6" in srvr
     assert "Clients:" in server.four_letter_word("stat")
     assert f"clientPort={server.port}" in server.four_letter_word("conf")
     assert "sid=0x" in server.four_letter_word("cons")
     mntr = dict(line.split("\t", 1) for line in server.four_letter_word("mntr").splitlines())
-    assert mntr["zk_server_state"] == "standalone" and mntr["zk_znode_count"] == "5" and mntr["zk_watch_count"] == "1"
+    assert mntr["zk_server_state"] == "standalone" and mntr["zk_znode_count"] == "6" and mntr["zk_watch_count"] == "1"
     assert "Total watches:1" in server.four_letter_word("wchs")
     assert "/w" in server.four_letter_word("wchc") and "/w" in server.four_letter_word("wchp")
     assert "Global Sessions" in server.four_letter_word("dump")

@@ -44,7 +44,7 @@ def _srvr(s: "ZkServer") -> str:
             f"Outstanding: {st.outstanding}\n"
             f"Zxid: 0x{s.tree.last_zxid:x}\n"
             f"Mode: {s.state}\n"
-            f"Node count: {s.tree.node_count()}\n")
+            f"Node count: {_node_count(s)}\n")
 
 
 def _cons_lines(s: "ZkServer") -> str:
@@ -119,7 +119,7 @@ def _mntr(s: "ZkServer") -> str:
         ("zk_packets_sent", sum(c.packets_sent for c in s.connections) + st.packets_sent),
         ("zk_num_alive_connections", len(s.connections)),
         ("zk_outstanding_requests", st.outstanding),
-        ("zk_znode_count", t.node_count()),
+        ("zk_znode_count", _node_count(s)),
         ("zk_watch_count", watches),
         ("zk_ephemerals_count", sum(len(v) for v in t.ephemerals.values())),
         ("zk_approximate_data_size", t.approximate_data_size()),
@@ -207,6 +207,11 @@ def _dump(s: "ZkServer") -> str:
     out.append("Connections dump:\n")
     out.append(f"Connections Sets ({len(s.connections)}):\n")
     return "".join(out)
+
+
+def _node_count(s: "ZkServer") -> int:
+    """As ZooKeeper reports it: its node table holds the root twice, as "" and as "/"."""
+    return s.tree.node_count() + 1
 
 
 def _isro(s: "ZkServer") -> str:

@@ -18,14 +18,14 @@ import sys
 import tempfile
 import time
 
-from .external import apache_zookeeper_classpath, four_letter_word, free_port
+from .external import _LOG4J_PROPERTIES, apache_zookeeper_classpath, four_letter_word, free_port
 from .proxy import Proxy
 
 
 class Ensemble:
     def __init__(self, size: int = 3, tick_time: int = 200, observers: int = 0, apache: bool = False,
                  startup_timeout: float = 30.0, proxied: bool = False,
-                 settings: dict[str, str] | None = None) -> None:
+                 settings: dict[str, str] | None = None, apache_heap: str = "1000m") -> None:
         self.size = size
         self.tick_time = tick_time
         self.apache = apache
@@ -38,6 +38,7 @@ class Ensemble:
         self.election_ports = {i: free_port() for i in self.ids}
         self.procs: dict[int, subprocess.Popen] = {}
         self.settings = dict(settings or {})
+        self.apache_heap = apache_heap  # -Xmx of each Apache ZooKeeper member (zkServer.sh's default)
         # proxied: server a reaches server b's quorum and election ports through links named
         # "a->b:peer" and "a->b:election", so that a test can cut them (see proxy.py).
         self.proxy: Proxy | None = None
@@ -82,17 +83,29 @@ class Ensemble:
         cfg = self._config(sid)
         log = open(os.path.join(self.base, f"server{sid}", "server.log"), "ab")
         if self.apache:
-            cmd = ["java", "-Xmx256m", "-cp", apache_zookeeper_classpath(),
-                   f"-Dzookeeper.log.dir={self.base}", "org.apache.zookeeper.server.quorum.QuorumPeerMain", cfg]
+            log4j = os.path.join(self.base, f"server{sid}", "log4j.properties")
+            with open(log4j, "w") as f:
+                f.write(_LOG4J_PROPERTIES)
+            cmd = ["java", f"-Xmx{self.apache_heap}", "-Djava.net.preferIPv4Stack=true", "-cp",
+                   apache_zookeeper_classpath(), f"-Dzookeeper.log.dir={self.base}",
+                   "-Dzookeeper.root.logger=INFO,CONSOLE", f"-Dlog4j.configuration=file:{log4j}",
+                   "-Dzookeeper.jmx.log4j.disable=true", "org.apache.zookeeper.server.quorum.QuorumPeerMain", cfg]
         else:
             cmd = [sys.executable, "-m", "zkpy", "serve", cfg]
-        self.procs[sid] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs[sid] = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                           start_new_session=True)
         log.close()
 
     def start(self) -> "Ensemble":
-        for sid in self.ids:
-            self.start_server(sid)
-        self.wait_serving()
+        """Start every member and wait until they serve; on failure nothing is left behind
+        (`with Ensemble(...)` never reaches __exit__ when __enter__ raises)."""
+        try:
+            for sid in self.ids:
+                self.start_server(sid)
+            self.wait_serving()
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def mode(self, sid: int) -> str | None:
