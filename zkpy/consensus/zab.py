@@ -314,6 +314,11 @@ class Zab:
             if self.epoch:  # a retransmission: our LEADERINFO may have been lost
                 self._send(sender, ("leaderinfo", self.epoch, list(join)))
             return
+        if self.epoch and accepted_epoch > self.epoch and sender in self.voters:
+            # The voter promised a later epoch (to a leader that never established): it can
+            # never follow us.  Step down; the next leader's epoch will exceed every promise.
+            self._start_election()
+            return
         self.joins[sender] = list(join)
         self.followerinfo[sender] = accepted_epoch
         # A learner that (re)joins is synchronised afresh.
