@@ -19,16 +19,15 @@ import base64
 import hashlib
 import os
 import re
-import shutil
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from zkpy.testing.external import ApacheZooKeeper, ZkpyProcess, apache_zookeeper_classpath
+from zkpy.testing.external import ApacheZooKeeper, ZkpyProcess
 
-ZOOKEEPER_JAR = "/usr/share/java/zookeeper.jar"
-EXTRA_JARS = ["/usr/share/java/commons-cli.jar", "/usr/share/java/slf4j-api.jar"]
+from java_support import MARK, classpath, java_missing, javac, program_checks, zkcli_script
+
 JVM = ["java", "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Xshare:auto"]
 
 pytestmark = pytest.mark.timeout(180)
@@ -107,14 +106,8 @@ COMMANDS = [
 ]
 
 
-_MARK = "/__zkpy_marker_{}"
 
 
-def _script() -> str:
-    lines = []
-    for i, cmd in enumerate(COMMANDS):
-        lines += [cmd, "ls " + _MARK.format(i)]
-    return "\n".join(lines + ["quit", ""])
 
 
 def _normalise(text: str) -> str:
@@ -146,7 +139,7 @@ def _split(output: str) -> Transcript:
     pieces = []
     rest = _normalise(output)
     for i, cmd in enumerate(COMMANDS):
-        marker = f"Node does not exist: {_MARK.format(i)}"
+        marker = f"Node does not exist: {MARK.format(i)}"
         if marker not in rest:
             raise AssertionError(f"no output boundary after {cmd!r} (zkCli died?):\n{output[-3000:]}")
         piece, rest = rest.split(marker, 1)
@@ -337,22 +330,10 @@ public class ClientCheck {
 # ---------------------------------------------------------------------------- fixtures
 
 
-def _classpath() -> str:
-    return ":".join([apache_zookeeper_classpath()] + [j for j in EXTRA_JARS if os.path.exists(j)])
 
 
-def _java_missing() -> str | None:
-    missing = [what for what, ok in (("java", shutil.which("java")),
-                                     (ZOOKEEPER_JAR, os.path.exists(ZOOKEEPER_JAR))) if not ok]
-    return ", ".join(missing) or None
 
 
-def _javac() -> list[str]:
-    """javac; with only a JRE (Debian's zookeeper depends on default-jre), the same compiler
-    through `java`: its module image carries jdk.compiler."""
-    if shutil.which("javac"):
-        return ["javac", "-J-XX:TieredStopAtLevel=1"]
-    return ["java", "-XX:TieredStopAtLevel=1", "-m", "jdk.compiler/com.sun.tools.javac.Main"]
 
 
 def _run_all(pool, jobs):
@@ -363,7 +344,7 @@ def _run_all(pool, jobs):
 @pytest.fixture(scope="module")
 def java_runs(tmp_path_factory):
     """zkCli output and program output, from zkpy and from Apache ZooKeeper."""
-    missing = _java_missing()
+    missing = java_missing()
     if missing:
         if os.environ.get("CI"):
             pytest.fail(f"CI: the Java client tests need {missing} (Debian's zookeeper package)")
@@ -371,9 +352,9 @@ def java_runs(tmp_path_factory):
     build = tmp_path_factory.mktemp("javacheck")
     src = build / "ClientCheck.java"
     src.write_text(PROGRAM)
-    cp = _classpath()
-    javac = subprocess.Popen(_javac() + ["-cp", cp, "-d", str(build), str(src)],
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    cp = classpath()
+    compiler = subprocess.Popen(javac() + ["-cp", cp, "-d", str(build), str(src)],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     ours, theirs = ZkpyProcess(), ApacheZooKeeper()
     try:
         with ThreadPoolExecutor(2) as pool:
@@ -381,13 +362,13 @@ def java_runs(tmp_path_factory):
 
             def shell(server):
                 r = subprocess.run(JVM + ["-cp", cp, "org.apache.zookeeper.ZooKeeperMain", "-server",
-                                          server.connect_string], input=_script(), stdout=subprocess.PIPE,
+                                          server.connect_string], input=zkcli_script(COMMANDS), stdout=subprocess.PIPE,
                                    stderr=subprocess.STDOUT, text=True, timeout=90)
                 return r.stdout
 
             shell_out = _run_all(pool, [lambda: shell(ours), lambda: shell(theirs)])
-            out, _ = javac.communicate(timeout=120)
-            assert javac.returncode == 0, out
+            out, _ = compiler.communicate(timeout=120)
+            assert compiler.returncode == 0, out
 
             def program(server):
                 r = subprocess.run(JVM + ["-cp", cp + ":" + str(build), "ClientCheck", server.connect_string],
@@ -396,9 +377,9 @@ def java_runs(tmp_path_factory):
 
             prog_out = _run_all(pool, [lambda: program(ours), lambda: program(theirs)])
     finally:
-        if javac.poll() is None:
-            javac.kill()
-            javac.wait()
+        if compiler.poll() is None:
+            compiler.kill()
+            compiler.wait()
         ours.stop()
         theirs.stop()
     return {"shell": {"zkpy": shell_out[0], "zookeeper": shell_out[1]},
@@ -412,13 +393,6 @@ def shell(java_runs):
     return ours, theirs
 
 
-def _checks(output: str) -> dict[str, str]:
-    res = {}
-    for line in output.splitlines():
-        m = re.match(r"(ok|FAIL) ([^:]+)(?:: (.*))?$", line)
-        if m:
-            res[m.group(2)] = "ok" if m.group(1) == "ok" else "FAIL: " + (m.group(3) or "")
-    return res
 
 
 # ---------------------------------------------------------------------------- zkCli
@@ -491,8 +465,8 @@ def test_zkcli_get_of_a_node_created_without_data(shell):
 
 
 def test_java_api_program(java_runs):
-    theirs = _checks(java_runs["program"]["zookeeper"])
-    ours = _checks(java_runs["program"]["zkpy"])
+    theirs = program_checks(java_runs["program"]["zookeeper"])
+    ours = program_checks(java_runs["program"]["zkpy"])
     assert len(theirs) >= 35 and all(v == "ok" for v in theirs.values()), \
         "the program's expectations do not hold on Apache ZooKeeper:\n" + java_runs["program"]["zookeeper"]
     assert set(ours) == set(theirs), java_runs["program"]["zkpy"]
@@ -503,4 +477,4 @@ def test_java_api_program(java_runs):
 
 def test_java_api_null_data(java_runs):
     for server in ("zookeeper", "zkpy"):
-        assert _checks(java_runs["program"][server])["null data reads back as null"] == "ok", server
+        assert program_checks(java_runs["program"][server])["null data reads back as null"] == "ok", server

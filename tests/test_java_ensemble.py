@@ -29,7 +29,6 @@ from __future__ import annotations
 import os
 import queue
 import re
-import shutil
 import subprocess
 import threading
 import time
@@ -40,10 +39,9 @@ from kazoo.client import KazooClient
 from kazoo.retry import KazooRetry
 
 from zkpy.testing.ensemble import Ensemble
-from zkpy.testing.external import apache_zookeeper_classpath
 
-ZOOKEEPER_JAR = "/usr/share/java/zookeeper.jar"
-EXTRA_JARS = ["/usr/share/java/commons-cli.jar", "/usr/share/java/slf4j-api.jar"]
+from java_support import MARK, classpath, java_missing, javac, program_checks, zkcli_script
+
 JVM = ["java", "-Xmx128m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Xshare:auto"]
 
 pytestmark = pytest.mark.timeout(90)
@@ -393,23 +391,10 @@ public class EnsembleCheck {
 """
 
 
-def _classpath() -> str:
-    return ":".join([apache_zookeeper_classpath()] + [j for j in EXTRA_JARS if os.path.exists(j)])
 
 
-def _javac() -> list[str]:
-    if shutil.which("javac"):
-        return ["javac", "-J-XX:TieredStopAtLevel=1"]
-    return ["java", "-XX:TieredStopAtLevel=1", "-m", "jdk.compiler/com.sun.tools.javac.Main"]
 
 
-def _checks(output: str) -> dict[str, str]:
-    res = {}
-    for line in output.splitlines():
-        m = re.match(r"(ok|FAIL) ([^:]+)(?:: (.*))?$", line)
-        if m:
-            res[m.group(2)] = "ok" if m.group(1) == "ok" else "FAIL: " + (m.group(3) or "")
-    return res
 
 
 # ---------------------------------------------------------------------------- zkCli
@@ -431,14 +416,8 @@ CLI_COMMANDS = [
     "delete /cli",
     "get /cli",
 ]
-_MARK = "/__zkpy_marker_{}"
 
 
-def _cli_script() -> str:
-    lines = []
-    for i, cmd in enumerate(CLI_COMMANDS):
-        lines += [cmd, "ls " + _MARK.format(i)]
-    return "\n".join(lines + ["quit", ""])
 
 
 def _cli_pieces(output: str) -> dict:
@@ -451,7 +430,7 @@ def _cli_pieces(output: str) -> dict:
     pieces = {}
     for i, cmd in enumerate(CLI_COMMANDS):
         key = cmd if cmd not in pieces else (cmd, 1)
-        marker = f"Node does not exist: {_MARK.format(i)}"
+        marker = f"Node does not exist: {MARK.format(i)}"
         if marker not in rest:
             raise AssertionError(f"no output boundary after {cmd!r} (zkCli died?):\n{output[-3000:]}")
         piece, rest = rest.split(marker, 1)
@@ -608,7 +587,7 @@ def _run(flavour: str, build: str, cp_build: str) -> dict:
 
         def cli():
             r = subprocess.run(JVM + ["-cp", cp_build, "org.apache.zookeeper.ZooKeeperMain", "-server",
-                                      ens.address(follower)], input=_cli_script(), stdout=subprocess.PIPE,
+                                      ens.address(follower)], input=zkcli_script(CLI_COMMANDS), stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True, timeout=60, check=False)
             return r.stdout
 
@@ -647,16 +626,16 @@ def _run(flavour: str, build: str, cp_build: str) -> dict:
 
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory):
-    missing = [w for w, ok in (("java", shutil.which("java")), (ZOOKEEPER_JAR, os.path.exists(ZOOKEEPER_JAR))) if not ok]
+    missing = java_missing()
     if missing:
         if os.environ.get("CI"):
-            pytest.fail(f"CI: the Java ensemble tests need {', '.join(missing)} (Debian's zookeeper package)")
-        pytest.skip(f"needs {', '.join(missing)} (Debian's zookeeper package, which brings a Java runtime)")
+            pytest.fail(f"CI: the Java ensemble tests need {missing} (Debian's zookeeper package)")
+        pytest.skip(f"needs {missing} (Debian's zookeeper package, which brings a Java runtime)")
     build = tmp_path_factory.mktemp("javaensemble")
     src = build / "EnsembleCheck.java"
     src.write_text(PROGRAM)
-    cp = _classpath()
-    r = subprocess.run(_javac() + ["-cp", cp, "-d", str(build), str(src)], stdout=subprocess.PIPE,
+    cp = classpath()
+    r = subprocess.run(javac() + ["-cp", cp, "-d", str(build), str(src)], stdout=subprocess.PIPE,
                        stderr=subprocess.STDOUT, text=True, timeout=120, check=False)
     assert r.returncode == 0, r.stdout
     return str(build), cp + ":" + str(build)
@@ -673,7 +652,7 @@ def runs(request, compiled):
 def test_java_client_against_each_member(runs):
     flavour, res = runs
     outputs = res["member"]
-    all_checks = {sid: _checks(out) for sid, out in outputs.items()}
+    all_checks = {sid: program_checks(out) for sid, out in outputs.items()}
     for sid, checks in all_checks.items():
         role = res["modes"][sid]
         failed = {k: v for k, v in checks.items() if v != "ok"}
@@ -723,7 +702,7 @@ def test_zkcli_through_a_follower(runs):
 def test_java_client_failover_keeps_the_session(runs):
     flavour, res = runs
     fo = res["failover"]
-    checks = _checks(fo["output"])
+    checks = program_checks(fo["output"])
     failed = {k: v for k, v in checks.items() if v != "ok"}
     assert not failed and fo["rc"] == 0 and "ALL OK" in fo["output"], f"{flavour}:\n{fo['output']}"
     assert len(checks) >= 21, fo["output"]
