@@ -99,6 +99,8 @@ def test_four_letter_words_show_roles():
         leader = ens.leader()
         mntr = dict(l.split("\t", 1) for l in four_letter_word("127.0.0.1", ens.client_ports[leader], "mntr").splitlines())
         assert mntr["zk_server_state"] == "leader" and mntr["zk_synced_followers"] == "2"
+        assert mntr["zk_learners"] == "2" and mntr["zk_quorum_size"] == "3" and mntr["zk_synced_observers"] == "0"
+        assert mntr["zk_peer_state"] == "leading - broadcast" and int(mntr["zk_leader_uptime"]) >= 0
         follower = next(s for s in ens.ids if s != leader)
         assert "Mode: follower" in four_letter_word("127.0.0.1", ens.client_ports[follower], "srvr")
 

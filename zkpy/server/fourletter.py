@@ -131,13 +131,16 @@ def _mntr(s: "ZkServer") -> str:
         ("zk_local_sessions", 0),
     ]
     q = s.quorum
+    if q is not None:
+        rows.append(("zk_quorum_size", len(q.voters)))
     if q is not None and q.is_leader:
         core = q.core
         rows += [("zk_learners", len(core.forwarding)),
-                 ("zk_followers", len(core.forwarding & core.voters)),
                  ("zk_synced_followers", len(core.synced & core.voters)),
+                 ("zk_synced_non_voting_followers", 0),
                  ("zk_synced_observers", len(core.synced & core.observers)),
-                 ("zk_pending_syncs", len(core.forwarding - core.synced)),
+                 ("zk_pending_syncs", 0),  # a follower's sync is answered at once on the leader
+                 ("zk_leader_uptime", int((time.time() - q.leader_since) * 1000)),
                  ("zk_last_proposal_size", 0)]
     if q is not None:
         rows.append(("zk_peer_state", f"{q.role} - {'broadcast' if q.serving else 'election'}"))

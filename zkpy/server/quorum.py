@@ -17,6 +17,7 @@ import math
 from collections import deque
 import os
 import random
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -104,6 +105,7 @@ class QuorumPeer:
         self._tick_handle: asyncio.TimerHandle | None = None
         self._read_only_timer: asyncio.TimerHandle | None = None
         self._kicked = False
+        self.leader_since = 0.0
         self._last_drop_log = -1.0
 
     # ------------------------------------------------------------ lifecycle
@@ -261,6 +263,7 @@ class QuorumPeer:
             self.server.leave_read_only()
         self.server.state = state
         if state == "leader" and previous != "leader":
+            self.leader_since = time.time()
             self.server.prep.reset()
             self.server.prep.zxid = make_zxid(core.epoch, 0)
             self.server.sessions_take_over()
