@@ -4,6 +4,7 @@ without losing an acknowledged write.  ZKPY_FAILOVER_ROUNDS=20 for the long run.
 import os
 import threading
 import time
+import pytest
 
 from kazoo.client import KazooClient
 from kazoo.exceptions import KazooException, NodeExistsError
@@ -253,3 +254,35 @@ def test_pipelined_writes_that_reuse_an_xid_are_all_answered():
             c.sock.settimeout(10)
             assert c.call(Op.EXISTS, (f"/dup{sid}-1", False))[0] == 0
             c.close()
+
+
+def test_zkpy_ensemble_command_starts_serves_and_cleans_up():
+    """`zkpy ensemble -n 3`: prints a connect string that works, and Ctrl-C stops every
+    member and removes the temp dirs."""
+    import re
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "zkpy", "ensemble", "-n", "3"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        hosts = proc.stdout.readline().strip()
+        assert re.fullmatch(r"127\.0\.0\.1:\d+(,127\.0\.0\.1:\d+){2}", hosts), hosts
+        base = re.search(r"data and logs in (\S+);", proc.stderr.readline()).group(1)
+        c = _client(hosts)
+        c.create("/from-cli", b"ok")
+        assert c.get("/from-cli")[0] == b"ok"
+        c.stop()
+        c.close()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0
+        assert not os.path.exists(base)
+        for port in (int(h.split(":")[1]) for h in hosts.split(",")):
+            with pytest.raises(OSError):
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
