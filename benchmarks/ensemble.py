@@ -24,7 +24,6 @@ to benchmarks/results/<date>-<name>.md (default name: ensemble). See benchmarks/
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
 import re
 import signal
@@ -524,14 +523,7 @@ def main() -> int:
         "and the numbers are noisy); at the start of each phase (the benchmark's own previous phase included): "
         + ", ".join(phase_loads),
         ""]
-    text = "\n".join(header + lines) + "\n"
-    print()
-    print(text)
-    os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
-    path = os.path.join(HERE, "results", f"{datetime.date.today()}-{args.name}.md")
-    with open(path, "w") as f:
-        f.write(text)
-    print(f"written to {os.path.relpath(path)}")
+    run.write_results("\n".join(header + lines) + "\n", args.name)
     return 0
 
 

@@ -334,15 +334,20 @@ def main() -> int:
         f"{os.getloadavg()[0]:.2f} after (the 'before' is other work: well above 0.5, the machine was shared "
         "and the numbers are noisy)",
         ""]
-    text = "\n".join(header + lines) + "\n"
+    write_results("\n".join(header + lines) + "\n", args.name)
+    return 0
+
+
+
+def write_results(text: str, name: str) -> None:
+    """Print the report and keep it as results/<date>-<name>.md."""
     print()
     print(text)
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
-    path = os.path.join(HERE, "results", f"{datetime.date.today()}-{args.name}.md")
+    path = os.path.join(HERE, "results", f"{datetime.date.today()}-{name}.md")
     with open(path, "w") as f:
         f.write(text)
     print(f"written to {os.path.relpath(path)}")
-    return 0
 
 
 if __name__ == "__main__":

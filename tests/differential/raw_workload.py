@@ -128,7 +128,7 @@ def _parse(driver: Driver, op: int, err: int, r: Reader):
     if op in (Op.MULTI, Op.MULTI_READ):
         out = []
         while True:
-            t, done, e = r.int(), r.bool(), r.int()
+            t, done, _err = r.int(), r.bool(), r.int()
             if done:
                 break
             if t == -1:
