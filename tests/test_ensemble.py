@@ -286,3 +286,33 @@ def test_zkpy_ensemble_command_starts_serves_and_cleans_up():
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
+
+
+def test_a_silent_client_of_a_follower_expires_and_its_ephemerals_go_everywhere():
+    """The leader owns expiry: a session whose client vanished from a follower (no closeSession)
+    expires after its timeout, its ephemerals are deleted on every member, and it cannot be
+    resumed; a session that keeps pinging through another follower lives on."""
+    from zkpy.protocol.codes import CreateMode
+    from zkpy.testing.client import RawClient
+
+    with Ensemble(3) as ens:
+        leader = ens.leader()
+        f1, f2 = [s for s in ens.ids if s != leader]
+        gone = RawClient("127.0.0.1", ens.client_ports[f1], timeout_ms=1500)
+        assert gone.create("/gone", flags=CreateMode.EPHEMERAL)[0] == 0
+        alive = KazooClient(ens.address(f2), timeout=1.5)
+        alive.start(10)
+        alive.create("/alive", ephemeral=True)
+        session, passwd = gone.session_id, gone.passwd
+        gone.sock.close()  # vanishes: no closeSession
+        deadline = time.time() + 15
+        while time.time() < deadline and any("/gone" in t for t in ens.trees().values()):
+            time.sleep(0.2)
+        trees = ens.trees()
+        assert all("/gone" not in t and "/alive" in t for t in trees.values()), trees
+        back = RawClient("127.0.0.1", ens.client_ports[f1], timeout_ms=1500, session_id=session, passwd=passwd)
+        assert back.timeout == 0 and back.session_id == 0  # expired
+        back.close()
+        assert alive.exists("/alive").ephemeralOwner == alive.client_id[0]
+        alive.stop()
+        alive.close()
