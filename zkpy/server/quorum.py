@@ -7,17 +7,20 @@ snapshots, applies committed txns to the tree (answering local clients), and sen
 Clients of a follower are served reads locally; their writes, session creations and
 closes go to the leader, which preps them into txns; every server answers its own
 clients when it applies the txn (matched by session and cxid), as ZooKeeper's
-CommitProcessor does.  The leader owns session expiry; followers report session activity.
+CommitProcessor does.  The leader owns session expiry; followers report session activity
+and ask the leader before letting a client reattach a session (REVALIDATE).  Members
+snapshot every ~snapCount applied txns; without a quorum and with readonlymode.enabled a
+member serves reads to read-only clients (server.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
-from collections import deque
 import os
 import random
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
