@@ -715,9 +715,12 @@ def well_formed(msg: object) -> bool:
     if type(msg) not in (list, tuple) or not msg:
         return False
     checks = _SCHEMA.get(msg[0]) if type(msg[0]) is str else None  # type: ignore[index]
-    if checks is None or len(msg) != len(checks) + 1:  # type: ignore[arg-type]
-        return False
-    return all(check(field) for check, field in zip(checks, msg[1:]))  # type: ignore[index]
+    return checks is not None and fields_match(checks, msg[1:])  # type: ignore[index]
+
+
+def fields_match(checks: tuple, fields) -> bool:
+    """One check per field, and exactly as many fields as checks (messages of a schema)."""
+    return len(fields) == len(checks) and all(check(field) for check, field in zip(checks, fields))
 
 
 _LEARNER_HANDLERS = {

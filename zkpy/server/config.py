@@ -59,6 +59,11 @@ class Config:
     force_sync: bool = True
     autopurge_snap_retain_count: int = 3
     autopurge_purge_interval: int = 0
+
+    @property
+    def purge_retain(self) -> int | None:
+        """Snapshots autopurge keeps after each new one, or None when autopurge is off."""
+        return self.autopurge_snap_retain_count if self.autopurge_purge_interval > 0 else None
     read_only_mode: bool = False
     admin_enable_server: bool = False
     admin_server_port: int = 8080

@@ -82,7 +82,6 @@ class _Outbound:
         self.port = port
         self.writer: asyncio.StreamWriter | None = None
         self.task: asyncio.Task | None = None
-        self.blocked = False  # fault injection: drop everything to this peer
         self.queue: list[bytes] = []
 
     def start(self) -> None:
@@ -107,7 +106,7 @@ class _Outbound:
     def flush(self) -> None:
         frames, self.queue = self.queue, []
         w = self.writer
-        if w is None or self.blocked or not frames:
+        if w is None or not frames:
             return  # lost, as on a broken TCP connection; the protocol retransmits
         if w.transport.get_write_buffer_size() > MAX_BUFFERED:
             w.close()  # the peer does not keep up: reset the connection

@@ -29,11 +29,11 @@ import structlog
 from ..consensus import snapshot as snapshots
 from ..consensus.records import decode_txn, encode_txn, frame
 from ..consensus.txnlog import TxnLog, read_log, segments, truncate_log
-from ..consensus.zab import FOLLOWING, LEADING, LOOKING, OBSERVING, Timing, Zab, make_zxid
+from ..consensus.zab import FOLLOWING, LEADING, LOOKING, OBSERVING, Timing, Zab, fields_match, make_zxid
 from ..protocol.jute import DECODE, JuteError
-from .final import WRITES
 from ..tree.datatree import Txn
 from .config import Config
+from .final import WRITES
 from .peers import Peers
 from .peers import encode as encode_frame
 from .persistence import data_paths, purge, recover
@@ -93,7 +93,7 @@ class QuorumPeer:
         self.peers = Peers(self.sid, addresses, self._on_message, self._on_disconnect)
         self.txlog = TxnLog(self.log_dir, force_sync=config.force_sync)
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zkpy-quorum-log")
-        retain = config.autopurge_snap_retain_count if config.autopurge_purge_interval > 0 else None
+        retain = config.purge_retain
         self.snapshotter = Snapshotter(
             self.snap_dir, config.snap_count, lambda: self._writer.submit(self.txlog.roll),
             (lambda: purge(config.data_dir, config.data_log_dir, retain)) if retain else None)
@@ -469,4 +469,4 @@ _APP_SCHEMA: dict[str, tuple] = {
 
 def _app_well_formed(msg: list) -> bool:
     checks = _APP_SCHEMA.get(msg[1]) if len(msg) > 1 and type(msg[1]) is str else None
-    return checks is not None and len(msg) == len(checks) + 2 and all(c(f) for c, f in zip(checks, msg[2:]))
+    return checks is not None and fields_match(checks, msg[2:])

@@ -71,9 +71,7 @@ class ZkServer:
         elif config.data_dir:
             self.tree = recover(config.data_dir, config.data_log_dir)
             self.persistence = Persistence(config.data_dir, config.data_log_dir, config.force_sync,
-                                           config.snap_count, self.apply, self._write_failed,
-                                           config.autopurge_snap_retain_count if config.autopurge_purge_interval > 0
-                                           else None)
+                                           config.snap_count, self.apply, self._write_failed, config.purge_retain)
             server_id = 0
         else:
             self.tree = DataTree()
@@ -218,7 +216,7 @@ class ZkServer:
         self.finish_reattach(conn, None, sid, timeout, req.has_read_only, self.sessions.is_alive(sid))
 
     def finish_reattach(self, conn: Any, entry: Any, sid: int, timeout: int, with_read_only: bool,
-                        alive: bool) -> None:
+                        alive: bool, read_only: bool = False) -> None:
         if conn.closed:
             return
         if not alive:
@@ -230,7 +228,7 @@ class ZkServer:
         for old in list(self.by_session.get(sid, ())):
             if old is not conn:
                 old.close()  # ZooKeeper closes the session's previous connection (CLIENT_RECONNECT)
-        conn.send_connect_response(timeout, sid, session_password(sid), with_read_only, entry)
+        conn.send_connect_response(timeout, sid, session_password(sid), with_read_only, entry, read_only)
 
     def _connect_read_only(self, conn: Any, req: ConnectRequest, timeout: int) -> None:
         """Sessions of a read-only server are local: nothing is logged, the tree does not change.
@@ -243,23 +241,17 @@ class ZkServer:
             conn.close()
             return
         sid = req.session_id
+        known = True
         if sid == 0:
             sid = self.sessions.new_session_id()
             self.local_sessions.add(sid)
             self.sessions.add(sid, timeout, self.now_ms)
-        elif req.passwd != session_password(sid) or not (sid in self.tree.sessions or sid in self.local_sessions):
-            log.info("session expired or invalid on reconnect", session=hex(sid), peer=conn.peer)
-            conn.send_connect_response(0, 0, b"\x00" * 16, req.has_read_only)
-            conn.close()
-            return
         else:
-            if not self.sessions.is_alive(sid):
+            known = req.passwd == session_password(sid) and (sid in self.tree.sessions or sid in self.local_sessions)
+            if known and not self.sessions.is_alive(sid):
                 self.sessions.add(sid, timeout, self.now_ms)
-            self.sessions.touch(sid, self.now_ms)
-            for old in list(self.by_session.get(sid, ())):
-                old.close()
         self._bind(conn, sid, timeout)
-        conn.send_connect_response(timeout, sid, session_password(sid), req.has_read_only, read_only=True)
+        self.finish_reattach(conn, None, sid, timeout, req.has_read_only, known, read_only=True)
 
     def enter_read_only(self) -> None:
         """No quorum for a while: serve our tree, read-only (ReadOnlyZooKeeperServer)."""

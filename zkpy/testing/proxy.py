@@ -40,7 +40,6 @@ class Proxy:
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
         self.links: dict[str, _Link] = {}
-        self.closing = False
         self._servers: list[asyncio.AbstractServer] = []
         self._thread = threading.Thread(target=self.loop.run_forever, name="zkpy-proxy", daemon=True)
         self._thread.start()
@@ -82,7 +81,7 @@ class Proxy:
         up_writer = None
         try:
             await link.open.wait()
-            if self.closing:
+            if link.closing:
                 return
             try:
                 up_reader, up_writer = await asyncio.open_connection(*link.target)
@@ -133,7 +132,6 @@ class Proxy:
 
     def close(self) -> None:
         async def shutdown() -> None:
-            self.closing = True
             for link in self.links.values():
                 link.closing = True
                 link.open.set()  # wake every waiter: it sees `closing` and leaves
