@@ -69,3 +69,51 @@ async def test_sends_to_a_down_peer_are_dropped_until_it_comes_up():
         await b.stop()
     finally:
         await a.stop()
+
+
+def test_a_peer_that_resets_connections_while_they_are_set_up_is_dialled_again():
+    """A member that is restarting resets our dials; we must keep dialling it.
+
+    On uvloop (what `zkpy serve` runs) a reset that lands while the connection is being set
+    up surfaces as RuntimeError("... the handler is closed") from the hello's write, in about
+    one dial in six; it used to end the dialling task, leaving that member cut off for good
+    (found as an ensemble member that never joined)."""
+    import threading
+
+    import uvloop
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    port = listener.getsockname()[1]
+    resets = 40
+    received = bytearray()
+    done = threading.Event()
+
+    def serve() -> None:
+        for _ in range(resets):
+            conn, _ = listener.accept()
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.close()
+        conn, _ = listener.accept()
+        conn.settimeout(10)
+        while len(received) < len(encode(["hello", 1])):
+            received.extend(conn.recv(100))
+        conn.close()
+        done.set()
+
+    threading.Thread(target=serve, daemon=True).start()
+
+    async def dial() -> None:
+        peers = Peers(1, {1: ("127.0.0.1", free_port()), 2: ("127.0.0.1", port)}, lambda sid, m: None)
+        await peers.start()
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, done.wait, 30)
+        finally:
+            await peers.stop()
+
+    try:
+        uvloop.run(dial())
+    finally:
+        listener.close()
+    assert bytes(received).startswith(encode(["hello", 1])), "the peer was not dialled again after resets"

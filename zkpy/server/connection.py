@@ -331,7 +331,7 @@ class ClientConnection(asyncio.Protocol):
         self._flush_scheduled = False
         self._out_bytes = 0
         out = self.out
-        if out and self.transport is not None and not self.closed:
+        if out and self.transport is not None and not self.closed and not self.transport.is_closing():
             self.transport.write(b"".join(out) if len(out) > 1 else out[0])
         out.clear()
 

@@ -94,7 +94,10 @@ class _Outbound:
                 writer.write(encode(["hello", self.peers.my_sid]))
                 self.writer = writer
                 await reader.read()  # returns at EOF: the peer went away
-            except (OSError, asyncio.TimeoutError):
+            except (OSError, asyncio.TimeoutError, RuntimeError):
+                # A failed dial or a lost connection.  RuntimeError is uvloop's "the handler is
+                # closed" from the hello's write on a connection reset while it was set up:
+                # were it to escape, this task would end and the peer be cut off for good.
                 pass
             finally:
                 if self.writer is not None:
@@ -106,7 +109,7 @@ class _Outbound:
     def flush(self) -> None:
         frames, self.queue = self.queue, []
         w = self.writer
-        if w is None or not frames:
+        if w is None or not frames or w.is_closing():
             return  # lost, as on a broken TCP connection; the protocol retransmits
         if w.transport.get_write_buffer_size() > MAX_BUFFERED:
             w.close()  # the peer does not keep up: reset the connection

@@ -90,6 +90,7 @@ class QuorumPeer:
                         timing=self._timing(config),
                         incarnation=random.getrandbits(48))
         addresses = {sid: (s.host, s.peer_port) for sid, s in config.servers.items()}
+        self._phase: tuple = ()
         self.peers = Peers(self.sid, addresses, self._on_message, self._on_disconnect)
         self.txlog = TxnLog(self.log_dir, force_sync=config.force_sync)
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zkpy-quorum-log")
@@ -259,6 +260,11 @@ class QuorumPeer:
             state = "looking"
         if state != self.server.state:
             log.info("role", sid=self.sid, role=state, epoch=core.epoch, leader=core.leader)
+        phase = (core.state, core.leader)
+        if phase != self._phase:  # rare: each election and each (re)join, for post-mortems
+            self._phase = phase
+            log.info("zab", sid=self.sid, state=core.state, leader=core.leader, epoch=core.epoch,
+                     last_zxid=hex(core.last_zxid))
         previous = self.server.state
         if state == "looking" and previous == "read-only":
             return  # still without a quorum
