@@ -28,6 +28,7 @@ def _serve(args: argparse.Namespace) -> int:
             print(f"zkpy: invalid configuration: {cfg.data_dir}/myid is missing", file=sys.stderr)
             return 2
     from .consensus.txnlog import LogCorrupt
+    from .server.gc_policy import FreezeOldObjects
     from .server.server import ZkServer
 
     try:
@@ -48,7 +49,10 @@ def _serve(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        collector = FreezeOldObjects()
+        collector.start(loop)
         await stop.wait()
+        collector.stop()
         await server.stop()
 
     _run(main())
