@@ -239,7 +239,7 @@ def table(results: dict, ops: list[str]) -> list[str]:
 def machine_info() -> list[str]:
     java = subprocess.run(["java", "-version"], capture_output=True, text=True).stderr.splitlines()[0]
     try:
-        commit = subprocess.run(["git", "-C", os.path.dirname(HERE), "rev-parse", "--short", "HEAD"],
+        commit = subprocess.run(["git", "-C", os.path.dirname(HERE), "describe", "--always", "--dirty"],
                                 capture_output=True, text=True, timeout=10).stdout.strip()
     except OSError:
         commit = "?"
