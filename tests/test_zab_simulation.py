@@ -53,3 +53,14 @@ def test_the_checker_catches_a_broken_quorum(monkeypatch):
     with pytest.raises(InvariantBroken):
         for seed in range(20):
             Simulator(seed).run(300)
+
+
+def test_the_in_memory_log_window_stays_bounded():
+    """Long-running members keep only a window of the log in memory (older txns are in snapshots)."""
+    sim = Simulator(77, faults=Faults(drop=0, duplicate=0, crash=0, partition=0))
+    sim.run(300)
+    committed = len(sim.acked)
+    for node in sim.nodes.values():
+        window = node.core.log_window
+        assert committed > 3 * window  # the window was overrun several times over
+        assert len(node.core.log) <= window + window // 16 + 1, f"server {node.sid} keeps {len(node.core.log)}"
