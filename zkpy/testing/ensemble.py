@@ -117,9 +117,14 @@ class Ensemble:
             return None
         return None
 
+    def alive(self, sid: int) -> bool:
+        """Started and not killed (a paused member is alive)."""
+        p = self.procs.get(sid)
+        return p is not None and p.poll() is None
+
     def leader(self) -> int | None:
         for sid in self.ids:
-            if self.procs.get(sid) and self.procs[sid].poll() is None and self.mode(sid) == "leader":
+            if self.alive(sid) and self.mode(sid) == "leader":
                 return sid
         return None
 
@@ -128,7 +133,7 @@ class Ensemble:
         start = time.time()
         deadline = start + (timeout or self.startup_timeout)
         while time.time() < deadline:
-            live = [s for s in (sids or self.ids) if self.procs.get(s) and self.procs[s].poll() is None]
+            live = [s for s in (sids or self.ids) if self.alive(s)]
             modes = [self.mode(s) for s in live]
             if modes.count("leader") == 1 and all(m in ("leader", "follower", "observer") for m in modes):
                 return time.time() - start
@@ -165,9 +170,10 @@ class Ensemble:
 
         Replicas that applied the same txns hold equal trees, times and zxids included."""
         from kazoo.client import KazooClient
+        from kazoo.exceptions import NoNodeError
 
         out = {}
-        for sid in sids or [s for s in self.ids if self.procs.get(s) and self.procs[s].poll() is None]:
+        for sid in sids or [s for s in self.ids if self.alive(s)]:
             client = KazooClient(self.address(sid), timeout=10)
             client.start(20)
             try:
@@ -176,9 +182,13 @@ class Ensemble:
                 todo = ["/"]
                 while todo:
                     path = todo.pop()
-                    data, stat = client.get(path)
+                    try:
+                        data, stat = client.get(path)
+                        children = client.get_children(path)
+                    except NoNodeError:
+                        continue  # deleted while we walked (an ephemeral of an expiring session)
                     tree[path] = (data, tuple(stat))
-                    todo.extend(path.rstrip("/") + "/" + child for child in client.get_children(path))
+                    todo.extend(path.rstrip("/") + "/" + child for child in children)
                 out[sid] = tree
             finally:
                 client.stop()
