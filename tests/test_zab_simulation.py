@@ -64,3 +64,38 @@ def test_the_in_memory_log_window_stays_bounded():
         window = node.core.log_window
         assert committed > 3 * window  # the window was overrun several times over
         assert len(node.core.log) <= window + window // 16 + 1, f"server {node.sid} keeps {len(node.core.log)}"
+
+
+def _sent(core) -> list:
+    ready = core.ready()
+    messages = list(ready.messages)
+    core.advance()
+    return messages
+
+
+def test_a_peer_whose_connection_comes_up_gets_our_vote_at_once():
+    """Votes sent before a connection existed were lost; waiting for the resend tick made every
+    fresh ensemble wait ~200 ms before it could even start the election's finalize wait."""
+    from zkpy.consensus.zab import Zab
+
+    core = Zab(1, {1, 2, 3}, set())
+    _sent(core)
+    core.peer_connected(2)
+    assert [(to, m[0]) for to, m in _sent(core)] == [(2, "vote")]
+
+
+def test_a_follower_rejoins_at_once_when_its_leader_announces_it_leads():
+    """The FOLLOWERINFO a follower sent while its leader was still looking is dropped by it;
+    the leader's LEADING notification makes the follower send it again without a tick."""
+    from zkpy.consensus.zab import FOLLOWING, LEADING, LOOKING, Zab
+
+    core = Zab(1, {1, 2, 3}, set())
+    _sent(core)
+    for sender in (2, 3):  # a quorum votes for server 3
+        core.receive(sender, ("vote", LOOKING, 3, 0, 0, core.logical_clock, 0))
+    for _ in range(3):
+        core.tick()  # the finalize wait
+    assert core.state == FOLLOWING and core.leader == 3
+    _sent(core)
+    core.receive(3, ("vote", LEADING, 3, 0, 0, core.logical_clock, 1))
+    assert [(to, m[0]) for to, m in _sent(core)] == [(3, "followerinfo")]

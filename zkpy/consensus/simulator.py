@@ -101,6 +101,12 @@ class Simulator:
         node.applied = list(d.snapshot) + [e for e in d.log if e[0] > d.snapshot_zxid]
         node.up = True
         self._drain(node)
+        for other in self.nodes.values():  # the TCP connections between them come up
+            if other is not node and other.up and other.core is not None:
+                for a, b in ((other, node), (node, other)):
+                    if (a.sid, b.sid) not in self.blocked:
+                        a.core.peer_connected(b.sid)
+                        self._drain(a)
 
     def _snapshot_of(self, node: Node) -> tuple[int, bytes]:
         zxid = node.applied[-1][0] if node.applied else 0

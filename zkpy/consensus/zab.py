@@ -244,6 +244,10 @@ class Zab:
         if self.state != LOOKING:
             if state == LOOKING and sender != self.sid:
                 self._send(sender, self._vote_msg())  # tell the looker who leads
+            elif state == LEADING and sender == self.leader and not self.epoch:
+                # Our leader says it leads now: the FOLLOWERINFO we sent while it was still
+                # looking was dropped, so it goes again at once rather than at the next tick.
+                self._retransmit()
             return
         if state == LOOKING:
             if sender in self.observers or leader < 0:
@@ -665,6 +669,15 @@ class Zab:
             handler(self, msg)
         else:
             self._drop(f"not for a server {self.state}")
+
+    def peer_connected(self, sid: int) -> None:
+        """Our connection to `sid` came up.  What we sent it before was lost (there was no
+        connection to carry it), so the step it waits for goes again now rather than at the
+        next retransmission tick, as ZooKeeper's QuorumCnxManager sends its queued vote."""
+        if self.state == LOOKING:
+            self._send(sid, self._vote_msg())
+        elif self.state in (FOLLOWING, OBSERVING) and sid == self.leader and not self.serving:
+            self._retransmit()
 
     def peer_disconnected(self, sid: int) -> None:
         """Our connection to `sid` closed (its process died or restarted).  A learner whose

@@ -88,11 +88,14 @@ class _Outbound:
         self.task = asyncio.get_running_loop().create_task(self._run())
 
     async def _run(self) -> None:
+        backoff = 0.01  # members of an ensemble start together: the first dials come early
         while True:
             try:
                 reader, writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.port), 2)
                 writer.write(encode(["hello", self.peers.my_sid]))
                 self.writer = writer
+                backoff = 0.01
+                self.peers.on_connect(self.sid)
                 await reader.read()  # returns at EOF: the peer went away
             except (OSError, asyncio.TimeoutError, RuntimeError):
                 # A failed dial or a lost connection.  RuntimeError is uvloop's "the handler is
@@ -104,7 +107,8 @@ class _Outbound:
                     self.writer.close()
                     self.writer = None
                     self.peers.on_disconnect(self.sid)
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 0.1)
 
     def flush(self) -> None:
         frames, self.queue = self.queue, []
@@ -125,12 +129,14 @@ class _Outbound:
 
 class Peers:
     def __init__(self, my_sid: int, addresses: dict[int, tuple[str, int]], on_message: Callable[[int, object], None],
-                 on_disconnect: Callable[[int], None] = lambda sid: None) -> None:
+                 on_disconnect: Callable[[int], None] = lambda sid: None,
+                 on_connect: Callable[[int], None] = lambda sid: None) -> None:
         self.my_sid = my_sid
         self.addresses = addresses
         self.known = set(addresses)
         self.on_message = on_message
         self.on_disconnect = on_disconnect  # an established connection we dialled closed
+        self.on_connect = on_connect  # a connection we dialled is up (the hello is queued)
         self.out: dict[int, _Outbound] = {}
         self.server: asyncio.AbstractServer | None = None
         self._flush_scheduled = False

@@ -91,7 +91,7 @@ class QuorumPeer:
                         incarnation=random.getrandbits(48))
         addresses = {sid: (s.host, s.peer_port) for sid, s in config.servers.items()}
         self._phase: tuple = ()
-        self.peers = Peers(self.sid, addresses, self._on_message, self._on_disconnect)
+        self.peers = Peers(self.sid, addresses, self._on_message, self._on_disconnect, self._on_connect)
         self.txlog = TxnLog(self.log_dir, force_sync=config.force_sync)
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zkpy-quorum-log")
         retain = config.purge_retain
@@ -389,6 +389,10 @@ class QuorumPeer:
 
     def _on_disconnect(self, sid: int) -> None:
         self.core.peer_disconnected(sid)
+        self._kick()
+
+    def _on_connect(self, sid: int) -> None:
+        self.core.peer_connected(sid)
         self._kick()
 
     def _log_drop(self, sender: int, reason: str) -> None:
