@@ -3,6 +3,7 @@
 - `ZkpyServer`: an in-process server on its own event-loop thread, started in milliseconds.
 - `Ensemble`: a local ensemble of `zkpy serve` (or Apache ZooKeeper) processes, with kill,
   pause, and network partitions through a loopback proxy (`zkpy.testing.proxy`).
+- `InProcessEnsemble`: the same ensemble API with the members in this process (faster to start).
 - `zkpy.testing.external`: single servers in separate processes (zkpy and Apache ZooKeeper).
 - The pytest plugin (`zkpy.testing.plugin`, registered automatically): fixtures
   `zkpy_server`, `zkpy_client` and `zkpy_ensemble`.
@@ -10,5 +11,6 @@
 
 from .ensemble import Ensemble
 from .inprocess import ZkpyServer
+from .inprocess_ensemble import InProcessEnsemble
 
-__all__ = ["Ensemble", "ZkpyServer"]
+__all__ = ["Ensemble", "InProcessEnsemble", "ZkpyServer"]

@@ -22,18 +22,20 @@ class ZkpyServer:
     """`with ZkpyServer() as zk: KazooClient(zk.connect_string)`.
 
     Listens on 127.0.0.1 on a free port unless `port` is given.  Options are zoo.cfg
-    settings by their Config field names (tick_time, extended_types, super_digest, ...).
+    settings by their Config field names (tick_time, extended_types, super_digest, ...);
+    or a whole `config` (an ensemble member's, say: see InProcessEnsemble).
     """
 
-    def __init__(self, port: int = 0, **options: Any) -> None:
-        self.config = Config(client_port=port, client_port_address="127.0.0.1",
-                             four_letter_words=frozenset({"ruok", "srvr", "stat", "conf", "cons", "mntr", "wchs",
-                                                          "wchc", "wchp", "dump", "isro", "envi", "dirs", "crst",
-                                                          "srst"}))
+    def __init__(self, port: int = 0, config: Config | None = None, **options: Any) -> None:
+        self.config = config or Config(client_port=port, client_port_address="127.0.0.1",
+                                       four_letter_words=frozenset({"ruok", "srvr", "stat", "conf", "cons", "mntr",
+                                                                    "wchs", "wchc", "wchp", "dump", "isro", "envi",
+                                                                    "dirs", "crst", "srst"}))
         for key, value in options.items():
             if not hasattr(self.config, key):
                 raise TypeError(f"unknown server option {key!r}")
             setattr(self.config, key, value)
+        self._resume: threading.Event | None = None
         self.server: ZkServer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -72,6 +74,7 @@ class ZkpyServer:
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
+        self.resume()
         if self._loop is not None and self._thread is not None and self._thread.is_alive():
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout)
@@ -114,6 +117,26 @@ class ZkpyServer:
         return fut.result(timeout)
 
     # ------------------------------------------------------------ fault injection
+
+    def pause(self) -> None:
+        """Freeze the server's event loop (a hung server, as under SIGSTOP): its sockets stay
+        open but nothing is read, answered or timed out until `resume()`."""
+        if self._resume is not None or self._loop is None:
+            return
+        self._resume = threading.Event()
+        frozen = threading.Event()
+
+        def freeze(resume: threading.Event = self._resume) -> None:
+            frozen.set()
+            resume.wait()
+
+        self._loop.call_soon_threadsafe(freeze)
+        frozen.wait(10)
+
+    def resume(self) -> None:
+        if self._resume is not None:
+            self._resume.set()
+            self._resume = None
 
     def expire_session(self, session_id: int) -> None:
         """Expire a session now, as if its timeout had passed: ephemerals go, watches fire."""

@@ -7,6 +7,8 @@
 `zkpy_client` is a started kazoo client connected to it.  `zkpy_ensemble` is a fresh
 three-process ensemble (about a second to start) whose peer links go through a proxy, for
 fault injection: `kill`/`start_server`, `pause`/`resume`, `isolate`/`partition`/`heal`.
+`zkpy_inprocess_ensemble` is the same with its members in this process (about a quarter of
+a second to start; `kill` is a stop, not a SIGKILL: see InProcessEnsemble).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import pytest
 
 from .ensemble import Ensemble
 from .inprocess import ZkpyServer
+from .inprocess_ensemble import InProcessEnsemble
 
 
 @pytest.fixture
@@ -41,4 +44,10 @@ def zkpy_client(zkpy_server: ZkpyServer):
 @pytest.fixture
 def zkpy_ensemble() -> Iterator[Ensemble]:
     with Ensemble(3, proxied=True) as ensemble:
+        yield ensemble
+
+
+@pytest.fixture
+def zkpy_inprocess_ensemble() -> Iterator[InProcessEnsemble]:
+    with InProcessEnsemble(3, proxied=True) as ensemble:
         yield ensemble
