@@ -34,3 +34,32 @@ def test_ensemble_fixture_survives_an_isolated_leader(zkpy_ensemble):
     finally:
         client.stop()
         client.close()
+
+
+def test_a_client_rides_out_a_server_pause_shorter_than_its_session(zkpy_server):
+    """pause() hangs the server (as SIGSTOP would): the client loses its connection, and after
+    resume() it reconnects to the same session with its ephemerals, as with a real hung server."""
+    client = KazooClient(zkpy_server.connect_string, timeout=4,
+                         connection_retry=KazooRetry(max_tries=-1, delay=0.05, max_delay=0.2))
+    client.start(10)
+    try:
+        client.create("/mine", ephemeral=True)
+        session = client.client_id[0]
+        suspended, back = threading.Event(), threading.Event()
+
+        def listen(state):
+            if state == KazooState.SUSPENDED:
+                suspended.set()
+            elif state == KazooState.CONNECTED and suspended.is_set():
+                back.set()
+
+        client.add_listener(listen)
+        zkpy_server.pause()
+        assert suspended.wait(10), "the client never noticed the hung server"
+        zkpy_server.resume()
+        assert back.wait(10), "the client did not reconnect after resume"
+        assert client.client_id[0] == session
+        assert client.exists("/mine").ephemeralOwner == session
+    finally:
+        client.stop()
+        client.close()
