@@ -232,9 +232,13 @@ class Zab:
         return ("vote", self.state, leader_vote[2], leader_vote[1], leader_vote[0], self.logical_clock,
                 self.epoch if self.state != LOOKING else 0)
 
+    def _observer_vote_msg(self) -> tuple:
+        """An observer's notification: it asks who leads and proposes no one."""
+        return ("vote", LOOKING, -1, -1, -1, self.logical_clock, 0)
+
     def _broadcast_vote(self) -> None:
         if self.is_observer:
-            self._broadcast(("vote", LOOKING, -1, -1, -1, self.logical_clock, 0), self.voters)
+            self._broadcast(self._observer_vote_msg(), self.voters)
         else:
             self._broadcast(self._vote_msg())
 
@@ -270,15 +274,16 @@ class Zab:
                 self.vote = vote
                 self._broadcast_vote()
             self.recv_votes[sender] = vote
-            self.recv_votes[self.sid] = self.vote
-            agree = sum(1 for s, v in self.recv_votes.items() if v == self.vote and s in self.voters)
-            if agree >= self.quorum:
-                if self.finalize_at is None or self.finalize_vote != self.vote:
-                    self.finalize_at = self.now + self.timing.finalize_wait
-                    self.finalize_vote = self.vote
-            else:
-                self.finalize_at = None
+            self._tally()
             return
+        if (sender in self.voters and not self.is_observer and clock == self.logical_clock
+                and leader == self.vote[2]):
+            # It decided in this round for the leader we vote for: its vote counts with the
+            # lookers' (as ZooKeeper's FLE counts FOLLOWING/LEADING notifications of the round).
+            self.recv_votes[sender] = self.vote
+            self._tally()
+            if self.state != LOOKING:
+                return
         # A vote from a server that is following or leading: join an established leader.
         if sender in self.voters:
             self.out_of_election[sender] = (leader, epoch, state)
@@ -286,6 +291,21 @@ class Zab:
         leader_says = self.out_of_election.get(leader, (None, None, None))
         if len(backers) >= self.quorum and (leader_says[2] == LEADING or leader == self.sid):
             self._decide(leader)
+
+    def _tally(self) -> None:
+        """Decide once every voter agrees with our vote; with only a quorum, after the
+        finalize wait (a better vote may still come from a voter not heard yet)."""
+        self.recv_votes[self.sid] = self.vote
+        agree = sum(1 for s, v in self.recv_votes.items() if v == self.vote and s in self.voters)
+        if agree == len(self.voters):
+            # Each voter voted for a vote at least as good as its own state: none better exists.
+            self._decide(self.vote[2])
+        elif agree >= self.quorum:
+            if self.finalize_at is None or self.finalize_vote != self.vote:
+                self.finalize_at = self.now + self.timing.finalize_wait
+                self.finalize_vote = self.vote
+        else:
+            self.finalize_at = None
 
     def _decide(self, leader: int) -> None:
         self.finalize_at = None
@@ -674,9 +694,11 @@ class Zab:
         """Our connection to `sid` came up.  What we sent it before was lost (there was no
         connection to carry it), so the step it waits for goes again now rather than at the
         next retransmission tick, as ZooKeeper's QuorumCnxManager sends its queued vote."""
-        if self.state == LOOKING:
-            self._send(sid, self._vote_msg())
-        elif self.state in (FOLLOWING, OBSERVING) and sid == self.leader and not self.serving:
+        if self.state != LOOKING or not self.is_observer:
+            self._send(sid, self._vote_msg())  # a looker may have asked while we could not answer
+        elif sid in self.voters:
+            self._send(sid, self._observer_vote_msg())
+        if self.state in (FOLLOWING, OBSERVING) and sid == self.leader and not self.serving:
             self._retransmit()
 
     def peer_disconnected(self, sid: int) -> None:

@@ -5,10 +5,10 @@
 
 `zkpy_server` is a fresh in-process server per test (it starts in milliseconds);
 `zkpy_client` is a started kazoo client connected to it.  `zkpy_ensemble` is a fresh
-three-process ensemble (about a second to start) whose peer links go through a proxy, for
+three-process ensemble (about 0.3 s to start) whose peer links go through a proxy, for
 fault injection: `kill`/`start_server`, `pause`/`resume`, `isolate`/`partition`/`heal`.
-`zkpy_inprocess_ensemble` is the same with its members in this process (about a quarter of
-a second to start; `kill` is a stop, not a SIGKILL: see InProcessEnsemble).
+`zkpy_inprocess_ensemble` is the same with its members in this process (tens of
+milliseconds to start; `kill` is a stop, not a SIGKILL: see InProcessEnsemble).
 """
 
 from __future__ import annotations
