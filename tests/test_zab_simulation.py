@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from zkpy.consensus.simulator import Faults, Simulator
 
-SCHEDULES = int(os.environ.get("ZKPY_SIM_SCHEDULES", "120"))
+SCHEDULES = int(os.environ.get("ZKPY_SIM_SCHEDULES", "400"))
 
 
 @settings(max_examples=SCHEDULES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
