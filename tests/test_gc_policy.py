@@ -35,3 +35,26 @@ def test_old_cycles_are_skipped_by_collections_until_the_full_pass_reclaims_them
     assert kept_while_frozen, "an old object was scanned although frozen"
     assert reclaimed, "cyclic garbage among old objects was never reclaimed (a leak)"
     assert gc.get_freeze_count() == 0, "stop() must leave the collector as it found it"
+
+
+def test_loading_a_tree_pauses_the_collector_and_gives_back_its_state():
+    """Snapshot loads and log replay run without the cyclic GC (it rescanned the growing heap
+    again and again), and leave it as it was, even when the load fails."""
+    import pytest
+
+    from zkpy.consensus.snapshot import SnapshotInvalid, collector_paused, load_snapshot
+
+    assert gc.isenabled()
+    with collector_paused():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    with pytest.raises(SnapshotInvalid):
+        load_snapshot("broken", b"not a snapshot")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with collector_paused():
+            pass
+        assert not gc.isenabled(), "a collector the user turned off was turned on"
+    finally:
+        gc.enable()

@@ -35,6 +35,11 @@ def data_paths(data_dir: str, data_log_dir: str | None) -> tuple[str, str]:
 
 def recover(data_dir: str, data_log_dir: str | None) -> DataTree:
     """Newest valid snapshot + every logged txn after it.  Cuts a torn tail; raises LogCorrupt."""
+    with snapshots.collector_paused():
+        return _recover(data_dir, data_log_dir)
+
+
+def _recover(data_dir: str, data_log_dir: str | None) -> DataTree:
     snap_dir, log_dir = data_paths(data_dir, data_log_dir)
     tree = snapshots.load_latest(snap_dir) or DataTree()
     snap_zxid = tree.last_zxid
