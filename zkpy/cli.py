@@ -40,17 +40,18 @@ def _serve(args: argparse.Namespace) -> int:
     failed: list[str] = []
 
     async def main() -> None:
+        loop = asyncio.get_running_loop()
+        collector = FreezeOldObjects()
+        collector.start(loop)  # its one full pass over the recovered tree comes before clients do
         try:
             await server.start()
         except OSError as e:
             failed.append(f"cannot listen on {cfg.client_port_address}:{cfg.client_port}: {e.strerror}")
+            collector.stop()
             return
         stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        collector = FreezeOldObjects()
-        collector.start(loop)
         await stop.wait()
         collector.stop()
         await server.stop()
