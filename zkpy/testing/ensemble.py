@@ -223,6 +223,13 @@ class Ensemble:
         self.proxy.heal()
 
     def stop(self) -> None:
+        """Stop every member, then the proxy; remove the temp dirs."""
+        self.stop_members()
+        if self.proxy is not None:
+            self.proxy.close()
+        shutil.rmtree(self.base, ignore_errors=True)
+
+    def stop_members(self) -> None:
         for sid, p in self.procs.items():
             if p.poll() is None:
                 os.killpg(p.pid, signal.SIGCONT)
@@ -232,9 +239,6 @@ class Ensemble:
                 p.wait(10)
             except subprocess.TimeoutExpired:
                 os.killpg(p.pid, signal.SIGKILL)
-        if self.proxy is not None:
-            self.proxy.close()
-        shutil.rmtree(self.base, ignore_errors=True)
 
     def __enter__(self) -> "Ensemble":
         return self.start()

@@ -18,7 +18,6 @@ event loop as SIGSTOP freezes a process.
 
 from __future__ import annotations
 
-import shutil
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -53,11 +52,8 @@ class InProcessEnsemble(Ensemble):
     def resume(self, sid: int) -> None:
         self.members[sid].resume()
 
-    def stop(self) -> None:
+    def stop_members(self) -> None:
         members, self.members = list(self.members.values()), {}
         if members:
             with ThreadPoolExecutor(len(members)) as pool:  # they stop side by side
                 list(pool.map(ZkpyServer.stop, members))
-        if self.proxy is not None:
-            self.proxy.close()
-        shutil.rmtree(self.base, ignore_errors=True)
