@@ -7,9 +7,9 @@ import time
 import pytest
 from kazoo.client import KazooClient
 
-from zkpy.consensus.txnlog import LogCorrupt, segments
-from zkpy.consensus.snapshot import snapshots
-from zkpy.server.persistence import data_paths, purge
+from zkpy.storage.txnlog import LogCorrupt, segments
+from zkpy.storage.snapshot import snapshots
+from zkpy.storage.recovery import data_paths, purge
 from zkpy.testing import ZkpyServer
 
 

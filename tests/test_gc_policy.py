@@ -42,7 +42,7 @@ def test_loading_a_tree_pauses_the_collector_and_gives_back_its_state():
     again and again), and leave it as it was, even when the load fails."""
     import pytest
 
-    from zkpy.consensus.snapshot import SnapshotInvalid, collector_paused, load_snapshot
+    from zkpy.storage.snapshot import SnapshotInvalid, collector_paused, load_snapshot
 
     assert gc.isenabled()
     with collector_paused():

@@ -27,7 +27,7 @@ def _serve(args: argparse.Namespace) -> int:
         if not os.path.exists(os.path.join(cfg.data_dir, "myid")):
             print(f"zkpy: invalid configuration: {cfg.data_dir}/myid is missing", file=sys.stderr)
             return 2
-    from .consensus.txnlog import LogCorrupt
+    from .storage.txnlog import LogCorrupt
     from .server.gc_policy import FreezeOldObjects
     from .server.server import ZkServer
 
@@ -73,7 +73,7 @@ def _run(coro) -> None:
 
 
 def _purge(args: argparse.Namespace) -> int:
-    from .server.persistence import purge
+    from .storage.recovery import purge
 
     for path in purge(args.data_dir, args.data_log_dir or args.data_dir, retain=max(3, args.count)):
         print(f"removed {path}")
@@ -81,7 +81,7 @@ def _purge(args: argparse.Namespace) -> int:
 
 
 def _dump_log(args: argparse.Namespace) -> int:
-    from .consensus.txnlog import LogCorrupt, read_segment
+    from .storage.txnlog import LogCorrupt, read_segment
 
     try:
         for txn in read_segment(args.file, is_last=True):
@@ -94,7 +94,7 @@ def _dump_log(args: argparse.Namespace) -> int:
 
 
 def _dump_snapshot(args: argparse.Namespace) -> int:
-    from .consensus.snapshot import SnapshotInvalid, load_snapshot
+    from .storage.snapshot import SnapshotInvalid, load_snapshot
     from .protocol.codes import owner_kind
 
     try:
@@ -114,8 +114,8 @@ def _dump_snapshot(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from .consensus.txnlog import LogCorrupt
-    from .server.persistence import recover
+    from .storage.txnlog import LogCorrupt
+    from .storage.recovery import recover
 
     try:
         tree = recover(args.data_dir, args.data_log_dir or args.data_dir)

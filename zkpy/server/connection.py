@@ -17,7 +17,7 @@ import structlog
 from ..protocol import jute
 from ..protocol.codes import XID_AUTH, Err, Op, State
 from ..protocol.jute import INT, INT_INT, REPLY_HEADER, JuteError, Reader
-from .final import READS, WRITES
+from ..requests.final import READS, WRITES
 
 if TYPE_CHECKING:
     from .server import ZkServer

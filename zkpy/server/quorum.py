@@ -26,17 +26,17 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from ..consensus import snapshot as snapshots
-from ..consensus.records import decode_txn, encode_txn, frame
-from ..consensus.txnlog import TxnLog, read_log, segments, truncate_log
+from ..storage import snapshot as snapshots
+from ..storage.records import decode_txn, encode_txn, frame
+from ..storage.txnlog import TxnLog, read_log, segments, truncate_log
 from ..consensus.zab import FOLLOWING, LEADING, LOOKING, OBSERVING, Timing, Zab, fields_match, make_zxid
 from ..protocol.jute import DECODE, JuteError
 from ..tree.datatree import Txn
 from .config import Config
-from .final import WRITES
+from ..requests.final import WRITES
 from .peers import Peers
 from .peers import encode as encode_frame
-from .persistence import data_paths, purge, recover
+from ..storage.recovery import data_paths, purge, recover
 from .snapshotter import Snapshotter
 
 if TYPE_CHECKING:

@@ -20,10 +20,11 @@ from ..protocol.jute import ConnectRequest
 from ..tree import acl as acls
 from ..tree.datatree import DataTree, Txn
 from .config import Config
-from .final import write_response
-from .persistence import Persistence, recover
-from .prep import Prep
-from .sessions import SessionTracker, session_password
+from ..requests.final import write_response
+from .persistence import Persistence
+from ..storage.recovery import recover
+from ..requests.prep import Prep
+from ..requests.sessions import SessionTracker, session_password
 
 log = structlog.get_logger("zkpy.server")
 

@@ -1,7 +1,7 @@
 """Snapshots of the tree and session table: `version-2/snapshot.<zxid in hex>` in dataDir.
 
 A snapshot is exact as of its zxid (the server writes it from a copy-on-write view, see
-zkpy/server/persistence.py), so recovery is: load the newest valid snapshot, replay the
+zkpy/storage/recovery.py), so recovery is: load the newest valid snapshot, replay the
 log after its zxid.  The file is framed msgpack records ending with a footer; a file
 without its footer or with a bad checksum is not valid and an older one is tried.
 """

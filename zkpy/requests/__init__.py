@@ -1,0 +1,1 @@
+"""Requests, pure: Prep (request -> txn), Final (result -> reply) and the session tracker."""

@@ -1,0 +1,1 @@
+"""Storage formats and files: the transaction log, snapshots, recovery and the log writer."""

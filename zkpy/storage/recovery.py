@@ -1,0 +1,61 @@
+"""Recovery and purging of a data dir: the newest valid snapshot plus the log after it."""
+
+from __future__ import annotations
+
+import os
+
+import structlog
+
+from . import snapshot as snapshots
+from .txnlog import read_log, read_segment, segments
+from ..tree.datatree import DataTree
+
+log = structlog.get_logger("zkpy.recovery")
+
+
+def data_paths(data_dir: str, data_log_dir: str | None) -> tuple[str, str]:
+    """(snapshot dir, log dir): ZooKeeper's version-2 sub-directories."""
+    return os.path.join(data_dir, "version-2"), os.path.join(data_log_dir or data_dir, "version-2")
+
+
+def recover(data_dir: str, data_log_dir: str | None) -> DataTree:
+    """Newest valid snapshot + every logged txn after it.  Cuts a torn tail; raises LogCorrupt."""
+    with snapshots.collector_paused():
+        return _recover(data_dir, data_log_dir)
+
+
+def _recover(data_dir: str, data_log_dir: str | None) -> DataTree:
+    snap_dir, log_dir = data_paths(data_dir, data_log_dir)
+    tree = snapshots.load_latest(snap_dir) or DataTree()
+    snap_zxid = tree.last_zxid
+    count = 0
+    for txn in read_log(log_dir, tree.last_zxid, repair=True):
+        tree.apply(txn)
+        count += 1
+    segs = segments(log_dir)
+    if segs and not any(True for _ in read_segment(segs[-1][1], True)):
+        os.unlink(segs[-1][1])  # the newest segment held nothing but a torn write
+    log.info("recovered", snapshot_zxid=hex(snap_zxid), replayed=count, last_zxid=hex(tree.last_zxid),
+             nodes=len(tree.nodes), sessions=len(tree.sessions))
+    return tree
+
+
+def purge(data_dir: str, data_log_dir: str | None, retain: int = 3) -> list[str]:
+    """Delete all but the newest `retain` snapshots and the log segments only they needed."""
+    snap_dir, log_dir = data_paths(data_dir, data_log_dir)
+    snaps = snapshots.snapshots(snap_dir)
+    if len(snaps) <= retain:
+        return []
+    keep = snaps[:retain]
+    oldest_kept = keep[-1][0]
+    removed = []
+    for _, path in snaps[retain:]:
+        os.unlink(path)
+        removed.append(path)
+    segs = segments(log_dir)
+    for i, (first, path) in enumerate(segs[:-1]):
+        next_first = segs[i + 1][0]
+        if next_first <= oldest_kept + 1:  # every txn of this segment is in the kept snapshots
+            os.unlink(path)
+            removed.append(path)
+    return removed
