@@ -137,8 +137,7 @@ def test_unwritable_log_stops_writes_but_not_reads(tmp_path):
         c.create("/r", b"readable")
 
         def break_log():
-            p = s.server.persistence
-            os.close(p.log.fd)  # the next write fails with EBADF, as a dead disk would
+            os.close(s.server.storage.log.txlog.fd)  # the next write fails with EBADF, as a dead disk would
 
         s.call(break_log)
         with pytest.raises(NotReadOnlyCallError):

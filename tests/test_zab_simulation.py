@@ -69,7 +69,6 @@ def test_the_in_memory_log_window_stays_bounded():
 def _sent(core) -> list:
     ready = core.ready()
     messages = list(ready.messages)
-    core.advance()
     return messages
 
 

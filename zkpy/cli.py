@@ -29,7 +29,7 @@ def _serve(args: argparse.Namespace) -> int:
             return 2
     from .storage.txnlog import LogCorrupt
     from .server.gc_policy import FreezeOldObjects
-    from .server.server import ZkServer
+    from .server.node import ZkServer
 
     try:
         server = ZkServer(cfg)

@@ -165,7 +165,7 @@ class Simulator:
                     self._fail(f"two leaders established in epoch {core.epoch}: {leader} and {node.sid}")
                 if r.commits:
                     self.acked.extend(e[0] for e in r.commits)
-            core.advance()
+
 
     def _apply(self, node: Node, entry: Entry) -> None:
         zxid, record = entry

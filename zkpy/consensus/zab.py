@@ -3,8 +3,9 @@
 Inputs: `tick()`, `receive(sender, message)`, `propose(zxid, record)` (leader),
 `persisted(zxid)` (the caller's log is durable up to zxid).
 Outputs: `ready()` hands out a `Ready` — messages to send, log entries to persist, a
-truncation or snapshot to install, epochs to persist, entries to apply — and the caller
-calls `advance()` once it has acted on it.
+truncation or snapshot to install, epochs to persist, entries to apply, and the `SoftState`
+(role, leader, epoch, serving) as of the hand-out.  A Ready is a value: once handed out the
+core never touches it again; what happens later goes into the next one.
 
 Contract for the caller, per Ready, in this order: install `snapshot`, apply `truncate`,
 persist `epochs` durably, start persisting `entries` (report with `persisted`), apply
@@ -23,7 +24,7 @@ Messages are tuples whose first item is the type; they are msgpack-friendly.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, NamedTuple
 
 LOOKING = "looking"
 FOLLOWING = "following"
@@ -41,6 +42,16 @@ def make_zxid(epoch: int, counter: int) -> int:
     return (epoch << 32) | counter
 
 
+class SoftState(NamedTuple):
+    """What the caller routes requests by; it changes only at elections and (re)joins."""
+
+    state: str
+    leader: int | None
+    epoch: int
+    serving: bool
+    established: bool
+
+
 @dataclass
 class Ready:
     messages: list[tuple[int, tuple]] = field(default_factory=list)
@@ -50,6 +61,7 @@ class Ready:
     epochs: tuple[int, int] | None = None
     commits: list[Entry] = field(default_factory=list)
     role_changed: bool = False
+    soft: SoftState | None = None
 
     def empty(self) -> bool:
         return not (self.messages or self.entries or self.commits or self.role_changed
@@ -122,7 +134,21 @@ class Zab:
         self.join_seq = 0
         self.dropped = 0
         self.drop_reason = ""
-        self._start_election()
+        # A quorum of one (standalone) leads from boot: no election, no epochs to persist, and
+        # zxids go on from the last one (0x1, 0x2, ... as ZooKeeper standalone assigns them).
+        self.alone = self.voters == {sid} and not self.observers
+        if self.alone:
+            self._lead_alone()
+        else:
+            self._start_election()
+
+    def _lead_alone(self) -> None:
+        self._set_state(LEADING, self.sid)
+        self.epoch = epoch_of(self.last_zxid)
+        self.established = True
+        self.serving = True
+        self.match = {}
+        self.commit_zxid = max(self.commit_zxid, self.applied_zxid)
 
     # ------------------------------------------------------------ helpers
 
@@ -204,10 +230,16 @@ class Zab:
     # ------------------------------------------------------------ outputs
 
     def ready(self) -> Ready:
-        return self._ready
+        """Everything to act on since the last call; the core starts a fresh one."""
+        rd, self._ready = self._ready, Ready()
+        rd.soft = self.soft_state()
+        return rd
 
-    def advance(self) -> None:
-        self._ready = Ready()
+    def has_ready(self) -> bool:
+        return not self._ready.empty()
+
+    def soft_state(self) -> SoftState:
+        return SoftState(self.state, self.leader, self.epoch, self.serving, self.established)
 
     # ------------------------------------------------------------ election
 
@@ -465,7 +497,7 @@ class Zab:
     def propose(self, zxid: int, record: bytes) -> None:
         """Leader: replicate one txn. `zxid` must follow the last one in this epoch."""
         assert self.state == LEADING and self.established, "only an established leader proposes"
-        assert zxid > self.last_zxid and epoch_of(zxid) == self.epoch, (hex(zxid), hex(self.last_zxid))
+        assert zxid > self.last_zxid and (self.alone or epoch_of(zxid) == self.epoch), (hex(zxid), hex(self.last_zxid))
         self._append(zxid, record)
         self.acks[zxid] = set()
         msg = ("proposal", self.epoch, zxid, record)

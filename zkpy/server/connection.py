@@ -2,7 +2,7 @@
 
 The hot path: `data_received` parses every complete frame in the buffer, answers reads at
 once (unless the session has writes in flight: per-session FIFO), hands writes to the
-server's pipeline, and writes everything the batch produced with one `transport.write`.
+member's pipeline, and writes everything the batch produced with one `transport.write`.
 No task, future or log line per request.
 """
 
@@ -18,9 +18,11 @@ from ..protocol import jute
 from ..protocol.codes import XID_AUTH, Err, Op, State
 from ..protocol.jute import INT, INT_INT, REPLY_HEADER, JuteError, Reader
 from ..requests.final import READS, WRITES
+from . import fourletter
 
 if TYPE_CHECKING:
-    from .server import ZkServer
+    from .clients import ClientTable
+    from .member import Member
 
 log = structlog.get_logger("zkpy.connection")
 
@@ -35,19 +37,23 @@ _OUT_CHECK = 256 * 1024  # answer bytes after which the write buffer is looked a
 class _Pending:
     """A request of this connection waiting for an earlier write (or itself a write)."""
 
-    __slots__ = ("xid", "op", "args", "frame", "received_ms")
+    __slots__ = ("conn", "xid", "op", "args", "frame", "received_ms", "with_read_only")
 
-    def __init__(self, xid: int, op: int, args: tuple | None, frame: bytes | None, received_ms: int = 0) -> None:
+    def __init__(self, conn: "ClientConnection", xid: int, op: int, args: tuple | None, frame: bytes | None,
+                 received_ms: int = 0) -> None:
+        self.conn = conn  # the member answers a committed txn through its entry
         self.xid = xid
         self.op = op
         self.args = args
         self.frame = frame
         self.received_ms = received_ms
+        self.with_read_only = False
 
 
 class ClientConnection(asyncio.Protocol):
-    def __init__(self, server: "ZkServer") -> None:
-        self.server = server
+    def __init__(self, table: "ClientTable") -> None:
+        self.table = table
+        self.member: "Member" = table.member
         self.transport: asyncio.Transport | None = None
         self.buf = bytearray()
         self.out: list[bytes] = []
@@ -75,13 +81,13 @@ class ClientConnection(asyncio.Protocol):
         peer = transport.get_extra_info("peername") or ("?", 0)
         self.peer = (peer[0], peer[1])
         self.identities = [("ip", peer[0])]
-        self.connected_at = self.server.loop.time()
-        if not self.server.register(self):
+        self.connected_at = self.table.loop.time()
+        if not self.table.register(self):
             self.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self.server.unregister(self)
+        self.table.unregister(self)
 
     def pause_writing(self) -> None:
         # The client does not read its responses: stop reading its requests.
@@ -98,36 +104,36 @@ class ClientConnection(asyncio.Protocol):
                 self.data_received(b"")
                 if self._reading_paused:
                     return
-            if self not in self.server.throttled:
+            if self not in self.table.throttled:
                 self.transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
         buf = self.buf
         buf += data
-        server = self.server
-        server.now_ms = server.clock_ms()
+        member = self.member
+        member.refresh_clock()
         if self.session_id:
-            server.touch(self.session_id)
+            member.touch(self.session_id)
         self._in_batch = True
         received = self.packets_received
         try:
-            self._process(buf, server)
+            self._process(buf, member)
         finally:
             self._in_batch = False
             # Latency statistics (srvr, mntr): every request counts; those answered in this
             # batch took 0 ms, and a write adds its time when it is answered (write_done).
-            server.stats.count += self.packets_received - received
+            self.table.stats.count += self.packets_received - received
         if self.out:
             self._flush()
-        if self.pending and server.outstanding() >= server.config.global_outstanding_limit:
-            server.throttle(self)
+        if self.pending and member.outstanding >= self.table.config.global_outstanding_limit:
+            self.table.throttle(self)
 
     # ------------------------------------------------------------ framing
 
-    def _process(self, buf: bytearray, server: "ZkServer") -> None:
+    def _process(self, buf: bytearray, member: "Member") -> None:
         pos = 0
         end = len(buf)
-        max_len = server.config.jute_max_buffer
+        max_len = self.table.config.jute_max_buffer
         try:
             while not self.closed and end - pos >= 4:
                 if not self.session_id and pos == 0 and self._maybe_four_letter_word(buf):
@@ -144,9 +150,9 @@ class ClientConnection(asyncio.Protocol):
                 pos = start + n
                 self.packets_received += 1
                 if self.session_id:
-                    self._request(buf, start, pos, server)
+                    self._request(buf, start, pos, member)
                 else:
-                    self._connect(bytes(buf[start:pos]), server)
+                    self._connect(bytes(buf[start:pos]), member)
                 if self._out_bytes > _OUT_CHECK:
                     # Big answers: write them now, and stop parsing while the client does not read.
                     self._flush()
@@ -161,11 +167,9 @@ class ClientConnection(asyncio.Protocol):
         word = bytes(buf[:4])
         if not word.isalpha():
             return False
-        from . import fourletter
-
         if word.decode("ascii", "replace") not in fourletter.COMMANDS:
             return False
-        text = fourletter.run(self.server, word.decode("ascii"))
+        text = self.table.four_letter_word(word.decode("ascii"))
         self.out.append(text.encode("utf-8"))
         self._flush()
         self.close()
@@ -173,18 +177,19 @@ class ClientConnection(asyncio.Protocol):
 
     # ------------------------------------------------------------ handshake
 
-    def _connect(self, payload: bytes, server: "ZkServer") -> None:
+    def _connect(self, payload: bytes, member: "Member") -> None:
         try:
             req = jute.decode_connect(payload)
         except JuteError as e:
             log.warning("closing connection: malformed connect request", peer=self.peer, error=str(e))
             self.close()
             return
-        server.connect(self, req)
+        member.connect(self, req)
 
-    def expect_connect_response(self) -> _Pending:
+    def expect_connect_response(self, with_read_only: bool) -> _Pending:
         """Hold this connection's requests until its new session is durable."""
-        entry = _Pending(0, Op.CREATE_SESSION, None, None)
+        entry = _Pending(self, 0, Op.CREATE_SESSION, None, None)
+        entry.with_read_only = with_read_only
         self.pending.append(entry)
         return entry
 
@@ -199,34 +204,34 @@ class ClientConnection(asyncio.Protocol):
 
     # ------------------------------------------------------------ requests
 
-    def _request(self, buf: bytearray, start: int, end: int, server: "ZkServer") -> None:
+    def _request(self, buf: bytearray, start: int, end: int, member: "Member") -> None:
         if end - start < 8:
             log.warning("closing connection: request header truncated", peer=self.peer)
             self.close()
             return
         xid, op = _unpack_header(buf, start)
         read = READS.get(op)
-        if op == Op.SYNC and server.quorum is not None and not server.quorum.is_leader:
+        if op == Op.SYNC:
             try:
                 args = _DECODE[op](buf, start + 8, end)
             except JuteError:
-                self._reply(xid, server.tree.last_zxid, Err.MARSHALLINGERROR, b"")
+                self._reply(xid, member.tree.last_zxid, Err.MARSHALLINGERROR, b"")
                 return
-            entry = _Pending(xid, op, None, None)
+            entry = _Pending(self, xid, op, None, None)
             self.pending.append(entry)
-            server.sync_request(self, entry, args[0])
+            member.sync(self, entry, args[0])
             return
         if read is not None:
             try:
                 args = _DECODE[op](buf, start + 8, end)
             except JuteError:
-                self._reply(xid, server.tree.last_zxid, Err.MARSHALLINGERROR, b"")
+                self._reply(xid, member.tree.last_zxid, Err.MARSHALLINGERROR, b"")
                 return
             if self.pending:
-                self.pending.append(_Pending(xid, op, args, None))
+                self.pending.append(_Pending(self, xid, op, args, None))
                 return
-            err, body = read(server.tree, self, args)
-            self._reply(xid, server.tree.last_zxid, err, body)
+            err, body = read(member.tree, self, args)
+            self._reply(xid, member.tree.last_zxid, err, body)
             return
         if op in WRITES:
             try:
@@ -235,50 +240,50 @@ class ClientConnection(asyncio.Protocol):
                 log.info("malformed write request", peer=self.peer, op=op)
                 if op == Op.MULTI:
                     # ZooKeeper gives an undecodable multi a zxid and logs it as an error txn.
-                    entry = _Pending(xid, op, None, None)
+                    entry = _Pending(self, xid, op, None, None)
                     self.pending.append(entry)
-                    server.submit_error(self, entry, op, Err.MARSHALLINGERROR)
+                    member.write_error(self, entry, op, Err.MARSHALLINGERROR)
                 else:
-                    self._reply(xid, server.tree.last_zxid, Err.MARSHALLINGERROR, b"")
+                    self._reply(xid, member.tree.last_zxid, Err.MARSHALLINGERROR, b"")
                 return
-            entry = _Pending(xid, op, None, None, server.now_ms)
+            entry = _Pending(self, xid, op, None, None, member.now_ms)
             self.pending.append(entry)
-            server.submit_write(self, entry, op, args, buf, start + 8, end)
+            member.write(self, entry, op, args, buf, start + 8, end)
             return
         if op == Op.PING:
-            self.out.append(_pack_int(16) + _pack_reply(-2, server.tree.last_zxid, 0))
+            self.out.append(_pack_int(16) + _pack_reply(-2, member.tree.last_zxid, 0))
             return
         if op == Op.AUTH:
-            self._auth(buf, start, end, server)
+            self._auth(buf, start, end, member)
             return
         if op == Op.CLOSE_SESSION:
-            entry = _Pending(xid, op, None, None)
+            entry = _Pending(self, xid, op, None, None)
             self.pending.append(entry)
-            server.close_session_request(self, entry)
+            member.close_session(self, entry)
             return
         log.warning("closing connection: unknown op code", peer=self.peer, op=op)
-        self._reply(xid, server.tree.last_zxid, Err.UNIMPLEMENTED, b"")
+        self._reply(xid, member.tree.last_zxid, Err.UNIMPLEMENTED, b"")
         self._flush()
         self.close()
 
-    def _auth(self, buf: bytearray, start: int, end: int, server: "ZkServer") -> None:
+    def _auth(self, buf: bytearray, start: int, end: int, member: "Member") -> None:
         try:
             _type, scheme, auth = jute.DECODERS[Op.AUTH](Reader(buf, start + 8, end))
         except JuteError:
             log.warning("closing connection: malformed auth packet", peer=self.peer)
             self.close()
             return
-        ids = server.authenticate(scheme, auth)
+        ids = self.table.authenticate(scheme, auth)
         if ids is None:
             log.info("authentication failed; closing connection", peer=self.peer, scheme=scheme)
-            self._reply(XID_AUTH, server.tree.last_zxid, Err.AUTHFAILED, b"")
+            self._reply(XID_AUTH, member.tree.last_zxid, Err.AUTHFAILED, b"")
             self._flush()
             self.close()
             return
         for ident in ids:
             if ident not in self.identities:
                 self.identities.append(ident)
-        self._reply(XID_AUTH, server.tree.last_zxid, 0, b"")
+        self._reply(XID_AUTH, member.tree.last_zxid, 0, b"")
 
     def _reply(self, xid: int, zxid: int, err: int, body: bytes) -> None:
         self._out_bytes += len(body)
@@ -290,8 +295,8 @@ class ClientConnection(asyncio.Protocol):
         """The server finished a write of this connection: answer it and whatever waited behind it."""
         self.last_zxid = zxid
         if entry.received_ms:
-            stats = self.server.stats
-            latency = self.server.clock_ms() - entry.received_ms
+            stats = self.table.stats
+            latency = self.member.clock() - entry.received_ms
             stats.total_latency += latency
             if latency > stats.max_latency:
                 stats.max_latency = latency
@@ -300,7 +305,7 @@ class ClientConnection(asyncio.Protocol):
     def _complete(self, entry: _Pending, frame: bytes) -> None:
         entry.frame = frame
         pending = self.pending
-        tree = self.server.tree
+        tree = self.member.tree
         while pending:
             head = pending[0]
             if head.frame is not None:
@@ -325,7 +330,7 @@ class ClientConnection(asyncio.Protocol):
         if self._in_batch or self._flush_scheduled or self.closed:
             return
         self._flush_scheduled = True
-        self.server.loop.call_soon(self._flush)
+        self.table.loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         self._flush_scheduled = False

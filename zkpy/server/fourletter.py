@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from .. import __version__
 
 if TYPE_CHECKING:
-    from .server import ZkServer
+    from .node import ZkServer
 
 COMMANDS = ("ruok", "srvr", "stat", "conf", "cons", "crst", "srst", "envi", "mntr", "wchs", "wchc", "wchp",
             "dump", "isro", "dirs")
@@ -24,7 +24,7 @@ NOT_SERVING = "This ZooKeeper instance is not currently serving requests\n"
 def run(server: "ZkServer", word: str) -> str:
     if word not in server.config.four_letter_words:
         return f"{word} is not executed because it is not in the whitelist.\n"
-    if server.state == "looking" and word in ("srvr", "stat", "mntr", "cons", "wchs", "wchc", "wchp", "dump"):
+    if server.state in ("looking", "error") and word in ("srvr", "stat", "mntr", "cons", "wchs", "wchc", "wchp", "dump"):
         return NOT_SERVING
     return _HANDLERS[word](server)
 
@@ -130,20 +130,20 @@ def _mntr(s: "ZkServer") -> str:
         ("zk_global_sessions", len(s.sessions.timeouts)),
         ("zk_local_sessions", 0),
     ]
-    q = s.quorum
-    if q is not None:
-        rows.append(("zk_quorum_size", len(q.voters)))
-    if q is not None and q.is_leader:
-        core = q.core
+    m = s.member
+    if s.ensemble:
+        rows.append(("zk_quorum_size", len(m.voters)))
+    if s.is_leader():
+        core = m.core
         rows += [("zk_learners", len(core.forwarding)),
                  ("zk_synced_followers", len(core.synced & core.voters)),
                  ("zk_synced_non_voting_followers", 0),
                  ("zk_synced_observers", len(core.synced & core.observers)),
                  ("zk_pending_syncs", 0),  # a follower's sync is answered at once on the leader
-                 ("zk_leader_uptime", int((time.time() - q.leader_since) * 1000)),
+                 ("zk_leader_uptime", max(0, m.clock() - m.leader_since_ms)),
                  ("zk_last_proposal_size", 0)]
-    if q is not None:
-        rows.append(("zk_peer_state", f"{q.role} - {'broadcast' if q.serving else 'election'}"))
+    if s.ensemble:
+        rows.append(("zk_peer_state", f"{m.soft.state} - {'broadcast' if m.serving else 'election'}"))
     return "".join(f"{k}\t{v}\n" for k, v in rows)
 
 

@@ -7,7 +7,7 @@ import os
 import structlog
 
 from . import snapshot as snapshots
-from .txnlog import read_log, read_segment, segments
+from .txnlog import log_records, read_segment, segments
 from ..tree.datatree import DataTree
 
 log = structlog.get_logger("zkpy.recovery")
@@ -20,24 +20,31 @@ def data_paths(data_dir: str, data_log_dir: str | None) -> tuple[str, str]:
 
 def recover(data_dir: str, data_log_dir: str | None) -> DataTree:
     """Newest valid snapshot + every logged txn after it.  Cuts a torn tail; raises LogCorrupt."""
+    return recover_with_log(data_dir, data_log_dir)[0]
+
+
+def recover_with_log(data_dir: str, data_log_dir: str | None) -> tuple[DataTree, list[tuple[int, bytes]]]:
+    """The recovered tree and the (zxid, record) entries replayed into it, for ZAB: the log
+    is read once."""
     with snapshots.collector_paused():
         return _recover(data_dir, data_log_dir)
 
 
-def _recover(data_dir: str, data_log_dir: str | None) -> DataTree:
+def _recover(data_dir: str, data_log_dir: str | None) -> tuple[DataTree, list[tuple[int, bytes]]]:
     snap_dir, log_dir = data_paths(data_dir, data_log_dir)
     tree = snapshots.load_latest(snap_dir) or DataTree()
     snap_zxid = tree.last_zxid
-    count = 0
-    for txn in read_log(log_dir, tree.last_zxid, repair=True):
+    entries = []
+    for txn, record in log_records(log_dir, tree.last_zxid, repair=True):
         tree.apply(txn)
-        count += 1
+        entries.append((txn.zxid, record))
+    count = len(entries)
     segs = segments(log_dir)
     if segs and not any(True for _ in read_segment(segs[-1][1], True)):
         os.unlink(segs[-1][1])  # the newest segment held nothing but a torn write
     log.info("recovered", snapshot_zxid=hex(snap_zxid), replayed=count, last_zxid=hex(tree.last_zxid),
              nodes=len(tree.nodes), sessions=len(tree.sessions))
-    return tree
+    return tree, entries
 
 
 def purge(data_dir: str, data_log_dir: str | None, retain: int = 3) -> list[str]:

@@ -128,6 +128,13 @@ def _all_zero(f, start: int, size: int) -> bool:
 
 def read_segment(path: str, is_last: bool, repair: bool = False) -> Iterator[Txn]:
     """Yield the txns of one segment, applying the torn-tail and corruption rules."""
+    for txn, _ in segment_records(path, is_last, repair):
+        yield txn
+
+
+def segment_records(path: str, is_last: bool, repair: bool = False) -> Iterator[tuple[Txn, bytes]]:
+    """(txn, its record as logged) for each record of one segment: recovery applies the txn
+    and hands the record to ZAB as it is, reading the log once."""
     size = os.path.getsize(path)
     with open(path, "rb") as f:
         if f.read(len(MAGIC)) != MAGIC:
@@ -150,7 +157,7 @@ def read_segment(path: str, is_last: bool, repair: bool = False) -> Iterator[Txn
                         txn = decode_txn(payload)
                     except Exception as e:  # noqa: BLE001 - any decode failure is corruption
                         raise LogCorrupt(path, offset, f"undecodable record: {e}") from None
-                    yield txn
+                    yield txn, payload
                     offset += FRAME.size + length
                     continue
                 reason = "checksum mismatch" if len(payload) == length else "record past end of file"
@@ -171,6 +178,12 @@ def read_segment(path: str, is_last: bool, repair: bool = False) -> Iterator[Txn
 
 def read_log(log_dir: str, after_zxid: int, repair: bool = False) -> Iterator[Txn]:
     """Every logged txn with zxid > after_zxid, in order, across segments."""
+    for txn, _ in log_records(log_dir, after_zxid, repair):
+        yield txn
+
+
+def log_records(log_dir: str, after_zxid: int, repair: bool = False) -> Iterator[tuple[Txn, bytes]]:
+    """(txn, record) of every logged txn with zxid > after_zxid, in order, across segments."""
     segs = segments(log_dir)
     # Start from the last segment that begins at or before after_zxid + 1.
     start = 0
@@ -180,7 +193,7 @@ def read_log(log_dir: str, after_zxid: int, repair: bool = False) -> Iterator[Tx
     last_zxid = after_zxid
     for i in range(start, len(segs)):
         _, path = segs[i]
-        for txn in read_segment(path, i == len(segs) - 1, repair):
+        for txn, payload in segment_records(path, i == len(segs) - 1, repair):
             if txn.zxid <= after_zxid:
                 continue
             if txn.zxid <= last_zxid:
@@ -190,7 +203,7 @@ def read_log(log_dir: str, after_zxid: int, repair: bool = False) -> Iterator[Tx
                 # log behind an invalid snapshot, or a deleted segment).
                 raise LogCorrupt(path, -1, f"gap in the log: zxid {txn.zxid:#x} follows {last_zxid:#x}")
             last_zxid = txn.zxid
-            yield txn
+            yield txn, payload
 
 
 def truncate_log(log_dir: str, after_zxid: int) -> None:

@@ -12,7 +12,7 @@ import threading
 from typing import Any, Callable, TypeVar
 
 from ..server.config import Config
-from ..server.server import ZkServer
+from ..server.node import ZkServer
 from .external import four_letter_word
 
 T = TypeVar("T")
@@ -103,13 +103,16 @@ class ZkpyServer:
     # ------------------------------------------------------------ access to the server's loop
 
     def call(self, fn: Callable[[], T], timeout: float = 10.0) -> T:
-        """Run `fn()` on the server's loop and return its result."""
+        """Run `fn()` on the server's loop, then one pass of the member's Ready loop, and return fn's result."""
         assert self._loop is not None
         fut: concurrent.futures.Future = concurrent.futures.Future()
 
         def wrapper() -> None:
             try:
-                fut.set_result(fn())
+                result = fn()
+                if self.server is not None:
+                    self.server.member.process()  # what fn proposed is acted on before we return
+                fut.set_result(result)
             except BaseException as e:  # noqa: BLE001
                 fut.set_exception(e)
 
@@ -142,11 +145,9 @@ class ZkpyServer:
         """Expire a session now, as if its timeout had passed: ephemerals go, watches fire."""
 
         def expire() -> None:
-            server = self.server
-            assert server is not None
-            if server.sessions.is_alive(session_id):
-                server.sessions.set_closing(session_id)
-                server.commit(server.prep.close_session(session_id, 0, server.clock_ms()), None)
+            assert self.server is not None
+            self.server.member.refresh_clock()
+            self.server.member.expire(session_id)
 
         self.call(expire)
 

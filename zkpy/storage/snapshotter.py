@@ -16,7 +16,7 @@ from typing import Callable
 
 import structlog
 
-from ..storage import snapshot as snapshots
+from . import snapshot as snapshots
 from ..tree.datatree import DataTree
 
 log = structlog.get_logger("zkpy.snapshots")

@@ -1,0 +1,135 @@
+"""The client connections of a server: limits per address, connections by session, throttling.
+
+(ZooKeeper's ServerCnxnFactory bookkeeping.)  The member tells the table to bind a session
+to a connection, to close a session's connections and to drop every client; connections
+register and unregister themselves.  `globalOutstandingLimit` is enforced here for every
+mode: a connection whose requests wait while the log has that many records outstanding
+stops being read until the log catches up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any, Callable
+
+import structlog
+
+from ..tree import acl as acls
+from .config import Config
+
+if TYPE_CHECKING:
+    from .member import Member
+
+log = structlog.get_logger("zkpy.clients")
+
+
+class ServerStats:
+    __slots__ = ("started", "packets_received", "packets_sent", "outstanding", "min_latency", "max_latency",
+                 "total_latency", "count", "connections_total")
+
+    def __init__(self) -> None:
+        self.started = time.time()
+        self.reset()
+        self.connections_total = 0
+
+    def reset(self) -> None:
+        self.packets_received = 0
+        self.packets_sent = 0
+        self.outstanding = 0
+        self.min_latency = 0
+        self.max_latency = 0
+        self.total_latency = 0
+        self.count = 0
+
+
+class ClientTable:
+    def __init__(self, config: Config, four_letter_word: Callable[[str], str]) -> None:
+        self.config = config
+        self.four_letter_word = four_letter_word
+        self.member: "Member" = None  # type: ignore[assignment]  # set once the member exists
+        self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
+        self.connections: set[Any] = set()
+        self.by_session: dict[int, set[Any]] = {}
+        self.per_ip: dict[str, int] = {}
+        self.throttled: set[Any] = set()
+        self.stats = ServerStats()
+
+    # ------------------------------------------------------------ connections
+
+    def register(self, conn: Any) -> bool:
+        ip = conn.peer[0]
+        count = self.per_ip.get(ip, 0)
+        limit = self.config.max_client_cnxns
+        if limit and count >= limit:
+            log.warning("too many connections from one address; closing", ip=ip, limit=limit)
+            return False
+        self.per_ip[ip] = count + 1
+        self.connections.add(conn)
+        self.stats.connections_total += 1
+        return True
+
+    def unregister(self, conn: Any) -> None:
+        if conn in self.connections:
+            self.connections.discard(conn)
+            ip = conn.peer[0]
+            n = self.per_ip.get(ip, 1) - 1
+            if n <= 0:
+                self.per_ip.pop(ip, None)
+            else:
+                self.per_ip[ip] = n
+        self.throttled.discard(conn)
+        self.member.tree.remove_watcher(conn)
+        conns = self.by_session.get(conn.session_id)
+        if conns is not None:
+            conns.discard(conn)
+            if not conns:
+                del self.by_session[conn.session_id]
+
+    # ------------------------------------------------------------ sessions (called by the member)
+
+    def bind(self, conn: Any, session: int) -> None:
+        conn.session_id = session
+        self.by_session.setdefault(session, set()).add(conn)
+
+    def reattached(self, conn: Any, session: int) -> None:
+        for old in list(self.by_session.get(session, ())):
+            if old is not conn:
+                old.close()  # ZooKeeper closes the session's previous connection (CLIENT_RECONNECT)
+
+    def close_session(self, session: int) -> None:
+        for conn in list(self.by_session.pop(session, ())):
+            conn.close()
+
+    def drop_all(self) -> None:
+        for conn in list(self.connections):
+            conn.close()
+
+    # ------------------------------------------------------------ back-pressure
+
+    def throttle(self, conn: Any) -> None:
+        """Stop reading from `conn` until the log catches up (globalOutstandingLimit)."""
+        if conn.transport is not None and conn not in self.throttled:
+            self.throttled.add(conn)
+            conn.transport.pause_reading()
+
+    def unthrottle(self) -> None:
+        if self.throttled and self.member.outstanding < self.config.global_outstanding_limit:
+            for conn in self.throttled:
+                if not conn.closed and not conn._reading_paused:
+                    conn.transport.resume_reading()
+            self.throttled.clear()
+
+    def authenticate(self, scheme: str, auth: bytes) -> list[tuple[str, str]] | None:
+        """Identities an AuthPacket grants, or None when the scheme or credentials fail."""
+        if scheme != "digest":
+            return None
+        try:
+            text = auth.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        ident = acls.digest(text)
+        ids = [("digest", ident)]
+        if self.config.super_digest is not None and ident == self.config.super_digest:
+            ids.append(acls.SUPER)
+        return ids

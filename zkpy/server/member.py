@@ -1,0 +1,676 @@
+"""The member: one pipeline for standalone servers and every ensemble role.
+
+    request -> Prep (txn) -> ZAB (propose; a learner forwards to the leader) -> LogWriter
+            -> durable -> ZAB commit -> DataTree.apply -> the waiting request is answered
+
+Standalone is a quorum of one: a single-voter ZAB that leads from boot with ZooKeeper
+standalone's zxids.  Leading, following, observing, looking, read-only and failed are roles
+that decide where a request goes (`_route`), not separate pipelines.
+
+No sockets, threads or clocks of its own: storage, the network to peers, the client table and
+the clock are injected, so the simulator drives this very object with a simulated disk,
+network and clock.  Client connections are handles with `write_done`, `send_connect_response`,
+`notify` and `close` (see connection.py); the member answers a committed txn's request by
+its (session, cxid), whichever member prepped it, as ZooKeeper's CommitProcessor does.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import deque
+from typing import Any, Callable, Protocol
+
+import structlog
+
+from ..consensus import forwarding
+from ..consensus.zab import FOLLOWING, LEADING, LOOKING, OBSERVING, Ready, SoftState, Timing, Zab, make_zxid
+from ..protocol.codes import Err, Op, owner_kind, owner_ttl
+from ..protocol.jute import DECODE, ConnectRequest, JuteError, enc_string
+from ..requests.final import WRITES, write_response
+from ..requests.prep import Prep
+from ..requests.sessions import SessionTracker, session_password
+from ..storage import snapshot as snapshots
+from ..storage.logwriter import LogDevice, LogWriter
+from ..storage.records import decode_txn, encode_txn
+from ..tree.datatree import DataTree, Txn
+from .config import Config
+
+log = structlog.get_logger("zkpy.member")
+
+_APP_SCHEMA = forwarding.schema(WRITES)
+_ROLES = {LEADING: "leader", FOLLOWING: "follower", OBSERVING: "observer", LOOKING: "looking"}
+
+
+class Storage(Protocol):
+    """What a member keeps on disk (zkpy/storage/datadir.py; the simulator's SimStorage)."""
+
+    log: LogDevice
+
+    def write_epochs(self, accepted: int, current: int) -> None: ...
+    def install_snapshot(self, tree: DataTree) -> None: ...
+    def rebuild(self, zxid: int) -> DataTree: ...
+    def applied(self, count: int) -> None: ...
+    def maybe_snapshot(self, tree: DataTree) -> None: ...
+
+
+class Clients(Protocol):
+    """The member's view of the client connections (clients.py; the simulator's own)."""
+
+    def bind(self, conn: Any, session: int) -> None: ...
+    def reattached(self, conn: Any, session: int) -> None: ...
+    def close_session(self, session: int) -> None: ...
+    def drop_all(self) -> None: ...
+    def unthrottle(self) -> None: ...
+
+
+class Member:
+    def __init__(self, config: Config, sid: int, tree: DataTree, log_tail: list[tuple[int, bytes]],
+                 storage: Storage, send: Callable[[list[tuple[int, Any]]], None], clients: Clients,
+                 clock: Callable[[], int], wake: Callable[[], None], *, epochs: tuple[int, int] = (0, 0),
+                 incarnation: int | None = None) -> None:
+        self.config = config
+        self.sid = sid
+        self.tree = tree
+        self.storage = storage
+        self._send = send
+        self.clients = clients
+        self.clock = clock
+        self._wake = wake
+        self.now_ms = clock()
+        servers = config.servers
+        voters = {s for s, spec in servers.items() if spec.role == "participant"} or {sid}
+        observers = {s for s, spec in servers.items() if spec.role == "observer"}
+        self.standalone = voters == {sid} and not observers
+        self.voters = voters
+        self.tick_ms = min(config.tick_time, 100)
+        self.core = Zab(sid, voters, observers, accepted_epoch=epochs[0], current_epoch=epochs[1],
+                        log=log_tail, snapshot_zxid=tree.last_zxid if not log_tail else log_tail[0][0] - 1,
+                        applied_zxid=tree.last_zxid, snapshot_provider=self._snapshot, timing=self._timing(),
+                        log_window=1024 if self.standalone else 100_000,
+                        incarnation=random.getrandbits(48) if incarnation is None else incarnation)
+        self.writer = LogWriter(storage.log, self._durable, self._write_failed)
+        self.prep = Prep(tree, extended_types=config.extended_types)
+        self.sessions = SessionTracker(config.tick_time, 0 if self.standalone else sid, self.now_ms)
+        for session, timeout in tree.sessions.items():
+            # Sessions outlive a restart: their clients have a timeout's worth of time to come back.
+            self.sessions.add(session, timeout, self.now_ms)
+        self.waiting: dict[tuple[int, int], Any] = {}  # (session, cxid) -> request entry (or a deque)
+        self.local_txns: dict[int, Txn] = {}  # zxid -> txn prepped here: applied without decoding
+        self.sync_tokens: dict[int, tuple] = {}  # token -> (conn, entry, path)
+        self.sync_waiters: list[tuple[int, tuple]] = []  # (zxid to reach, (conn, entry, path))
+        self.revalidations: dict[int, tuple] = {}  # token -> (conn, entry, session, timeout, with_read_only)
+        self.touched: set[int] = set()
+        self.local_sessions: set[int] = set()  # read-only mode's sessions: never in the tree
+        self.role = "standalone" if self.standalone else "looking"
+        self.soft = self.core.soft_state()
+        self.failed: str | None = None
+        self.leader_since_ms = 0
+        self.looking_since_ms = self.now_ms
+        self._last_core_tick = self.now_ms
+        self._last_container_check = self.now_ms
+        self._woken = False
+        self._phase: tuple = ()
+        if self.standalone:
+            self.prep.zxid = tree.last_zxid
+
+    def _timing(self) -> Timing:
+        """The core counts in ticks of at most 100 ms, whatever tickTime is: initLimit and
+        syncLimit keep their length in time, and the election waits ZooKeeper's fixed 200 ms
+        (finalizeWait) for a better vote rather than a whole tickTime (2 s by default)."""
+        per_tick = self.config.tick_time / self.tick_ms
+        return Timing(init_limit=math.ceil(self.config.init_limit * per_tick),
+                      sync_limit=math.ceil(self.config.sync_limit * per_tick),
+                      finalize_wait=max(1, math.ceil(200 / self.tick_ms)))
+
+    def _snapshot(self) -> tuple[int, bytes]:
+        return self.tree.last_zxid, snapshots.snapshot_bytes(self.tree)
+
+    # ------------------------------------------------------------ roles
+
+    @property
+    def leads(self) -> bool:
+        """Prep runs here: standalone, or the established leader."""
+        return self.failed is None and self.soft.established and self.soft.state == LEADING
+
+    @property
+    def serving(self) -> bool:
+        return self.failed is None and self.soft.serving
+
+    @property
+    def read_only(self) -> bool:
+        return self.role == "read-only"
+
+    @property
+    def outstanding(self) -> int:
+        return self.writer.outstanding
+
+    def refresh_clock(self) -> None:
+        self.now_ms = self.clock()
+
+    # ------------------------------------------------------------ the Ready loop
+
+    def wake(self) -> None:
+        if not self._woken:
+            self._woken = True
+            self._wake()
+
+    def process(self) -> None:
+        """Carry out what ZAB decided: the one Ready loop of every mode."""
+        self._woken = False
+        core = self.core
+        while self.failed is None and core.has_ready():
+            self._carry_out(core.ready())
+
+    def _carry_out(self, rd: Ready) -> None:
+        if rd.snapshot is not None:
+            self._install_snapshot(*rd.snapshot)
+        if rd.truncate is not None:
+            self._truncate(rd.truncate)
+        if rd.epochs is not None:
+            self.storage.write_epochs(*rd.epochs)
+        if rd.entries:
+            self.writer.append(rd.entries)
+        if rd.commits:
+            self._apply_commits(rd.commits)
+        if rd.messages and self.failed is None:
+            self._send(rd.messages)
+        if rd.soft != self.soft:
+            self._soft_changed(rd.soft)  # type: ignore[arg-type]
+
+    def _apply_commits(self, commits: list[tuple[int, bytes]]) -> None:
+        local = self.local_txns
+        for zxid, record in commits:
+            txn = local.pop(zxid, None) if local else None
+            self._apply(txn if txn is not None else decode_txn(record))
+        self.storage.applied(len(commits))
+        if self.sync_waiters:
+            self._wake_syncs()
+
+    def _apply(self, txn: Txn) -> None:
+        result = self.tree.apply(txn)
+        self.prep.committed(txn.zxid)
+        entry = self._take_waiter((txn.session, txn.cxid)) if self.waiting else None
+        if entry is not None:
+            conn = entry.conn
+            if not conn.closed:
+                if entry.op == Op.CREATE_SESSION:
+                    conn.send_connect_response(conn.timeout, txn.session, session_password(txn.session),
+                                               entry.with_read_only, entry)
+                else:
+                    err, body = write_response(entry.op, result)
+                    conn.write_done(entry, txn.zxid, err, body)
+        if txn.type == Op.CLOSE_SESSION:
+            self._session_closed(txn.session)  # after the answer: the client reads it, then EOF
+
+    def _durable(self, zxid: int) -> None:
+        self.core.persisted(zxid)
+        self.wake()
+        self.clients.unthrottle()
+
+    def _write_failed(self, error: BaseException) -> None:
+        """The log lost a batch: nothing from it or after it may ever be acknowledged."""
+        if self.standalone:
+            # Standalone goes on serving reads; writes get NOTREADONLY, as from a server that
+            # cannot accept them (ZooKeeper's read-only mode).
+            log.error("transaction log write failed; refusing writes until restarted", error=str(error))
+            self.failed = str(error)
+            waiting, self.waiting = self.waiting, {}
+            self.local_txns.clear()
+            self.prep.reset()
+            for item in waiting.values():
+                for entry in (item if type(item) is deque else (item,)):
+                    if entry.conn.closed:
+                        continue
+                    if entry.op == Op.CREATE_SESSION:
+                        entry.conn.close()
+                    else:
+                        entry.conn.write_done(entry, self.tree.last_zxid, Err.NOTREADONLY, b"")
+            return
+        log.error("transaction log write failed; this member leaves the ensemble until it is restarted",
+                  sid=self.sid, error=str(error))
+        self.failed = str(error)
+        self.role = "error"
+        self._forget_requests()
+        self.clients.drop_all()
+
+    # ------------------------------------------------------------ role changes
+
+    def _soft_changed(self, soft: SoftState) -> None:
+        previous_soft, self.soft = self.soft, soft
+        phase = (soft.state, soft.leader)
+        if phase != self._phase:  # rare: each election and each (re)join, for post-mortems
+            self._phase = phase
+            log.info("zab", sid=self.sid, state=soft.state, leader=soft.leader, epoch=soft.epoch,
+                     last_zxid=hex(self.core.last_zxid))
+        if self.standalone:
+            return
+        role = _ROLES[soft.state] if soft.serving else "looking"
+        previous = self.role
+        if role != previous and not (role == "looking" and previous == "read-only"):
+            log.info("role", sid=self.sid, role=role, epoch=soft.epoch, leader=soft.leader)
+        if role == "looking" and previous == "read-only":
+            return  # still without a quorum
+        if previous == "read-only":
+            self._leave_read_only()
+        self.role = role
+        if role == "leader" and not (previous_soft.established and previous_soft.state == LEADING):
+            self.leader_since_ms = self.now_ms
+            self.prep.reset()
+            self.local_txns.clear()
+            self.prep.zxid = make_zxid(soft.epoch, 0)
+            self._sessions_take_over()
+        if role == "looking" and previous != "looking":
+            # As ZooKeeper does when it loses its leader: clients move on (CONNECTIONLOSS).
+            self.looking_since_ms = self.now_ms
+            self._forget_requests()
+            self.clients.drop_all()
+
+    def _forget_requests(self) -> None:
+        self.waiting.clear()
+        self.local_txns.clear()
+        self.sync_tokens.clear()
+        self.sync_waiters.clear()
+        self.revalidations.clear()
+
+    def _sessions_take_over(self) -> None:
+        """A new leader expires sessions from now on: each gets a fresh timeout."""
+        for session in list(self.sessions.timeouts):
+            if session not in self.tree.sessions:
+                self.sessions.remove(session)
+        for session, timeout in self.tree.sessions.items():
+            self.sessions.add(session, timeout, self.now_ms)
+
+    def _enter_read_only(self) -> None:
+        """No quorum for a while: serve our tree, read-only (ReadOnlyZooKeeperServer)."""
+        log.info("no quorum; serving reads in read-only mode", zxid=hex(self.tree.last_zxid))
+        self.role = "read-only"
+        for session in list(self.sessions.timeouts):
+            self.sessions.remove(session)
+        for session, timeout in self.tree.sessions.items():
+            self.sessions.add(session, timeout, self.now_ms)
+
+    def _leave_read_only(self) -> None:
+        """A quorum again: read-only clients reconnect, to find a read-write server."""
+        for session in self.local_sessions:
+            self.sessions.remove(session)
+        self.local_sessions.clear()
+        self.clients.drop_all()
+
+    def replace_tree(self, tree: DataTree) -> None:
+        """After a SNAP or TRUNC from a leader: a new tree; clients reconnect."""
+        self.tree = tree
+        self.prep.tree = tree
+        self.prep.reset()
+        self.clients.drop_all()
+        self.on_new_tree(tree)
+
+    def on_new_tree(self, tree: DataTree) -> None:
+        """Hook for the node (it writes /zookeeper/config into every tree it loads)."""
+
+    def _truncate(self, zxid: int) -> None:
+        """TRUNC from the leader: forget our txns after `zxid`; the tree is rebuilt from the
+        disk plus the records up to `zxid` still queued for it (ZAB counts them applied)."""
+        self.writer.truncate(zxid)
+        self.local_txns.clear()
+        tree = self.storage.rebuild(zxid)
+        for entry_zxid, record in self.writer.queue:
+            if entry_zxid > tree.last_zxid:
+                tree.apply(decode_txn(record))
+        self.replace_tree(tree)
+
+    def _install_snapshot(self, zxid: int, state: bytes) -> None:
+        """SNAP from the leader: its state replaces ours, log and all."""
+        tree = snapshots.load_snapshot("<leader>", state)
+        self.writer.reset(zxid)
+        self.local_txns.clear()
+        self.storage.install_snapshot(tree)
+        self.replace_tree(tree)
+
+    # ------------------------------------------------------------ waiting requests
+
+    def _add_waiter(self, key: tuple[int, int], entry: Any) -> None:
+        """Who answers the txn of (session, cxid).  A client that reuses an xid while the
+        first request is in flight gets both answered, in order (a deque for that key)."""
+        previous = self.waiting.get(key)
+        if previous is None:
+            self.waiting[key] = entry
+        elif type(previous) is deque:
+            previous.append(entry)
+        else:
+            self.waiting[key] = deque((previous, entry))
+
+    def _take_waiter(self, key: tuple[int, int]) -> Any:
+        entry = self.waiting.pop(key, None)
+        if type(entry) is deque:
+            first = entry.popleft()
+            if entry:
+                self.waiting[key] = entry
+            return first
+        return entry
+
+    def _propose(self, txn: Txn, entry: Any) -> None:
+        if entry is not None:
+            self._add_waiter((txn.session, txn.cxid), entry)
+        self.local_txns[txn.zxid] = txn
+        self.core.propose(txn.zxid, encode_txn(txn))
+        self.wake()
+
+    def _forward(self, kind: str, key: tuple[int, int], entry: Any, *fields: Any) -> None:
+        """Learner: send a client's change to the leader; it is answered when its txn is applied here."""
+        if entry is not None:
+            self._add_waiter(key, entry)
+        self._send([(self.soft.leader, ("app", kind) + fields)])
+
+    # ------------------------------------------------------------ client requests
+
+    def connect(self, conn: Any, req: ConnectRequest) -> None:
+        """A ConnectRequest: new session, or reattach to a live one (processConnectRequest)."""
+        if req.last_zxid_seen > self.tree.last_zxid:
+            log.info("refusing session: client has seen a newer zxid than ours", peer=conn.peer,
+                     client_zxid=hex(req.last_zxid_seen), our_zxid=hex(self.tree.last_zxid))
+            conn.close()
+            return
+        timeout = min(max(req.timeout, self.config.min_timeout), self.config.max_timeout)
+        conn.old_client = not req.has_read_only
+        conn.timeout = timeout
+        if self.read_only:
+            self._connect_read_only(conn, req, timeout)
+            return
+        if self.failed is not None and not self.standalone or not self.serving:
+            log.info("not serving; closing client connection", peer=conn.peer, role=self.role)
+            conn.close()
+            return
+        if req.session_id == 0:
+            if self.failed is not None:
+                conn.close()  # a new session is a write
+                return
+            session = self.sessions.new_session_id()
+            self.clients.bind(conn, session)
+            entry = conn.expect_connect_response(req.has_read_only)
+            if not self.leads:
+                self._forward("createsession", (session, 0), entry, session, timeout)
+                return
+            self.sessions.add(session, timeout, self.now_ms)
+            self._propose(self.prep.create_session(session, timeout, self.now_ms), entry)
+            return
+        session = req.session_id
+        if req.passwd != session_password(session):
+            self.finish_reattach(conn, None, session, timeout, req.has_read_only, False)
+            return
+        self.clients.bind(conn, session)
+        if not self.leads:
+            # The leader owns sessions: it says whether this one lives (ZooKeeper's REVALIDATE).
+            token = random.getrandbits(62)
+            entry = conn.expect_connect_response(req.has_read_only)
+            self.revalidations[token] = (conn, entry, session, timeout, req.has_read_only)
+            self._send([(self.soft.leader, ("app", "revalidate", token, session))])
+            return
+        self.finish_reattach(conn, None, session, timeout, req.has_read_only, self.sessions.is_alive(session))
+
+    def finish_reattach(self, conn: Any, entry: Any, session: int, timeout: int, with_read_only: bool,
+                        alive: bool, read_only: bool = False) -> None:
+        if conn.closed:
+            return
+        if not alive:
+            log.info("session expired or invalid on reconnect", session=hex(session), peer=conn.peer)
+            conn.send_connect_response(0, 0, b"\x00" * 16, with_read_only, entry)
+            conn.close()
+            return
+        self.sessions.touch(session, self.now_ms)
+        self.clients.reattached(conn, session)
+        conn.send_connect_response(timeout, session, session_password(session), with_read_only, entry, read_only)
+
+    def _connect_read_only(self, conn: Any, req: ConnectRequest, timeout: int) -> None:
+        """Sessions of a read-only server are local: nothing is logged, the tree does not change.
+
+        A known session (in the tree, or opened here) reattaches; a new one gets an id the
+        quorum never hears of, so a client that later reaches a read-write server with it is
+        told that it expired (the Java client sends 0 there instead)."""
+        if not req.read_only:
+            log.info("refusing session request for not-read-only client", peer=conn.peer)
+            conn.close()
+            return
+        session = req.session_id
+        known = True
+        if session == 0:
+            session = self.sessions.new_session_id()
+            self.local_sessions.add(session)
+            self.sessions.add(session, timeout, self.now_ms)
+        else:
+            known = req.passwd == session_password(session) and (
+                session in self.tree.sessions or session in self.local_sessions)
+            if known and not self.sessions.is_alive(session):
+                self.sessions.add(session, timeout, self.now_ms)
+        self.clients.bind(conn, session)
+        self.finish_reattach(conn, None, session, timeout, req.has_read_only, known, read_only=True)
+
+    def _refuse_write(self, conn: Any, entry: Any) -> bool:
+        """Writes that cannot go anywhere: NOTREADONLY (read-only, or standalone with a failed
+        log) or the connection closed (an ensemble member that is not serving)."""
+        if self.read_only or (self.failed is not None and self.standalone):
+            conn.write_done(entry, self.tree.last_zxid, Err.NOTREADONLY, b"")
+            return True
+        if not self.serving:
+            conn.close()
+            return True
+        return False
+
+    def write(self, conn: Any, entry: Any, op: int, args: tuple, buf: bytearray, start: int, end: int) -> None:
+        """A decoded write; buf[start:end] is its request body, which a learner forwards as is
+        (the leader decodes it as it decodes its own clients' requests)."""
+        if not self.leads:
+            if self._refuse_write(conn, entry):
+                return
+            session = conn.session_id
+            self._forward("request", (session, entry.xid), entry, session, entry.xid, op, bytes(buf[start:end]),
+                          conn.identities)
+            return
+        txn = self.prep.prepare(conn.session_id, entry.xid, op, args, conn.identities, self.now_ms)
+        self._propose(txn, entry)
+
+    def write_error(self, conn: Any, entry: Any, op: int, err: int) -> None:
+        """ZooKeeper gives an undecodable multi a zxid and logs it as an error txn."""
+        if not self.leads:
+            if not self._refuse_write(conn, entry):
+                conn.write_done(entry, self.tree.last_zxid, err, b"")
+            return
+        self._propose(self.prep.error(conn.session_id, entry.xid, op, err, self.now_ms), entry)
+
+    def sync(self, conn: Any, entry: Any, path: str) -> None:
+        """A leader has applied all it proposed... once it applies; a learner asks the leader
+        how far to catch up and answers once it has applied that far."""
+        if self.leads or self.read_only:
+            if self.read_only:
+                conn.write_done(entry, self.tree.last_zxid, Err.NOTREADONLY, b"")
+            else:
+                conn.write_done(entry, self.tree.last_zxid, 0, enc_string(path))
+            return
+        if not self.serving:
+            conn.close()
+            return
+        token = random.getrandbits(62)
+        self.sync_tokens[token] = (conn, entry, path)
+        self._send([(self.soft.leader, ("app", "sync", token))])
+
+    def close_session(self, conn: Any, entry: Any) -> None:
+        session = conn.session_id
+        if self.read_only:
+            # No txn: a global session's ephemerals stay until the quorum expires it.
+            conn.write_done(entry, self.tree.last_zxid, 0, b"")
+            self.local_sessions.discard(session)
+            self._session_closed(session)
+            return
+        if not self.leads:
+            if not self._refuse_write(conn, entry):
+                self._forward("closesession", (session, entry.xid), entry, session, entry.xid)
+            return
+        self.sessions.set_closing(session)
+        self._propose(self.prep.close_session(session, entry.xid, self.now_ms), entry)
+
+    def touch(self, session: int) -> None:
+        self.sessions.touch(session, self.now_ms)
+        if not self.standalone and not self.leads:
+            self.touched.add(session)
+
+    def expire(self, session: int) -> bool:
+        """Expire a session now, as if its timeout had passed (the leader's or standalone's)."""
+        if not self.leads or not self.sessions.is_alive(session):
+            return False
+        self.sessions.set_closing(session)
+        self._propose(self.prep.close_session(session, 0, self.now_ms), None)
+        return True
+
+    def _session_closed(self, session: int) -> None:
+        self.sessions.remove(session)
+        self.touched.discard(session)
+        self.clients.close_session(session)
+
+    def _wake_syncs(self) -> None:
+        applied = self.tree.last_zxid
+        waiting = []
+        for zxid, (conn, entry, path) in self.sync_waiters:
+            if zxid <= applied:
+                if not conn.closed:
+                    conn.write_done(entry, applied, 0, enc_string(path))
+            else:
+                waiting.append((zxid, (conn, entry, path)))
+        self.sync_waiters = waiting
+
+    # ------------------------------------------------------------ peers
+
+    def receive(self, sender: int, msg: Any) -> str | None:
+        """A message from a peer; returns why it was dropped, for the caller to log (rate-limited)."""
+        if self.failed is not None:
+            return None
+        reason = None
+        if forwarding.is_app(msg):
+            try:
+                self._on_app(sender, msg)
+            except (ValueError, TypeError, IndexError, KeyError, JuteError) as e:
+                reason = f"malformed app message: {e}"
+        else:
+            core = self.core
+            dropped = core.dropped
+            core.receive(sender, msg)
+            if core.dropped != dropped and core.drop_reason in ("malformed", "unknown server id"):
+                reason = core.drop_reason
+        self.wake()
+        return reason
+
+    def peer_connected(self, sid: int) -> None:
+        if self.failed is None:
+            self.core.peer_connected(sid)
+            self.wake()
+
+    def peer_disconnected(self, sid: int) -> None:
+        if self.failed is None:
+            self.core.peer_disconnected(sid)
+            self.wake()
+
+    def _on_app(self, sender: int, msg: list) -> None:
+        """Client traffic between members; fields are checked before anything acts on them."""
+        if sender not in self.core.voters and sender not in self.core.observers:
+            raise ValueError("from an unknown server")
+        if not forwarding.well_formed(_APP_SCHEMA, msg):
+            raise ValueError(f"bad {str(msg[1])[:20]!r} message")
+        kind = msg[1]
+        if kind == "synced":
+            waiter = self.sync_tokens.pop(msg[2], None)
+            if waiter is not None:
+                self.sync_waiters.append((msg[3], waiter))
+                self._wake_syncs()
+            return
+        if kind == "revalidated":
+            waiter = self.revalidations.pop(msg[2], None)
+            if waiter is not None:
+                conn, entry, session, timeout, with_read_only = waiter
+                self.finish_reattach(conn, entry, session, timeout, with_read_only, msg[3])
+            return
+        if not self.leads:
+            return  # a learner got it, or we lost leadership: the client will retry
+        now = self.now_ms = self.clock()
+        if kind == "request":
+            _, _, session, cxid, op, body, identities = msg
+            args = DECODE[op](body, 0, len(body))
+            self._propose(self.prep.prepare(session, cxid, op, args, [tuple(i) for i in identities], now), None)
+        elif kind == "createsession":
+            _, _, session, timeout = msg
+            self.sessions.add(session, timeout, now)
+            self._propose(self.prep.create_session(session, timeout, now), None)
+        elif kind == "closesession":
+            _, _, session, cxid = msg
+            self.sessions.set_closing(session)
+            self._propose(self.prep.close_session(session, cxid, now), None)
+        elif kind == "touch":
+            for session in msg[2]:
+                self.sessions.touch(session, now)
+        elif kind == "revalidate":
+            _, _, token, session = msg
+            alive = self.sessions.is_alive(session)
+            if alive:
+                self.sessions.touch(session, now)
+            self._send([(sender, ("app", "revalidated", token, alive))])
+        elif kind == "sync":
+            # Everything proposed so far (the history we established on included): the
+            # learner answers once it has applied up to here.
+            self._send([(sender, ("app", "synced", msg[2], self.core.last_zxid))])
+
+    # ------------------------------------------------------------ time
+
+    def tick(self) -> None:
+        """Called every `tick_interval_ms`: ZAB's ticks, session expiry, containers, snapshots."""
+        if self.failed is not None and not self.standalone:
+            return
+        now = self.now_ms = self.clock()
+        core = self.core
+        if now - self._last_core_tick >= self.tick_ms:
+            self._last_core_tick = now
+            if self.failed is None:
+                core.tick()
+            if self.serving:
+                self.storage.maybe_snapshot(self.tree)
+            if self.touched and self.serving and self.soft.state in (FOLLOWING, OBSERVING):
+                self._send([(self.soft.leader, ("app", "touch", sorted(self.touched)))])
+                self.touched.clear()
+        if self.read_only:
+            for session in self.sessions.expired(now):
+                log.info("read-only session expired", session=hex(session))
+                self.local_sessions.discard(session)
+                self._session_closed(session)
+        elif (self.role == "looking" and self.config.read_only_mode
+              and now - self.looking_since_ms >= max(2000, self.config.tick_time)):
+            # ZooKeeper's QuorumPeer starts its ReadOnlyZooKeeperServer after that delay.
+            self._enter_read_only()
+        if self.leads:
+            for session in self.sessions.expired(now):
+                log.info("session expired", session=hex(session))
+                self._propose(self.prep.close_session(session, 0, now), None)
+            if now - self._last_container_check >= self.config.container_check_interval_ms:
+                self._last_container_check = now
+                self.check_containers()
+        self.wake()
+
+    @property
+    def tick_interval_ms(self) -> float:
+        return min(self.tick_ms, max(self.config.tick_time / 2, 10))
+
+    def check_containers(self) -> int:
+        """Delete empty containers that once had children and expired empty TTL nodes (ContainerManager)."""
+        if not self.leads:
+            return 0
+        tree = self.tree
+        candidates = []
+        for path in sorted(tree.containers):
+            node = tree.nodes.get(path)
+            if node is not None and not node.children and node.cversion > 0:
+                candidates.append(path)
+        for path in sorted(tree.ttls):
+            node = tree.nodes.get(path)
+            if node is not None and not node.children and owner_kind(node.owner) == "ttl":
+                ttl = owner_ttl(node.owner)
+                if ttl and self.now_ms - node.mtime > ttl:
+                    candidates.append(path)
+        for path in candidates[: self.config.container_max_per_minute]:
+            self._propose(self.prep.delete_container(path, self.now_ms), None)
+        return len(candidates)

@@ -1,0 +1,212 @@
+"""A server process's node: built from a Config, it wires the member to files, sockets and time.
+
+    clients (asyncio Protocol per connection) --> Member <--> Peers (ensembles only)
+                                                    |
+                                   DataDir (log writer thread, snapshots) or Memory
+
+The member decides; the node only moves bytes and time in and results out: it runs the
+member's Ready loop once per event-loop turn in which something happened, ticks it, and
+sends what it hands out.  Standalone and ensemble members are built the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from typing import Any, Callable
+
+import structlog
+
+from ..consensus.zab import LEADING
+from ..storage.datadir import DataDir, Memory, read_myid
+from ..storage.recovery import recover_with_log
+from ..tree.datatree import DataTree
+from . import fourletter
+from .clients import ClientTable
+from .config import Config
+from .connection import ClientConnection
+from .member import Member
+from .peers import Peers
+from .peers import encode as encode_frame
+
+log = structlog.get_logger("zkpy.server")
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class ZkServer:
+    """`await ZkServer(config).start()`: listens, serves, and (in an ensemble) joins its peers."""
+
+    def __init__(self, config: Config, clock_ms: Callable[[], int] = wall_clock_ms) -> None:
+        self.config = config
+        self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
+        participants = [s for s in config.servers.values() if s.role == "participant"]
+        self.ensemble = len(participants) > 1
+        sid = read_myid(config.data_dir) if self.ensemble else 0  # type: ignore[arg-type]
+        self.storage: DataDir | Memory
+        epochs = (0, 0)
+        if config.data_dir:
+            tree, log_tail = recover_with_log(config.data_dir, config.data_log_dir)
+            self.storage = DataDir(config.data_dir, config.data_log_dir, config.force_sync, config.snap_count,
+                                   config.purge_retain, self._post)
+            if self.ensemble:
+                epochs = self.storage.read_epochs()
+        else:
+            tree, log_tail = DataTree(), []
+            self.storage = Memory()
+        self.clients = ClientTable(config, lambda word: fourletter.run(self, word))
+        self.peers: Peers | None = None
+        if self.ensemble:
+            addresses = {s: (spec.host, spec.peer_port) for s, spec in config.servers.items()}
+            self.peers = Peers(sid, addresses, self._on_peer_message, self._on_peer_down, self._on_peer_up)
+        self.member = Member(config, sid, tree, log_tail, self.storage, self._send, self.clients, clock_ms,
+                             self._wake, epochs=epochs)
+        self.member.on_new_tree = self._init_config_node  # type: ignore[method-assign]
+        self.clients.member = self.member
+        if self.ensemble:
+            self._init_config_node(tree)
+        self._server: asyncio.AbstractServer | None = None
+        self._tick_handle: asyncio.TimerHandle | None = None
+        self._last_drop_log = -1.0
+        self.host = config.client_port_address
+        self.port = config.client_port
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        self.loop = loop = asyncio.get_running_loop()
+        self.clients.loop = loop
+        self.member.refresh_clock()
+        self._server = await loop.create_server(lambda: ClientConnection(self.clients), self.config.client_port_address,
+                                                self.config.client_port, reuse_address=True, backlog=1024)
+        sock = self._server.sockets[0]
+        if sock.family != socket.AF_UNIX:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.host, self.port = sock.getsockname()[:2]
+        self._schedule_tick()
+        if self.peers is not None:
+            await self.peers.start()
+        self.member.process()
+        log.info("serving", host=self.host, port=self.port, tick_time=self.config.tick_time)
+
+    async def stop(self) -> None:
+        if self._tick_handle is not None:
+            self._tick_handle.cancel()
+        if self.peers is not None:
+            await self.peers.stop()
+        if self._server is not None:
+            self._server.close()
+        self.clients.drop_all()
+        if self._server is not None:
+            await self._server.wait_closed()
+        await self.loop.run_in_executor(None, self.storage.close)
+        log.info("stopped", port=self.port)
+
+    @property
+    def connect_string(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    # ------------------------------------------------------------ what the member hands out
+
+    def _post(self, fn: Callable[[], None]) -> None:
+        """From the log writer thread: run `fn` on the event loop."""
+        self.loop.call_soon_threadsafe(fn)
+
+    def _wake(self) -> None:
+        """The member has work: one Ready pass at the end of this loop turn, however many
+        requests or messages arrived in it."""
+        self.loop.call_soon(self.member.process)
+
+    def _send(self, messages: list[tuple[int, Any]]) -> None:
+        peers = self.peers
+        if peers is None:
+            return
+        encoded: dict[int, bytes] = {}  # a proposal to n followers is encoded once
+        for to, msg in messages:
+            frame = encoded.get(id(msg))
+            if frame is None:
+                frame = encoded[id(msg)] = encode_frame(msg)
+            peers.send_frame(to, frame)
+
+    def _on_peer_message(self, sender: int, msg: Any) -> None:
+        reason = self.member.receive(sender, msg)
+        if reason is not None:
+            # At most one line a second: a peer that floods garbage must not flood the log too.
+            now = self.loop.time()
+            if now - self._last_drop_log >= 1.0:
+                self._last_drop_log = now
+                log.warning("peer message dropped", sender=sender, reason=reason,
+                            dropped_total=self.member.core.dropped)
+
+    def _on_peer_up(self, sid: int) -> None:
+        self.member.peer_connected(sid)
+
+    def _on_peer_down(self, sid: int) -> None:
+        self.member.peer_disconnected(sid)
+
+    # ------------------------------------------------------------ time
+
+    def _schedule_tick(self) -> None:
+        self._tick_handle = self.loop.call_later(self.member.tick_interval_ms / 1000.0, self._tick)
+
+    def _tick(self) -> None:
+        try:
+            self.member.tick()
+        finally:
+            self._schedule_tick()
+
+    # ------------------------------------------------------------ /zookeeper/config
+
+    def _init_config_node(self, tree: DataTree) -> None:
+        """/zookeeper/config lists the ensemble as ZooKeeper's does.  Like ZooKeeper, each
+        member writes it from its own configuration whenever it loads a tree (not a txn:
+        version -1, its own mtime), so it is the one znode that may differ between members."""
+        lines = []
+        for sid, spec in sorted(self.config.servers.items()):
+            line = f"server.{sid}={spec.host}:{spec.peer_port}:{spec.election_port}:{spec.role}"
+            if spec.client_port is not None:
+                line += f";{spec.client_host or '0.0.0.0'}:{spec.client_port}"
+            lines.append(line)
+        lines.append("version=0")
+        node = tree.nodes["/zookeeper/config"]
+        node.data = "\n".join(lines).encode()
+        node.version = -1
+        node.mtime = self.member.clock()
+
+    # ------------------------------------------------------------ the status four-letter words read
+
+    @property
+    def state(self) -> str:
+        return self.member.role
+
+    @property
+    def tree(self) -> DataTree:
+        return self.member.tree
+
+    @property
+    def sessions(self):  # noqa: ANN201 - the member's SessionTracker
+        return self.member.sessions
+
+    @property
+    def connections(self) -> set:
+        return self.clients.connections
+
+    @property
+    def stats(self):  # noqa: ANN201
+        return self.clients.stats
+
+    @property
+    def throttled(self) -> set:
+        return self.clients.throttled
+
+    def server_id(self) -> int:
+        return self.member.sid if self.ensemble else 0
+
+    def is_leader(self) -> bool:
+        return self.ensemble and self.member.leads and self.member.soft.state == LEADING
+
+    def check_containers(self) -> int:
+        return self.member.check_containers()

@@ -1,0 +1,121 @@
+"""The one group commit (ZooKeeper's SyncRequestProcessor), for every mode and the simulator.
+
+Entries handed out by ZAB queue here; while one batch is being written and synced the next
+ones wait, and go to disk together (at most `MAX_BATCH` records a batch).  Only when a
+batch's write and sync have returned is `on_durable(last zxid)` called, in order, so ZAB
+acks (and the leader commits) nothing that is not on disk.
+
+A failed write or sync is final: the batch and everything queued behind it are dropped,
+`on_failed(error)` is called once, and nothing is ever reported durable again.  Reporting a
+later batch durable would claim the failed one too (acks are cumulative): the member must
+leave the ensemble (or, standalone, refuse writes) and recover from its disk on restart.
+
+Pure logic: the bytes go to a `LogDevice`, which runs the write wherever it likes (a
+writer thread in production, at once in memory, at a simulated moment in the simulator)
+and calls back with the outcome.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Protocol
+
+from .records import frame
+
+MAX_BATCH = 1000
+
+Done = Callable[[BaseException | None], None]
+
+
+class LogDevice(Protocol):
+    def write(self, data: bytes, first_zxid: int, done: Done) -> None:
+        """Append framed records and make them durable; then `done(None)` or `done(error)`.
+        The writer never has two writes outstanding."""
+
+    def truncate(self, zxid: int) -> None:
+        """Forget every record after `zxid` (after the outstanding write, if any, ended)."""
+
+    def reset(self) -> None:
+        """Forget the whole log (a leader's snapshot replaces it)."""
+
+
+class LogWriter:
+    def __init__(self, device: LogDevice, on_durable: Callable[[int], None],
+                 on_failed: Callable[[BaseException], None]) -> None:
+        self.device = device
+        self.on_durable = on_durable
+        self.on_failed = on_failed
+        self.queue: list[tuple[int, bytes]] = []
+        self.writing = 0  # records in the outstanding write
+        self.failed: BaseException | None = None
+        self.generation = 0  # bumped by reset: a write of an older log reports nothing
+        self.cap = 1 << 64  # a truncation point that fell inside the outstanding write
+        self.durable_zxid = 0
+        self.batches = 0
+        self.records = 0
+
+    @property
+    def outstanding(self) -> int:
+        """Records handed to the writer and not yet durable (globalOutstandingLimit counts them)."""
+        return len(self.queue) + self.writing
+
+    def append(self, entries: list[tuple[int, bytes]]) -> None:
+        if self.failed is not None:
+            return
+        self.queue.extend(entries)
+        if not self.writing:
+            self._start()
+
+    def _start(self) -> None:
+        queue = self.queue
+        if not queue or self.failed is not None:
+            return
+        if len(queue) > MAX_BATCH:
+            batch = queue[:MAX_BATCH]
+            del queue[:MAX_BATCH]
+        else:
+            batch, self.queue = queue, []
+        self.writing = len(batch)
+        last = batch[-1][0]
+        generation = self.generation
+        data = b"".join([frame(record) for _, record in batch])
+        self.device.write(data, batch[0][0], lambda error: self._done(error, last, generation))
+
+    def _done(self, error: BaseException | None, last: int, generation: int) -> None:
+        if generation != self.generation:
+            return  # its log was replaced by a snapshot while it was written: it proves nothing
+        self.writing = 0
+        if self.failed is not None:
+            return
+        if error is not None:
+            self.failed = error
+            self.queue = []
+            self.on_failed(error)
+            return
+        # A truncation while it was written cut its tail: only what is left below the cut is
+        # durable (what ZAB appended after the cut at the same zxids is not in this write).
+        last, self.cap = min(last, self.cap), 1 << 64
+        self.batches += 1
+        if last > self.durable_zxid:
+            self.durable_zxid = last
+            self.on_durable(last)
+        self._start()
+
+    def truncate(self, zxid: int) -> None:
+        """A TRUNC from a new leader: queued records after `zxid` go, and so does the file tail
+        (the device waits for the outstanding write first)."""
+        self.queue = [e for e in self.queue if e[0] <= zxid]
+        if self.writing:
+            self.cap = min(self.cap, zxid)
+        self.device.truncate(zxid)
+        self.durable_zxid = min(self.durable_zxid, zxid)
+        if not self.writing:
+            self._start()
+
+    def reset(self, zxid: int) -> None:
+        """A SNAP from a leader up to `zxid`: the whole log is replaced by the snapshot."""
+        self.generation += 1
+        self.writing = 0
+        self.cap = 1 << 64
+        self.queue = []
+        self.device.reset()
+        self.durable_zxid = zxid
