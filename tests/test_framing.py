@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import struct
 
 import pytest
@@ -19,7 +20,7 @@ def framed(bodies) -> bytes:
 
 def chunked(data: bytes, cuts) -> list[bytes]:
     points = sorted({min(c, len(data)) for c in cuts} | {0, len(data)})
-    return [data[a:b] for a, b in zip(points, points[1:])]
+    return [data[a:b] for a, b in itertools.pairwise(points)]
 
 
 def bodies_of(frames: Frames, data) -> list[bytes]:
