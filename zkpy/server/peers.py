@@ -17,6 +17,8 @@ from typing import Callable
 import msgpack
 import structlog
 
+from ..protocol.framing import BufferLimitError, FrameLengthError, Frames
+
 log = structlog.get_logger("zkpy.peers")
 
 LEN = struct.Struct(">I")
@@ -32,7 +34,7 @@ def encode(msg) -> bytes:
 class _Inbound(asyncio.Protocol):
     def __init__(self, peers: "Peers") -> None:
         self.peers = peers
-        self.buf = bytearray()
+        self.frames = Frames(MAX_FRAME, MAX_BUFFERED)
         self.sid: int | None = None
         self.transport: asyncio.Transport | None = None
 
@@ -40,36 +42,31 @@ class _Inbound(asyncio.Protocol):
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
-        self.buf += data
-        if len(self.buf) > MAX_BUFFERED:
+        frames = self.frames
+        buf = frames.buf
+        try:
+            for start, end in frames.feed(data):
+                try:
+                    msg = msgpack.unpackb(buf[start:end], raw=False)  # one copy (a memoryview would pin buf)
+                except Exception:  # noqa: BLE001 - any undecodable frame is dropped
+                    log.warning("malformed peer frame dropped", sid=self.sid)
+                    continue
+                if self.sid is None:
+                    if not (isinstance(msg, list) and len(msg) == 2 and msg[0] == "hello"
+                            and msg[1] in self.peers.known):
+                        log.warning("peer connection from an unknown server; closing", hello=str(msg)[:100])
+                        self.transport.close()
+                        return
+                    self.sid = msg[1]
+                    continue
+                self.peers.on_message(self.sid, msg)
+        except BufferLimitError:
             log.warning("peer floods; disconnecting", sid=self.sid)
             self.transport.close()
-            return
-        pos = 0
-        while len(self.buf) - pos >= 4:
-            (n,) = LEN.unpack_from(self.buf, pos)
-            if n > MAX_FRAME:
-                log.warning("oversized peer frame; disconnecting", sid=self.sid, length=n)
-                self.transport.close()
-                return
-            if len(self.buf) - pos - 4 < n:
-                break
-            body = bytes(self.buf[pos + 4 : pos + 4 + n])
-            pos += 4 + n
-            try:
-                msg = msgpack.unpackb(body, raw=False)
-            except Exception:  # noqa: BLE001 - any undecodable frame is dropped
-                log.warning("malformed peer frame dropped", sid=self.sid)
-                continue
-            if self.sid is None:
-                if not (isinstance(msg, list) and len(msg) == 2 and msg[0] == "hello" and msg[1] in self.peers.known):
-                    log.warning("peer connection from an unknown server; closing", hello=str(msg)[:100])
-                    self.transport.close()
-                    return
-                self.sid = msg[1]
-                continue
-            self.peers.on_message(self.sid, msg)
-        del self.buf[:pos]
+        except FrameLengthError as e:
+            # The sender's length is unsigned (LEN): a negative one here is 2**31 or more.
+            log.warning("oversized peer frame; disconnecting", sid=self.sid, length=e.length & 0xFFFFFFFF)
+            self.transport.close()
 
 
 class _Outbound:

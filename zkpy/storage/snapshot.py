@@ -19,6 +19,7 @@ import structlog
 
 from ..protocol.codes import CONTAINER_OWNER, owner_kind
 from ..tree.datatree import DataTree, Znode
+from .files import durable_writer
 from .records import FRAME, check, frame, intern_acl
 
 log = structlog.get_logger("zkpy.snapshot")
@@ -92,17 +93,8 @@ def write_snapshot(tree: DataTree, snap_dir: str) -> str:
     os.makedirs(snap_dir, exist_ok=True)
     zxid = tree.last_zxid
     final = os.path.join(snap_dir, f"snapshot.{zxid:x}")
-    tmp = final + ".tmp"
-    with open(tmp, "wb") as f:
+    with durable_writer(final) as f:
         _write_records(tree, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.rename(tmp, final)
-    dfd = os.open(snap_dir, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
     return final
 
 

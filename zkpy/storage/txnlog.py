@@ -208,21 +208,22 @@ def log_records(log_dir: str, after_zxid: int, repair: bool = False) -> Iterator
 
 def truncate_log(log_dir: str, after_zxid: int) -> None:
     """Drop every logged txn with zxid > after_zxid (a TRUNC from a new leader)."""
+    from .files import durable_writer, fsync_dir
     from .records import encode_txn, frame
 
     segs = segments(log_dir)
+    unlinked = False
     for i, (first, path) in enumerate(segs):
         if first > after_zxid:
             os.unlink(path)
+            unlinked = True
             continue
         nxt = segs[i + 1][0] if i + 1 < len(segs) else None
         if nxt is not None and nxt <= after_zxid + 1:
             continue  # wholly before the point
         kept = [t for t in read_segment(path, i == len(segs) - 1) if t.zxid <= after_zxid]
-        tmp = path + ".tmp"
-        with open(tmp, "wb") as f:
+        with durable_writer(path) as f:
             f.write(MAGIC)
             f.write(b"".join(frame(encode_txn(t)) for t in kept))
-            f.flush()
-            os.fsync(f.fileno())
-        os.rename(tmp, path)
+    if unlinked:
+        fsync_dir(log_dir)  # a removed segment must not come back after a crash
