@@ -6,12 +6,27 @@ import os
 import platform
 import sys
 import time
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from .. import __version__
 
-if TYPE_CHECKING:
-    from .node import ZkServer
+
+class ZkServer(Protocol):
+    """The status the words read (node.ZkServer provides it; nothing here changes the server
+    but the stats resets)."""
+
+    config: Any
+    port: int
+    ensemble: bool
+    member: Any
+    state: str
+    tree: Any
+    sessions: Any
+    connections: set
+    stats: Any
+
+    def server_id(self) -> int: ...
+    def is_leader(self) -> bool: ...
 
 COMMANDS = ("ruok", "srvr", "stat", "conf", "cons", "crst", "srst", "envi", "mntr", "wchs", "wchc", "wchp",
             "dump", "isro", "dirs")
