@@ -552,7 +552,7 @@ def _flood(srv, path: str, max_frames: int, seconds: float = 6.0, watch=None):
 
 def _buffered(srv):
     """Bytes the server holds for its busiest connection: output not yet written, input not yet parsed."""
-    return srv.call(lambda: max(((c.transport.get_write_buffer_size(), len(c.buf), c.transport.is_reading())
+    return srv.call(lambda: max(((c.transport.get_write_buffer_size(), c.frames.buffered, c.transport.is_reading())
                                  for c in srv.server.connections if c.transport is not None), default=(0, 0, True)))
 
 

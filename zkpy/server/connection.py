@@ -16,6 +16,7 @@ import structlog
 
 from ..protocol import jute
 from ..protocol.codes import XID_AUTH, Err, Op, State
+from ..protocol.framing import BufferLimitError, FrameLengthError, Frames, four_letter_word
 from ..protocol.jute import INT, INT_INT, REPLY_HEADER, JuteError, Reader
 from ..requests.final import READS, WRITES
 from . import fourletter
@@ -26,7 +27,6 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("zkpy.connection")
 
-_unpack_int = INT.unpack_from
 _unpack_header = INT_INT.unpack_from
 _pack_reply = REPLY_HEADER.pack
 _pack_int = INT.pack
@@ -55,7 +55,8 @@ class ClientConnection(asyncio.Protocol):
         self.table = table
         self.member: "Member" = table.member
         self.transport: asyncio.Transport | None = None
-        self.buf = bytearray()
+        max_frame = table.config.jute_max_buffer
+        self.frames = Frames(max_frame, 2 * (max_frame + 4) + (1 << 20))
         self.out: list[bytes] = []
         self.session_id = 0
         self.timeout = 0
@@ -108,8 +109,6 @@ class ClientConnection(asyncio.Protocol):
                 self.transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
-        buf = self.buf
-        buf += data
         member = self.member
         member.refresh_clock()
         if self.session_id:
@@ -117,7 +116,7 @@ class ClientConnection(asyncio.Protocol):
         self._in_batch = True
         received = self.packets_received
         try:
-            self._process(buf, member)
+            self._process(data, member)
         finally:
             self._in_batch = False
             # Latency statistics (srvr, mntr): every request counts; those answered in this
@@ -130,47 +129,41 @@ class ClientConnection(asyncio.Protocol):
 
     # ------------------------------------------------------------ framing
 
-    def _process(self, buf: bytearray, member: "Member") -> None:
-        pos = 0
-        end = len(buf)
-        max_len = self.table.config.jute_max_buffer
+    def _process(self, data: bytes, member: "Member") -> None:
+        frames = self.frames
+        buf = frames.buf
         try:
-            while not self.closed and end - pos >= 4:
-                if not self.session_id and pos == 0 and self._maybe_four_letter_word(buf):
-                    return
-                (n,) = _unpack_int(buf, pos)
-                if n < 0 or n > max_len:
-                    log.warning("closing connection: frame length out of bounds", peer=self.peer, length=n,
-                                max=max_len)
-                    self.close()
-                    return
-                if end - pos - 4 < n:
-                    break
-                start = pos + 4
-                pos = start + n
+            for start, end in frames.feed(data):
                 self.packets_received += 1
                 if self.session_id:
-                    self._request(buf, start, pos, member)
+                    self._request(buf, start, end, member)
                 else:
-                    self._connect(bytes(buf[start:pos]), member)
+                    self._connect(bytes(buf[start:end]), member)
+                if self.closed:
+                    return
                 if self._out_bytes > _OUT_CHECK:
                     # Big answers: write them now, and stop parsing while the client does not read.
                     self._flush()
                     if self._reading_paused:
                         self._backlogged = True
-                        break
-        finally:
-            if pos:
-                del buf[:pos]
+                        return
+        except FrameLengthError as e:
+            if e.offset == 0 and self._four_letter_word(frames.head()):
+                return
+            log.warning("closing connection: frame length out of bounds", peer=self.peer, length=e.length,
+                        max=e.max_frame)
+            self.close()
+        except BufferLimitError as e:
+            log.warning("closing connection: too much unparsed input", peer=self.peer, buffered=e.buffered)
+            self.close()
 
-    def _maybe_four_letter_word(self, buf: bytearray) -> bool:
-        word = bytes(buf[:4])
-        if not word.isalpha():
+    def _four_letter_word(self, head: bytes) -> bool:
+        """ZooKeeper reads a connection's first 4 bytes as a command when they name one; read
+        as a frame length, any such word is far beyond jute.maxbuffer."""
+        word = four_letter_word(head, fourletter.COMMANDS)
+        if word is None:
             return False
-        if word.decode("ascii", "replace") not in fourletter.COMMANDS:
-            return False
-        text = self.table.four_letter_word(word.decode("ascii"))
-        self.out.append(text.encode("utf-8"))
+        self.out.append(self.table.four_letter_word(word).encode("utf-8"))
         self._flush()
         self.close()
         return True
