@@ -19,6 +19,7 @@ import structlog
 
 from ..protocol.codes import CONTAINER_OWNER, owner_kind
 from ..tree.datatree import DataTree, Znode
+from . import faults
 from .records import FRAME, check, frame, intern_acl
 
 log = structlog.get_logger("zkpy.snapshot")
@@ -87,16 +88,24 @@ def _write_records(tree: DataTree, f) -> None:
     f.write(frame(packer.pack({"end": True, "nodes": len(tree.nodes)})))
 
 
+def _write_file(tree: DataTree, path: str) -> None:
+    with open(path, "wb") as f:
+        _write_records(tree, f)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+if faults.ACTIVE is not None:  # a test's injected fault (zkpy/storage/faults.py)
+    _write_file = faults.ACTIVE.hooked("snapshot", _write_file)
+
+
 def write_snapshot(tree: DataTree, snap_dir: str) -> str:
     """Write the tree to snapshot.<last_zxid>, atomically (tmp file, fsync, rename)."""
     os.makedirs(snap_dir, exist_ok=True)
     zxid = tree.last_zxid
     final = os.path.join(snap_dir, f"snapshot.{zxid:x}")
     tmp = final + ".tmp"
-    with open(tmp, "wb") as f:
-        _write_records(tree, f)
-        f.flush()
-        os.fsync(f.fileno())
+    _write_file(tree, tmp)
     os.rename(tmp, final)
     dfd = os.open(snap_dir, os.O_RDONLY)
     try:
