@@ -19,6 +19,7 @@ import structlog
 
 from ..protocol.codes import CONTAINER_OWNER, owner_kind
 from ..tree.datatree import DataTree, Znode
+from . import faults
 from .files import durable_writer
 from .records import FRAME, check, frame, intern_acl
 
@@ -88,13 +89,21 @@ def _write_records(tree: DataTree, f) -> None:
     f.write(frame(packer.pack({"end": True, "nodes": len(tree.nodes)})))
 
 
+def _write_file(tree: DataTree, f) -> None:
+    _write_records(tree, f)
+
+
+if faults.ACTIVE is not None:  # a test's injected fault (zkpy/storage/faults.py)
+    _write_file = faults.ACTIVE.hooked("snapshot", _write_file)
+
+
 def write_snapshot(tree: DataTree, snap_dir: str) -> str:
     """Write the tree to snapshot.<last_zxid>, atomically (tmp file, fsync, rename)."""
     os.makedirs(snap_dir, exist_ok=True)
     zxid = tree.last_zxid
     final = os.path.join(snap_dir, f"snapshot.{zxid:x}")
     with durable_writer(final) as f:
-        _write_records(tree, f)
+        _write_file(tree, f)
     return final
 
 

@@ -21,6 +21,7 @@ from typing import Iterator
 import structlog
 
 from ..tree.datatree import Txn
+from . import faults
 from .records import FRAME, check, decode_txn
 
 log = structlog.get_logger("zkpy.txnlog")
@@ -28,6 +29,23 @@ log = structlog.get_logger("zkpy.txnlog")
 MAGIC = b"ZKPYLOG1"
 PREALLOC = 64 * 1024 * 1024
 _NAME = re.compile(r"^log\.([0-9a-f]+)$")
+
+
+def _grow(fd: int, size: int) -> None:
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError:
+        os.ftruncate(fd, size)  # filesystems without fallocate
+
+
+# The calls a test can make fail (zkpy/storage/faults.py); the os functions themselves
+# unless ZKPY_TEST_DISK_FAULTS is set.
+_pwrite = os.pwrite
+_fdatasync = os.fdatasync
+if faults.ACTIVE is not None:
+    _grow = faults.ACTIVE.hooked("prealloc", _grow)
+    _pwrite = faults.ACTIVE.hooked("append", _pwrite)
+    _fdatasync = faults.ACTIVE.hooked("fsync", _fdatasync)
 
 
 class LogCorrupt(Exception):
@@ -83,19 +101,16 @@ class TxnLog:
         end = self.pos + len(data)
         if end > self.allocated:
             size = ((end // self.prealloc) + 1) * self.prealloc
-            try:
-                os.posix_fallocate(self.fd, 0, size)
-            except OSError:
-                os.ftruncate(self.fd, size)  # filesystems without fallocate
+            _grow(self.fd, size)
             self.allocated = size
-        written = os.pwrite(self.fd, data, self.pos)
+        written = _pwrite(self.fd, data, self.pos)
         while written < len(data):  # short writes are rare but legal
             written += os.pwrite(self.fd, data[written:], self.pos + written)
         self.pos = end
 
     def sync(self) -> None:
         if self.fd is not None and self.force_sync:
-            os.fdatasync(self.fd)
+            _fdatasync(self.fd)
 
     def roll(self) -> None:
         """Close the current segment: the next append starts a new one (after a snapshot)."""

@@ -25,7 +25,8 @@ from .proxy import Proxy
 class Ensemble:
     def __init__(self, size: int = 3, tick_time: int = 200, observers: int = 0, apache: bool = False,
                  startup_timeout: float = 30.0, proxied: bool = False,
-                 settings: dict[str, str] | None = None, apache_heap: str = "1000m") -> None:
+                 settings: dict[str, str] | None = None, apache_heap: str = "1000m",
+                 member_env: dict[int, dict[str, str]] | None = None) -> None:
         self.size = size
         self.tick_time = tick_time
         self.apache = apache
@@ -39,6 +40,9 @@ class Ensemble:
         self.procs: dict[int, subprocess.Popen] = {}
         self.settings = dict(settings or {})
         self.apache_heap = apache_heap  # -Xmx of each Apache ZooKeeper member (zkServer.sh's default)
+        # Extra environment variables of some members, for their next starts (e.g. a test's
+        # ZKPY_TEST_DISK_FAULTS for one member); change or clear it between starts.
+        self.member_env = {sid: dict(env) for sid, env in (member_env or {}).items()}
         # proxied: server a reaches server b's quorum and election ports through links named
         # "a->b:peer" and "a->b:election", so that a test can cut them (see proxy.py).
         self.proxy: Proxy | None = None
@@ -92,8 +96,9 @@ class Ensemble:
                    "-Dzookeeper.jmx.log4j.disable=true", "org.apache.zookeeper.server.quorum.QuorumPeerMain", cfg]
         else:
             cmd = [sys.executable, "-m", "zkpy", "serve", cfg]
+        env = {**os.environ, **self.member_env[sid]} if self.member_env.get(sid) else None
         self.procs[sid] = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                           start_new_session=True)
+                                           start_new_session=True, env=env)
         log.close()
 
     def start(self) -> "Ensemble":

@@ -88,12 +88,14 @@ class _ServerProcess:
 
     def __init__(self, tick_time: int = 2000, config: dict[str, str] | None = None,
                  java_props: dict[str, str] | None = None, startup_timeout: float = 30.0,
-                 data_dir: str | None = None, port: int | None = None, stop_timeout: float = 5.0) -> None:
+                 data_dir: str | None = None, port: int | None = None, stop_timeout: float = 5.0,
+                 env: dict[str, str] | None = None) -> None:
         self.tick_time = tick_time
         self.config = {k: str(v) for k, v in (config or {}).items()}
         self.java_props = {k: str(v) for k, v in (java_props or {}).items()}
         self.startup_timeout = startup_timeout
         self.stop_timeout = stop_timeout
+        self.extra_env = {k: str(v) for k, v in (env or {}).items()}  # on top of _env(), for every start
         self.host = HOST
         self.port = port or free_port()
         self.workdir = tempfile.mkdtemp(prefix=f"zkpy-{self.name}-")
@@ -153,7 +155,8 @@ class _ServerProcess:
             cfg = self._write_cfg()
             with open(self.log_path, "ab") as out, open(self.stderr_path, "ab") as err:
                 self.proc = subprocess.Popen(self._command(cfg), stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                             cwd=self.workdir, env=self._env(), start_new_session=True)
+                                             cwd=self.workdir, env={**self._env(), **self.extra_env},
+                                             start_new_session=True)
             self._wait_ready()
         except BaseException:
             self.stop()
