@@ -159,8 +159,13 @@ class Member:
         """Carry out what ZAB decided: the one Ready loop of every mode."""
         self._woken = False
         core = self.core
-        while self.failed is None and core.has_ready():
-            self._carry_out(core.ready())
+        try:
+            while self.failed is None and core.has_ready():
+                self._carry_out(core.ready())
+        except OSError as e:
+            # Epochs, a truncation or a leader's snapshot could not be made durable: as for a
+            # failed log write, this member must not take part until it restarts from its disk.
+            self._write_failed(e)
 
     def _carry_out(self, rd: Ready) -> None:
         if rd.snapshot is not None:
@@ -216,13 +221,16 @@ class Member:
             log.error("transaction log write failed; refusing writes until restarted", error=str(error))
             self.failed = str(error)
             waiting, self.waiting = self.waiting, {}
+            unknown = self._zxids_of_failed_write(waiting)
             self.local_txns.clear()
             self.prep.reset()
-            for item in waiting.values():
+            for key, item in waiting.items():
                 for entry in (item if type(item) is deque else (item,)):
                     if entry.conn.closed:
                         continue
-                    if entry.op == Op.CREATE_SESSION:
+                    if entry.op == Op.CREATE_SESSION or key in unknown:
+                        # It may be on disk (a failed fsync): neither success nor NOTREADONLY
+                        # would be true, so the client is told nothing (CONNECTIONLOSS).
                         entry.conn.close()
                     else:
                         entry.conn.write_done(entry, self.tree.last_zxid, Err.NOTREADONLY, b"")
@@ -233,6 +241,12 @@ class Member:
         self.role = "error"
         self._forget_requests()
         self.clients.drop_all()
+
+    def _zxids_of_failed_write(self, waiting: dict) -> set[tuple[int, int]]:
+        """(session, cxid) of the waiting requests whose txns were in the write that failed."""
+        lo, hi = self.writer.unknown_from, self.writer.unknown_to
+        return {(txn.session, txn.cxid) for zxid, txn in self.local_txns.items()
+                if lo <= zxid <= hi and (txn.session, txn.cxid) in waiting}
 
     # ------------------------------------------------------------ role changes
 

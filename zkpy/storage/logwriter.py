@@ -50,6 +50,7 @@ class LogWriter:
         self.generation = 0  # bumped by reset: a write of an older log reports nothing
         self.cap = 1 << 64  # a truncation point that fell inside the outstanding write
         self.durable_zxid = 0
+        self.unknown_from = self.unknown_to = 0  # after a failure: zxids whose fate is unknown
         self.batches = 0
         self.records = 0
 
@@ -87,8 +88,12 @@ class LogWriter:
         if self.failed is not None:
             return
         if error is not None:
+            # The records of this write may or may not be on disk (a failed fsync says
+            # nothing of what reached it); those queued behind it never went anywhere.
             self.failed = error
             self.queue = []
+            self.unknown_from = self.durable_zxid + 1
+            self.unknown_to = last
             self.on_failed(error)
             return
         # A truncation while it was written cut its tail: only what is left below the cut is

@@ -60,6 +60,8 @@ class Snapshotter:
                 os.closerange(3, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
                 snapshots.write_snapshot(tree, self.snap_dir)
                 code = 0
+            except BaseException as e:  # noqa: BLE001 - the parent only sees the exit status
+                log.error("writing the snapshot failed", zxid=hex(tree.last_zxid), error=str(e))
             finally:
                 os._exit(code)
         self.pid = pid
