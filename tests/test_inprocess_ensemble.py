@@ -101,3 +101,18 @@ def test_the_pytest_fixture(zkpy_inprocess_ensemble):
     assert "/fixture" in zkpy_inprocess_ensemble.assert_replicas_identical()
     client.stop()
     client.close()
+
+
+def test_global_outstanding_limit_throttles_a_follower_without_losing_writes():
+    """globalOutstandingLimit holds on every member: a follower whose client pipelines far past
+    the limit stops reading from it until its forwarded writes come back, and answers all."""
+    with InProcessEnsemble(3, settings={"globalOutstandingLimit": "5"}) as ens:
+        follower = next(s for s in ens.ids if ens.mode(s) == "follower")
+        client = _client(ens.address(follower))
+        results = [client.create_async(f"/t{i}", b"x") for i in range(300)]
+        assert [r.get(timeout=30) for r in results] == [f"/t{i}" for i in range(300)]
+        clients = ens.members[follower].server.clients
+        assert ens.members[follower].call(lambda: clients.throttles) > 0
+        assert ens.members[follower].call(lambda: len(clients.throttled)) == 0
+        client.stop()
+        ens.assert_replicas_identical()

@@ -53,6 +53,7 @@ class ClientTable:
         self.by_session: dict[int, set[Any]] = {}
         self.per_ip: dict[str, int] = {}
         self.throttled: set[Any] = set()
+        self.throttles = 0  # times a connection was paused for globalOutstandingLimit
         self.stats = ServerStats()
 
     # ------------------------------------------------------------ connections
@@ -111,6 +112,7 @@ class ClientTable:
         """Stop reading from `conn` until the log catches up (globalOutstandingLimit)."""
         if conn.transport is not None and conn not in self.throttled:
             self.throttled.add(conn)
+            self.throttles += 1
             conn.transport.pause_reading()
 
     def unthrottle(self) -> None:

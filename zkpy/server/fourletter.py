@@ -56,7 +56,7 @@ def _srvr(s: "ZkServer") -> str:
             f"Received: {sum(c.packets_received for c in s.connections) + st.packets_received}\n"
             f"Sent: {sum(c.packets_sent for c in s.connections) + st.packets_sent}\n"
             f"Connections: {len(s.connections)}\n"
-            f"Outstanding: {st.outstanding}\n"
+            f"Outstanding: {s.member.outstanding}\n"
             f"Zxid: 0x{s.tree.last_zxid:x}\n"
             f"Mode: {s.state}\n"
             f"Node count: {_node_count(s)}\n")
@@ -133,7 +133,7 @@ def _mntr(s: "ZkServer") -> str:
         ("zk_packets_received", sum(c.packets_received for c in s.connections) + st.packets_received),
         ("zk_packets_sent", sum(c.packets_sent for c in s.connections) + st.packets_sent),
         ("zk_num_alive_connections", len(s.connections)),
-        ("zk_outstanding_requests", st.outstanding),
+        ("zk_outstanding_requests", s.member.outstanding),
         ("zk_znode_count", _node_count(s)),
         ("zk_watch_count", watches),
         ("zk_ephemerals_count", sum(len(v) for v in t.ephemerals.values())),

@@ -143,7 +143,9 @@ class Member:
 
     @property
     def outstanding(self) -> int:
-        return self.writer.outstanding
+        """Requests in the pipeline (globalOutstandingLimit): this member's clients' requests
+        waiting for their txns, or the records its log writer has yet to make durable."""
+        return max(len(self.waiting), self.writer.outstanding)
 
     def refresh_clock(self) -> None:
         self.now_ms = self.clock()
@@ -191,6 +193,7 @@ class Member:
         self.storage.applied(len(commits))
         if self.sync_waiters:
             self._wake_syncs()
+        self.clients.unthrottle()
 
     def _apply(self, txn: Txn) -> None:
         result = self.tree.apply(txn)
