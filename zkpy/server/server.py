@@ -411,7 +411,9 @@ class ZkServer:
             self.persistence.append(txn, origin)
 
     def apply(self, txn: Txn, origin: tuple | None) -> None:
-        result = self.tree.apply(txn)
+        result, events = self.tree.apply(txn)
+        for watcher, event_type, path in events:  # queued before the write's own reply, as in ZooKeeper
+            watcher.notify(event_type, path)
         self.prep.committed(txn.zxid)
         if origin is not None:
             kind, conn, entry, extra = origin

@@ -30,7 +30,7 @@ def _recover(data_dir: str, data_log_dir: str | None) -> DataTree:
     snap_zxid = tree.last_zxid
     count = 0
     for txn in read_log(log_dir, tree.last_zxid, repair=True):
-        tree.apply(txn)
+        tree.apply(txn)  # (result, events): no watcher exists yet, so there are no events
         count += 1
     segs = segments(log_dir)
     if segs and not any(True for _ in read_segment(segs[-1][1], True)):
