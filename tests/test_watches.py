@@ -179,3 +179,23 @@ def test_set_watches_fires_missed_events(server):
                                                  (Event.NODE_CREATED, "/r/deep")]
     a.close()
     b.close()
+
+
+def test_watch_event_comes_before_the_reply_to_the_write_that_fired_it(server):
+    """As in ZooKeeper (FinalRequestProcessor applies the txn, which queues the events, then
+    answers): on the writer's own connection the event precedes the write's reply."""
+    a = RawClient(server.host, server.port)
+    a.create("/order")
+    a.call(Op.GET_DATA, ("/order", True))
+    a.call(Op.GET_CHILDREN2, ("/order", True))
+    a.call(Op.SET_DATA, ("/order", b"1", -1))
+    assert [(t, p) for t, _, p in a.events] == [(Event.NODE_DATA_CHANGED, "/order")]
+    a.create("/order/kid")
+    assert [(t, p) for t, _, p in a.events][1:] == [(Event.NODE_CHILDREN_CHANGED, "/order")]
+    b = RawClient(server.host, server.port)
+    b.create("/order/eph", flags=1)
+    b.call(Op.EXISTS, ("/order/eph", True))
+    b.call(Op.CLOSE_SESSION, ())  # its own ephemeral's deletion, told before the close reply
+    assert [(t, p) for t, _, p in b.events] == [(Event.NODE_DELETED, "/order/eph")]
+    a.close()
+    b.close()

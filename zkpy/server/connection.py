@@ -315,7 +315,7 @@ class ClientConnection(asyncio.Protocol):
     # ------------------------------------------------------------ events and output
 
     def notify(self, event_type: int, path: str) -> None:
-        """A watch of this connection fired (called by the watch tables)."""
+        """A watch of this connection fired (the member passes on the events DataTree.apply returns)."""
         self.out.append(jute.encode_event(event_type, State.SYNC_CONNECTED, path))
         self._kick()
 

@@ -196,7 +196,9 @@ class Member:
         self.clients.unthrottle()
 
     def _apply(self, txn: Txn) -> None:
-        result = self.tree.apply(txn)
+        result, events = self.tree.apply(txn)
+        for watcher, event_type, path in events:  # queued before the write's own reply, as in ZooKeeper
+            watcher.notify(event_type, path)
         self.prep.committed(txn.zxid)
         entry = self._take_waiter((txn.session, txn.cxid)) if self.waiting else None
         if entry is not None:

@@ -36,7 +36,7 @@ def _recover(data_dir: str, data_log_dir: str | None) -> tuple[DataTree, list[tu
     snap_zxid = tree.last_zxid
     entries = []
     for txn, record in log_records(log_dir, tree.last_zxid, repair=True):
-        tree.apply(txn)
+        tree.apply(txn)  # (result, events): no watcher exists yet, so there are no events
         entries.append((txn.zxid, record))
     count = len(entries)
     segs = segments(log_dir)

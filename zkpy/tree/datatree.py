@@ -2,15 +2,16 @@
 
 `apply(txn)` depends only on the tree and the txn: zxid, time, session ids, sequence
 numbers and ACL expansion were all decided in Prep and travel in the txn, so every
-replica applying the same log holds the same tree.  Watch events are fired as a side
-effect through the watch tables, to whichever watchers are registered on this replica.
+replica applying the same log holds the same tree.  It calls nothing outside: it returns
+the watch events the txn fired, `(watcher, event_type, path)` in the order ZooKeeper sends
+them, for whichever watchers are registered on this replica, and the caller delivers them.
 """
 
 from __future__ import annotations
 
 import hashlib
 import struct
-from typing import Any
+from typing import Any, Sequence
 
 from ..protocol.codes import CONTAINER_OWNER, Err, Event, Op, owner_kind
 from ..protocol.jute import STAT
@@ -90,6 +91,12 @@ class Txn:
 
 
 CREATE_OPS = frozenset({Op.CREATE, Op.CREATE2, Op.CREATE_CONTAINER, Op.CREATE_TTL})
+_NO_EVENTS: tuple = ()  # apply's events when nothing fired: shared, no allocation per txn
+# The event types as module globals: an IntEnum member lookup (Event.X) costs ~100 ns on 3.11.
+_CREATED = Event.NODE_CREATED
+_DELETED = Event.NODE_DELETED
+_DATA_CHANGED = Event.NODE_DATA_CHANGED
+_CHILDREN_CHANGED = Event.NODE_CHILDREN_CHANGED
 
 
 class DataTree:
@@ -107,6 +114,7 @@ class DataTree:
         self.last_zxid = 0
         self.data_watches = WatchTable()
         self.child_watches = WatchTable()
+        self._events: list = []  # what the txn being applied fired; handed out by apply
         root = Znode(b"", OPEN_ACL_UNSAFE, 0, 0, 0)
         self.nodes["/"] = root
         self._add_system_node("/zookeeper", OPEN_ACL_UNSAFE)
@@ -122,16 +130,32 @@ class DataTree:
 
     # ------------------------------------------------------------ apply
 
-    def apply(self, txn: Txn) -> tuple:
-        """Apply one txn; returns (type, err, payload) as FinalRequestProcessor needs it."""
+    def apply(self, txn: Txn) -> tuple[tuple, Sequence[tuple[Any, int, str]]]:
+        """Apply one txn; returns (result, events).
+
+        result is (type, err, payload) as FinalRequestProcessor needs it; events are the
+        watch notifications to send, (watcher, event_type, path), in ZooKeeper's order (for
+        a delete: NodeDeleted to data watchers, then to child watchers not told already,
+        then NodeChildrenChanged on the parent; a multi's and a closed session's in the
+        order of their deletions).  No watcher is called.  When nothing fired, events is a
+        shared empty tuple.
+        """
         t = txn.type
-        if t == Op.MULTI:
-            result = self._apply_multi(txn)
-        else:
-            result = self._apply_one(t, txn.args, txn)
+        try:
+            if t == Op.MULTI:
+                result = self._apply_multi(txn)
+            else:
+                result = self._apply_one(t, txn.args, txn)
+        except BaseException:
+            self._events = []
+            raise
         if txn.zxid > self.last_zxid:
             self.last_zxid = txn.zxid
-        return result
+        events = self._events
+        if events:
+            self._events = []
+            return result, events
+        return result, _NO_EVENTS
 
     def _apply_one(self, t: int, args: tuple, txn: Txn) -> tuple:
         try:
@@ -204,8 +228,12 @@ class DataTree:
                 paths[path] = None
                 if len(paths) > self.ephemeral_peak.get(owner, 0):
                     self.ephemeral_peak[owner] = len(paths)
-        self.data_watches.trigger(path, Event.NODE_CREATED, acl)
-        self.child_watches.trigger(parent_path, Event.NODE_CHILDREN_CHANGED, parent.acl)
+        told = self.data_watches.trigger(path, _CREATED, acl)
+        if told:
+            self._events.extend([(w, _CREATED, path) for w in told])
+        told = self.child_watches.trigger(parent_path, _CHILDREN_CHANGED, parent.acl)
+        if told:
+            self._events.extend([(w, _CHILDREN_CHANGED, parent_path) for w in told])
         return (path, node.stat())
 
     def _delete(self, path: str, zxid: int) -> None:
@@ -233,9 +261,16 @@ class DataTree:
                     paths.pop(path, None)
                     if not paths:
                         del self.ephemerals[owner]
-        fired = self.data_watches.trigger(path, Event.NODE_DELETED, node.acl)
-        self.child_watches.trigger(path, Event.NODE_DELETED, node.acl, fired)
-        self.child_watches.trigger(parent_path, Event.NODE_CHILDREN_CHANGED, parent.acl)
+        events = self._events
+        told_data = self.data_watches.trigger(path, _DELETED, node.acl)
+        if told_data:
+            events.extend([(w, _DELETED, path) for w in told_data])
+        told = self.child_watches.trigger(path, _DELETED, node.acl, told_data)
+        if told:
+            events.extend([(w, _DELETED, path) for w in told])
+        told = self.child_watches.trigger(parent_path, _CHILDREN_CHANGED, parent.acl)
+        if told:
+            events.extend([(w, _CHILDREN_CHANGED, parent_path) for w in told])
 
     def _set_data(self, path: str, data: bytes, version: int, zxid: int, time: int) -> bytes:
         node = self.nodes.get(path)
@@ -245,7 +280,9 @@ class DataTree:
         node.mtime = time
         node.mzxid = zxid
         node.version = version
-        self.data_watches.trigger(path, Event.NODE_DATA_CHANGED, node.acl)
+        told = self.data_watches.trigger(path, _DATA_CHANGED, node.acl)
+        if told:
+            self._events.extend([(w, _DATA_CHANGED, path) for w in told])
         return node.stat()
 
     def _set_acl(self, path: str, acl: tuple, aversion: int) -> bytes:

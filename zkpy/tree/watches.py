@@ -1,7 +1,8 @@
 """Server-side watch tables with ZooKeeper's triggering rules (WatchManager).
 
-A watcher is any object with `notify(event_type, path)` and an `identities` list (events
-are filtered by READ permission on the node's ACL, as in ZooKeeper).  The server's client connections are the
+A watcher is any hashable object with an `identities` list (events are filtered by READ
+permission on the node's ACL, as in ZooKeeper).  The tables never call a watcher: `trigger`
+returns whom to tell and the caller delivers.  The server's client connections are the
 watchers; tests may use plain objects.
 
 Two tables exist, as in ZooKeeper: data watches (getData, exists, persistent and
@@ -10,7 +11,7 @@ persistent-recursive watches) and child watches (getChildren, persistent watches
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 from . import acl as acls
 from ..protocol.codes import Perm
@@ -19,6 +20,8 @@ from .paths import ancestors
 STANDARD = 1
 PERSISTENT = 2
 RECURSIVE = 4
+
+_NONE: tuple = ()  # trigger's answer when nobody is to be told (no allocation)
 
 
 class WatchTable:
@@ -92,10 +95,19 @@ class WatchTable:
         return sum(len(e) for e in self.by_path.values())
 
     def trigger(self, path: str, event_type: int, node_acl: tuple | None,
-                suppress: set | None = None) -> set:
-        """Fire `event_type` at `path`; returns the set of watchers notified."""
-        fired: set = set()
+                suppress: Sequence | None = None) -> Sequence:
+        """Fire `event_type` at `path`: use up the one-shot watches it hits and return the
+        watchers to tell, in a deterministic order (those registered at `path` in registration
+        order, then the recursive ones of its ancestors, nearest first; each at most once).
+
+        Calls no watcher.  Watchers in `suppress` (those already told of this change by the
+        other table) and those that may not read the node are left out, but their one-shot
+        watches are used up all the same.  Returns a shared empty tuple when nothing fired.
+        """
         entry = self.by_path.get(path)
+        if not entry and not self.recursive_count:
+            return _NONE
+        fired: dict = {}  # an ordered set
         # Recursive watches (registered in both tables) never see NodeChildrenChanged.
         child_event = event_type == 4
         if entry:
@@ -108,27 +120,32 @@ class WatchTable:
                         entry[watcher] = rest
                     else:
                         self._drop(path, watcher)
-                fired.add(watcher)
-        if self.recursive_count:
+                fired[watcher] = None
+        if self.recursive_count and not child_event:
+            by_path = self.by_path
             for parent in ancestors(path):
-                pentry = self.by_path.get(parent)
-                if not pentry:
-                    continue
-                if child_event:
-                    break
-                for watcher, mode in pentry.items():
-                    if mode & RECURSIVE:
-                        fired.add(watcher)
+                pentry = by_path.get(parent)
+                if pentry:
+                    for watcher, mode in pentry.items():
+                        if mode & RECURSIVE:
+                            fired[watcher] = None
+        if not fired:
+            return _NONE
         check_acl = node_acl is not None and node_acl is not acls.OPEN_ACL_UNSAFE
+        if not check_acl and not suppress:
+            return list(fired)
+        if suppress:
+            suppress = set(suppress)
+        # No watcher learns of a change to a node it may not read (ZooKeeper filters every
+        # event by the node's ACL, the parent's for child events); the watch is used up.
+        told = []
         for watcher in fired:
-            if suppress is not None and watcher in suppress:
+            if suppress and watcher in suppress:
                 continue
-            # No watcher learns of a change to a node it may not read (ZooKeeper filters every
-            # event by the node's ACL, the parent's for child events); the watch is used up.
             if check_acl and not acls.allowed(node_acl, Perm.READ, watcher.identities):
                 continue
-            watcher.notify(event_type, path)
-        return fired
+            told.append(watcher)
+        return told
 
     def paths_of(self, watcher: Any) -> Iterable[str]:
         return self.by_watcher.get(watcher, ())
