@@ -119,7 +119,6 @@ class Zab:
         self.synced: set[int] = set()  # learners that got UPTODATE
         self.sync_points: dict[int, int] = {}  # learner -> zxid its NEWLEADER ack must reach
         self.match: dict[int, int] = {}  # learner -> highest zxid it acked
-        self.acks: dict[int, set[int]] = {}  # pending proposals
         self.last_heard: dict[int, int] = {}
         self.leader_start_zxid = 0
         self.epoch_acks: dict[int, tuple] = {}
@@ -253,7 +252,6 @@ class Zab:
         self.finalize_at = None
         self.forwarding.clear()
         self.synced.clear()
-        self.acks.clear()
         self.newleader_zxid = None
         if not self.is_observer:
             self.recv_votes[self.sid] = self.vote
@@ -499,25 +497,28 @@ class Zab:
         assert self.state == LEADING and self.established, "only an established leader proposes"
         assert zxid > self.last_zxid and (self.alone or epoch_of(zxid) == self.epoch), (hex(zxid), hex(self.last_zxid))
         self._append(zxid, record)
-        self.acks[zxid] = set()
-        msg = ("proposal", self.epoch, zxid, record)
-        for sid in sorted(self.forwarding):
-            self._send(sid, msg)
+        if self.forwarding:
+            msg = ("proposal", self.epoch, zxid, record)
+            for sid in sorted(self.forwarding):
+                self._send(sid, msg)
 
     def _try_commit(self) -> None:
-        commit_to = self.commit_zxid
-        others = [self.match.get(s, -1) for s in self.voters if s != self.sid]
-        for zxid in sorted(self.acks):
-            have = sum(1 for m in others if m >= zxid) + (1 if self.persisted_zxid >= zxid else 0)
-            if have >= self.quorum:
-                commit_to = zxid
-            else:
-                break
-        if commit_to > self.commit_zxid:
-            for zxid in [z for z in self.acks if z <= commit_to]:
-                del self.acks[zxid]
-            self._commit_to(commit_to)
-            msg = ("commit", self.epoch, commit_to)
+        """Commit up to the highest zxid a quorum of voters has durable.  Acks are cumulative
+        (each log is durable in order), so that is the quorum-th highest of their acks; what
+        lies between the commit point and it was all proposed in this epoch (the history
+        before it was committed when the epoch was established)."""
+        if self.commit_zxid >= self.last_zxid:
+            return
+        if self.alone:
+            point = self.persisted_zxid
+        else:
+            acked = [self.match.get(s, -1) for s in self.voters if s != self.sid]
+            acked.append(self.persisted_zxid)
+            acked.sort(reverse=True)
+            point = acked[self.quorum - 1]
+        if point > self.commit_zxid:
+            self._commit_to(point)
+            msg = ("commit", self.epoch, self.commit_zxid)
             for sid in sorted(self.forwarding):
                 self._send(sid, msg)
 

@@ -103,7 +103,8 @@ class ZkServer:
         if self._server is not None:
             await self._server.wait_closed()
         await self.loop.run_in_executor(None, self.storage.close)
-        log.info("stopped", port=self.port)
+        writer = self.member.writer
+        log.info("stopped", port=self.port, log_batches=writer.batches, log_records=writer.records)
 
     @property
     def connect_string(self) -> str:

@@ -84,7 +84,7 @@ class LogWriter:
     def _done(self, error: BaseException | None, last: int, generation: int) -> None:
         if generation != self.generation:
             return  # its log was replaced by a snapshot while it was written: it proves nothing
-        self.writing = 0
+        written, self.writing = self.writing, 0
         if self.failed is not None:
             return
         if error is not None:
@@ -100,6 +100,7 @@ class LogWriter:
         # durable (what ZAB appended after the cut at the same zxids is not in this write).
         last, self.cap = min(last, self.cap), 1 << 64
         self.batches += 1
+        self.records += written
         if last > self.durable_zxid:
             self.durable_zxid = last
             self.on_durable(last)
