@@ -46,6 +46,7 @@ class Checker:
         self.removals = -1
         self.step = 0
         self.acked: list[int] = []
+        self.syncs = {"snap": 0, "trunc": 0}  # synchronisations seen, to show schedules reach them
 
     def fail(self, what: str) -> None:
         raise InvariantBroken(f"seed {self.seed}, step {self.step}: {what}")
@@ -60,8 +61,10 @@ class Checker:
     def on_ready(self, sid: int, member: Any, rd: Ready) -> None:
         if rd.snapshot is not None:
             self.applied[sid] = rd.snapshot[0]
+            self.syncs["snap"] += 1
         if rd.truncate is not None:
             self.applied[sid] = rd.truncate
+            self.syncs["trunc"] += 1
         for zxid, record in rd.commits:
             self._apply(sid, zxid, record)
         if rd.soft is not None:

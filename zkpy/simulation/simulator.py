@@ -15,9 +15,13 @@ no iteration over sets or ids, so a failing seed replays exactly.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import random
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
+
+import structlog
 
 from ..server.config import Config, ServerSpec
 from ..server.member import Member
@@ -98,6 +102,7 @@ class Simulator:
         self.links: set[tuple[int, int]] = set()  # (a, b): a's connection to b is up
         self.boots = 0
         self.crashes = 0
+        self.turns = rng.choice((0.0, 0.3, 0.7))  # chance that an event's Ready waits for the turn's end
         n = clients if clients is not None else (3 if self.standalone else 5)
         self.clients = [SimClient(c, random.Random(rng.getrandbits(64)), self._on_reply, self._report)
                         for c in range(1, n + 1)]
@@ -173,7 +178,11 @@ class Simulator:
                 node.member.peer_disconnected(b)
                 self._run(node)
 
-    def _run(self, node: Node) -> None:
+    def _run(self, node: Node, end_of_turn: bool = False) -> None:
+        """The member's Ready loop.  Production runs it once per event-loop turn, after every
+        event of the turn; here some events of a step share one run (`turns`)."""
+        if not end_of_turn and node.woken and self.rng.random() < self.turns:
+            return  # later in this step: more events first, as in one loop turn
         while node.woken and node.up:
             node.woken = False
             node.member.process()
@@ -224,6 +233,8 @@ class Simulator:
                 node.next_tick = step + TICK_STEPS
                 node.member.tick()
                 self._run(node)
+        for sid in self.sids:
+            self._run(self.nodes[sid], end_of_turn=True)
         self.checker.durability({s: self.nodes[s].disk for s in self.sids})
 
     def _faults(self) -> None:
@@ -315,6 +326,18 @@ class Simulator:
                 tuple(self.nodes[s].member.tree.digest() for s in self.sids))
 
 
+@contextlib.contextmanager
+def quiet_logs() -> Iterator[None]:
+    """Members log each election and failure; thousands of schedules need none of it."""
+    saved = structlog.get_config()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL),
+                        cache_logger_on_first_use=False)
+    try:
+        yield
+    finally:
+        structlog.configure(**saved)
+
+
 def run_schedule(seed: int, config: str = "3+1", steps: int = 300) -> Simulator:
     sim = Simulator(seed, config)
     sim.run(steps)
@@ -323,9 +346,14 @@ def run_schedule(seed: int, config: str = "3+1", steps: int = 300) -> Simulator:
 
 def summary(sims: list[Any]) -> dict[str, int]:
     """Totals over schedules, for progress lines and commit messages."""
-    out = {"committed": 0, "crashes": 0, "torn": 0, "disk_failures": 0, "flips": 0, "detected": 0}
+    out = {"committed": 0, "acked": 0, "epochs": 0, "snap": 0, "trunc": 0, "crashes": 0, "torn": 0,
+           "disk_failures": 0, "flips": 0, "detected": 0}
     for sim in sims:
         out["committed"] += len(sim.checker.order)
+        out["acked"] += len(sim.checker.acked)
+        out["epochs"] += len(sim.checker.leaders)
+        out["snap"] += sim.checker.syncs["snap"]
+        out["trunc"] += sim.checker.syncs["trunc"]
         out["crashes"] += sim.crashes
         for node in sim.nodes.values():
             st = node.disk.stats
