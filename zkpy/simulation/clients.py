@@ -196,7 +196,8 @@ class SimClient:
         self.retry_at = 0
         self.last_heard = 0
         self.sent: dict[int, tuple[int, int]] = {}  # xid -> (op, sent at) of requests unanswered
-        self.events: list[tuple[int, str]] = []
+        self.events: list[tuple[int, str]] = []  # watch notifications, in order
+        self.told: deque[tuple] = deque(maxlen=200)  # the last replies: (session, xid, op, zxid, err)
         self.last_xid_answered = 0
         self.acked = 0
 
@@ -250,6 +251,7 @@ class SimClient:
             self.report(f"session {self.session:#x}: reply to xid {xid} carries zxid {zxid:#x} after "
                         f"{self.last_zxid:#x} (went back in time)")
         self.last_zxid = max(self.last_zxid, zxid)
+        self.told.append((self.session, xid, op, zxid, err))
         self.on_reply(self, frame)
         if op == Op.CLOSE_SESSION and err == 0:
             self.session = 0

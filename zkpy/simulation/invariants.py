@@ -7,6 +7,7 @@ log when it establishes (ZAB makes the new leader's history the truth).  Checked
 - at most one established leader per epoch (each establishment takes a new epoch);
 - a member applies each zxid once, in increasing order, with the record H holds for it, and
   skips no committed zxid (so every member's applied sequence is a prefix of every other's);
+- each member's tree is as far as ZAB says it applied (a rebuilt tree reaches its TRUNC point);
 - a new leader's log holds every committed txn after its snapshot (nothing committed is lost);
 - every committed txn is durable on a quorum of voters' simulated disks, at every moment;
 - a write a client was told succeeded is in H under its (session, xid);
@@ -117,6 +118,14 @@ class Checker:
             self._commit(base, self.history.get(base))
         for zxid, record in core.log:
             self._commit(zxid, record)
+
+    def trees(self, members: dict[int, Any]) -> None:
+        """Each member's tree is exactly as far as ZAB says it applied (after a TRUNC too: the
+        rebuilt tree must reach the truncation point)."""
+        for sid, member in members.items():
+            if member.tree.last_zxid != self.applied[sid]:
+                self.fail(f"member {sid}'s tree is at {member.tree.last_zxid:#x}, but it applied up to "
+                          f"{self.applied[sid]:#x}")
 
     # ------------------------------------------------------------ disks
 

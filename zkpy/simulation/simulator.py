@@ -235,6 +235,7 @@ class Simulator:
                 self._run(node)
         for sid in self.sids:
             self._run(self.nodes[sid], end_of_turn=True)
+        self.checker.trees({s: self.nodes[s].member for s in self.sids if self.nodes[s].up})
         self.checker.durability({s: self.nodes[s].disk for s in self.sids})
 
     def _faults(self) -> None:
