@@ -7,6 +7,7 @@ log when it establishes (ZAB makes the new leader's history the truth).  Checked
 - at most one established leader per epoch (each establishment takes a new epoch);
 - a member applies each zxid once, in increasing order, with the record H holds for it, and
   skips no committed zxid (so every member's applied sequence is a prefix of every other's);
+- a member whose log failed never reports anything durable again;
 - each member's tree is as far as ZAB says it applied (a rebuilt tree reaches its TRUNC point);
 - a new leader's log holds every committed txn after its snapshot (nothing committed is lost);
 - every committed txn is durable on a quorum of voters' simulated disks, at every moment;
@@ -47,6 +48,7 @@ class Checker:
         self.removals = -1
         self.step = 0
         self.acked: list[int] = []
+        self.failed_logs: dict[int, tuple[Any, tuple[int, int]]] = {}  # sid -> (member, what was durable)
         self.syncs = {"snap": 0, "trunc": 0}  # synchronisations seen, to show schedules reach them
 
     def fail(self, what: str) -> None:
@@ -123,6 +125,14 @@ class Checker:
         """Each member's tree is exactly as far as ZAB says it applied (after a TRUNC too: the
         rebuilt tree must reach the truncation point)."""
         for sid, member in members.items():
+            if member.writer.failed is not None:
+                # A failed log is final: nothing is reported durable after it (acks are cumulative).
+                seen = self.failed_logs.get(sid)
+                now = (member.writer.durable_zxid, member.core.persisted_zxid)
+                if seen is None or seen[0] is not member:
+                    self.failed_logs[sid] = (member, now)
+                elif seen[1] != now:
+                    self.fail(f"member {sid} reported {now} durable after its log failed at {seen[1]}")
             if member.tree.last_zxid != self.applied[sid]:
                 self.fail(f"member {sid}'s tree is at {member.tree.last_zxid:#x}, but it applied up to "
                           f"{self.applied[sid]:#x}")
