@@ -174,7 +174,7 @@ class Checker:
 
     # ------------------------------------------------------------ after healing
 
-    def converged(self, members: dict[int, Any], standalone: bool, committed_before: int, acked_before: int) -> None:
+    def converged(self, members: dict[int, Any], committed_before: int, acked_before: int) -> None:
         leaders = [s for s, m in members.items() if m.leads]
         if len(leaders) != 1:
             self.fail(f"no single leader after healing: {[(s, m.role, m.failed) for s, m in members.items()]}")

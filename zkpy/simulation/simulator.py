@@ -254,8 +254,8 @@ class Simulator:
             if rng.random() < f.crash:
                 self._crash(node)
                 continue
-            if rng.random() < f.flip and node.disk.flip_bit(rng):
-                pass
+            if rng.random() < f.flip:
+                node.disk.flip_bit(rng)
             if self.standalone:
                 continue
             if rng.random() < f.pause and not self.clock.paused(sid):
@@ -294,7 +294,7 @@ class Simulator:
                 self.step(faults=False, writes=False)
                 if self._quiescent():
                     break
-            self.checker.converged({s: self.nodes[s].member for s in self.sids}, self.standalone, committed, acked)
+            self.checker.converged({s: self.nodes[s].member for s in self.sids}, committed, acked)
         except InvariantBroken:
             raise
         except StorageBroken as e:
