@@ -128,25 +128,42 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    """Run seeded ZAB simulations; print the first failing seed (it replays exactly)."""
+    """Seeded simulations of real members; stops at (and prints) the first failing seed, which
+    replays exactly with --seed."""
+    import contextlib
     import time
 
-    from .consensus.simulator import InvariantBroken, Simulator
+    from .simulation.broken import broken_build
+    from .simulation.simulator import InvariantBroken, Simulator, quiet_logs, summary
 
-    seeds = [args.seed] if args.seed is not None else range(args.start, args.start + args.schedules)
-    started = time.time()
-    failed = 0
-    for n, seed in enumerate(seeds, 1):
-        sim = Simulator(seed, voters=args.voters, observers=args.observers)
-        try:
-            sim.run(args.steps)
-        except InvariantBroken as e:
-            failed += 1
-            print(f"FAIL {e}", flush=True)
-        if n % 500 == 0:
-            print(f"{n} schedules, {failed} failed, {time.time() - started:.0f}s", flush=True)
-    print(f"simulated {len(seeds)} schedules ({args.voters} voters, {args.observers} observers, "
-          f"{args.steps} steps each): {failed} failed")
+    count = args.schedules if args.schedules is not None else (1 if args.seed is not None else 100)
+    first = args.seed if args.seed is not None else 0
+    started = last_line = time.monotonic()
+    failed: list[int] = []
+    done = []
+    with quiet_logs(), (broken_build(args.broken) if args.broken else contextlib.nullcontext()):
+        for n, seed in enumerate(range(first, first + count), 1):
+            sim = Simulator(seed, args.config)
+            try:
+                sim.run(args.steps)
+            except InvariantBroken as e:
+                failed.append(seed)
+                print(f"FAIL {e}", flush=True)
+                extra = f" --broken {args.broken}" if args.broken else ""
+                print(f"replay: zkpy simulate --seed {seed} --config {args.config} --steps {args.steps}{extra}",
+                      flush=True)
+                if not args.keep_going:
+                    break
+            done.append(sim)
+            if time.monotonic() - last_line >= 10 or n % 1000 == 0:
+                last_line = time.monotonic()
+                print(f"{n}/{count} schedules ({args.config}), {len(failed)} failed, "
+                      f"{last_line - started:.0f}s", flush=True)
+    totals = summary(done)
+    print(f"simulated {len(done) + (1 if failed and not args.keep_going else 0)} schedules of {args.config} "
+          f"(seeds {first}..{first + count - 1}, {args.steps} faulty steps each) in "
+          f"{time.monotonic() - started:.0f}s: {len(failed)} failed"
+          + (f", first failing seed {failed[0]}" if failed else "") + f"; {totals}", flush=True)
     return 1 if failed else 0
 
 
@@ -210,13 +227,15 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("ensemble", help="run a local ensemble of N servers and print its connect string")
     p.add_argument("-n", type=int, default=3)
     p.add_argument("--tick-time", type=int, default=2000)
-    p = sub.add_parser("simulate", help="run seeded simulations of the ZAB core and check its invariants")
-    p.add_argument("--schedules", type=int, default=1000)
-    p.add_argument("--start", type=int, default=0, help="first seed")
-    p.add_argument("--seed", type=int, help="replay this one seed")
-    p.add_argument("--steps", type=int, default=300)
-    p.add_argument("--voters", type=int, default=3)
-    p.add_argument("--observers", type=int, default=0)
+    p = sub.add_parser("simulate", help="run seeded simulations of real members (simulated disk, network, "
+                                          "clock and clients) and check their invariants")
+    p.add_argument("--schedules", type=int, help="how many seeds (default 100; 1 with --seed)")
+    p.add_argument("--seed", type=int, help="the first seed (alone: replay this one seed)")
+    p.add_argument("--config", choices=["3+1", "5", "standalone"], default="3+1")
+    p.add_argument("--steps", type=int, default=300, help="faulty steps before everything heals")
+    p.add_argument("--keep-going", action="store_true", help="do not stop at the first failing seed")
+    p.add_argument("--broken", choices=["early-durable", "reuse-epoch"],
+                   help="a test-only broken build, to see the simulation catch it")
     # -D arguments look like options to argparse: split them off first.
     props = [a for a in argv if a.startswith("-D")]
     rest = [a for a in argv if not a.startswith("-D")]

@@ -33,6 +33,11 @@ OBSERVING = "observing"
 
 Entry = tuple[int, bytes]  # (zxid, record)
 
+# Test-only broken build (the simulator must catch it): a new leader takes the highest accepted
+# epoch again instead of one above every accepted epoch.  Off in every real build; read once
+# an election.
+BROKEN_REUSE_EPOCH = False
+
 
 def epoch_of(zxid: int) -> int:
     return zxid >> 32
@@ -389,6 +394,8 @@ class Zab:
         voters_in = [s for s in self.followerinfo if s in self.voters]
         if len(voters_in) >= self.quorum:
             self.epoch = max(self.followerinfo.values()) + 1
+            if BROKEN_REUSE_EPOCH:
+                self.epoch = max(self.epoch - 1, 1)
             self.accepted_epoch = self.epoch
             self._persist_epochs()
             for sid in sorted(self.followerinfo):

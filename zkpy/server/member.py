@@ -190,9 +190,11 @@ class Member:
         for zxid, record in commits:
             txn = local.pop(zxid, None) if local else None
             self._apply(txn if txn is not None else decode_txn(record))
+            if self.sync_waiters:
+                # At once, not after the batch: a read queued behind the sync must not see a
+                # later write of its own session applied in the same batch.
+                self._wake_syncs()
         self.storage.applied(len(commits))
-        if self.sync_waiters:
-            self._wake_syncs()
         self.clients.unthrottle()
 
     def _apply(self, txn: Txn) -> None:
@@ -369,10 +371,16 @@ class Member:
         return entry
 
     def _propose(self, txn: Txn, entry: Any) -> None:
+        core = self.core
+        if core.state != LEADING or not core.established or core.epoch != self.soft.epoch:
+            # The core stepped down since the last Ready (a tick or peer message earlier in
+            # this loop turn): carry that out now; the request goes with its clients.
+            self.process()
+            return
         if entry is not None:
             self._add_waiter((txn.session, txn.cxid), entry)
         self.local_txns[txn.zxid] = txn
-        self.core.propose(txn.zxid, encode_txn(txn))
+        core.propose(txn.zxid, encode_txn(txn))
         self.wake()
 
     def _forward(self, kind: str, key: tuple[int, int], entry: Any, *fields: Any) -> None:
@@ -503,7 +511,10 @@ class Member:
             if self.read_only:
                 conn.write_done(entry, self.tree.last_zxid, Err.NOTREADONLY, b"")
             else:
-                conn.write_done(entry, self.tree.last_zxid, 0, enc_string(path))
+                # Answered once all proposed so far is applied: after this session's earlier
+                # writes, with a zxid no older than theirs (the client keeps the last one).
+                self.sync_waiters.append((self.core.last_zxid, (conn, entry, path)))
+                self._wake_syncs()
             return
         if not self.serving:
             conn.close()

@@ -23,6 +23,10 @@ from .records import frame
 
 MAX_BATCH = 1000
 
+# Test-only broken build (the simulator must catch it): report each batch durable as soon as it
+# is handed to the device, before it was written.  Off in every real build; read once a batch.
+BROKEN_DURABLE_BEFORE_WRITE = False
+
 Done = Callable[[BaseException | None], None]
 
 
@@ -79,6 +83,9 @@ class LogWriter:
         last = batch[-1][0]
         generation = self.generation
         data = b"".join([frame(record) for _, record in batch])
+        if BROKEN_DURABLE_BEFORE_WRITE and last > self.durable_zxid:
+            self.durable_zxid = last
+            self.on_durable(last)
         self.device.write(data, batch[0][0], lambda error: self._done(error, last, generation))
 
     def _done(self, error: BaseException | None, last: int, generation: int) -> None:

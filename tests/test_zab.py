@@ -1,69 +1,22 @@
-"""The ZAB core under a seeded simulator: lost, delayed, duplicated and reordered messages,
-partitions, crashes with torn log tails, restarts.  Invariants are checked after every step
-(see zkpy/consensus/simulator.py); a failing seed replays with `zkpy simulate --seed N`.
+"""Unit tests of the pure ZAB core (zkpy/consensus/zab.py): no simulator, no I/O.
 
-CI runs a bounded number of schedules; ZKPY_SIM_SCHEDULES=10000 runs more.
+The core under faults, driven through real members, is tests/test_simulation.py.
 """
 
-import os
-
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
-from zkpy.consensus.simulator import Faults, Simulator
-
-SCHEDULES = int(os.environ.get("ZKPY_SIM_SCHEDULES", "400"))
-
-
-@settings(max_examples=SCHEDULES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
-@given(seed=st.integers(0, 2**32 - 1),
-       voters=st.sampled_from([3, 3, 5]),
-       observers=st.integers(0, 1),
-       drop=st.floats(0, 0.2),
-       duplicate=st.floats(0, 0.1),
-       crash=st.floats(0, 0.05),
-       partition=st.floats(0, 0.05),
-       steps=st.integers(50, 400))
-def test_invariants_hold_under_faults(seed, voters, observers, drop, duplicate, crash, partition, steps):
-    faults = Faults(drop=drop, duplicate=duplicate, crash=crash, partition=partition)
-    Simulator(seed, voters=voters, observers=observers, faults=faults).run(steps)
-
-
-def test_a_schedule_replays_exactly():
-    a, b = Simulator(1234), Simulator(1234)
-    a.run(200)
-    b.run(200)
-    assert a.history == b.history and a.acked == b.acked and a.leaders == b.leaders
-
-
-def test_the_checker_catches_a_broken_quorum(monkeypatch):
-    """A core that commits without a majority must be caught (the invariants can fail)."""
-    import pytest
-
-    from zkpy.consensus import zab
-    from zkpy.consensus.simulator import InvariantBroken
-
-    original = zab.Zab.__init__
-
-    def one_is_enough(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        self.quorum = 1
-
-    monkeypatch.setattr(zab.Zab, "__init__", one_is_enough)
-    with pytest.raises(InvariantBroken):
-        for seed in range(20):
-            Simulator(seed).run(300)
+from zkpy.consensus.zab import Zab, make_zxid
 
 
 def test_the_in_memory_log_window_stays_bounded():
     """Long-running members keep only a window of the log in memory (older txns are in snapshots)."""
-    sim = Simulator(77, faults=Faults(drop=0, duplicate=0, crash=0, partition=0))
-    sim.run(300)
-    committed = len(sim.acked)
-    for node in sim.nodes.values():
-        window = node.core.log_window
-        assert committed > 3 * window  # the window was overrun several times over
-        assert len(node.core.log) <= window + window // 16 + 1, f"server {node.sid} keeps {len(node.core.log)}"
+    core = Zab(1, {1}, set(), log_window=50)
+    for counter in range(1, 1001):
+        zxid = make_zxid(0, counter)
+        core.propose(zxid, b"txn %d" % counter)
+        core.persisted(zxid)
+        core.ready()
+    assert core.applied_zxid == make_zxid(0, 1000)
+    assert len(core.log) <= 50 + 50 // 16 + 1, len(core.log)
+    assert core.log[-1][0] == make_zxid(0, 1000)
 
 
 def _sent(core) -> list:

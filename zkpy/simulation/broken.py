@@ -1,0 +1,31 @@
+"""Test-only broken builds: bugs put in on purpose, to show the simulation catches them.
+
+Each is a module-level flag, off in every real build, read once per batch or election (no
+measurable cost).  `with broken_build("early-durable"): ...` turns one on and restores it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+from ..consensus import zab
+from ..storage import logwriter
+
+BUILDS = {
+    # LogWriter reports a batch durable when it hands it to the device, before it is written.
+    "early-durable": (logwriter, "BROKEN_DURABLE_BEFORE_WRITE"),
+    # A new leader reuses the highest accepted epoch instead of taking one above all of them.
+    "reuse-epoch": (zab, "BROKEN_REUSE_EPOCH"),
+}
+
+
+@contextlib.contextmanager
+def broken_build(name: str) -> Iterator[None]:
+    module, flag = BUILDS[name]
+    saved = getattr(module, flag)
+    setattr(module, flag, True)
+    try:
+        yield
+    finally:
+        setattr(module, flag, saved)
