@@ -161,3 +161,47 @@ def test_global_outstanding_limit_throttles_without_losing_writes(tmp_path):
         assert len(c.get_children("/")) == 301
         assert s.call(lambda: len(s.server.throttled)) == 0
         c.stop()
+
+
+def _logged(tmp_path, n: int) -> tuple[str, list[int]]:
+    """A segment of n create txns written by the TxnLog, and each record's offset."""
+    from zkpy.storage.records import encode_txn, frame
+    from zkpy.storage.txnlog import MAGIC, TxnLog
+    from zkpy.tree.datatree import Txn
+
+    log = TxnLog(str(tmp_path), prealloc=1 << 16)
+    offsets, pos = [], len(MAGIC)
+    for i in range(1, n + 1):
+        rec = frame(encode_txn(Txn(i, 0, 1, i, 1, (f"/n{i}", b"x" * 40, (), 0, i - 1))))
+        log.append(rec, i)
+        offsets.append(pos)
+        pos += len(rec)
+    log.sync()
+    log.close()
+    return segments(str(tmp_path))[0][1], offsets
+
+
+def test_a_flipped_length_bit_with_records_after_it_is_corruption_not_a_torn_tail(tmp_path):
+    """A length that now claims the zeros past the log's end looks like a torn write; but
+    valid records follow it, so cutting there would drop them (acknowledged txns)."""
+    from zkpy.storage.txnlog import read_log
+
+    path, offsets = _logged(tmp_path, 5)
+    with open(path, "r+b") as f:
+        f.seek(offsets[1])
+        length = int.from_bytes(f.read(4), "big")
+        f.seek(offsets[1])
+        f.write((length | 1 << 14).to_bytes(4, "big"))  # now it ends in the preallocated zeros
+    with pytest.raises(LogCorrupt) as e:
+        list(read_log(str(tmp_path), 0, repair=True))
+    assert e.value.offset == offsets[1]
+
+
+def test_a_torn_last_record_is_still_cut(tmp_path):
+    from zkpy.storage.txnlog import read_log
+
+    path, offsets = _logged(tmp_path, 5)
+    with open(path, "r+b") as f:
+        f.seek(offsets[4] + 20)
+        f.write(b"\0" * 40)  # the last batch reached the disk only in part
+    assert [t.zxid for t in read_log(str(tmp_path), 0, repair=True)] == [1, 2, 3, 4]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+from zlib import crc32
 from typing import Iterator
 
 import structlog
@@ -141,6 +142,37 @@ def _all_zero(f, start: int, size: int) -> bool:
     return True
 
 
+def _last_nonzero(f, start: int, size: int) -> int:
+    """The offset just past the last non-zero byte in [start, size) (start if none)."""
+    end = size
+    while end > start:
+        lo = max(start, end - (1 << 20))
+        f.seek(lo)
+        chunk = f.read(end - lo).rstrip(b"\0")
+        if chunk:
+            return lo + len(chunk)
+        end = lo
+    return start
+
+
+def _valid_record_after(f, offset: int, size: int) -> bool:
+    """Does a record whose checksum holds start anywhere after the bad one at `offset`?
+
+    A torn write is the log's last batch: nothing valid can follow it.  A bad record with
+    valid ones after it is corruption (a flipped bit in a length field makes a record claim
+    the zeros past the real end), and cutting there would drop acknowledged txns."""
+    end = _last_nonzero(f, offset + 1, size)
+    f.seek(offset + 1)
+    data = f.read(end - offset - 1)
+    unpack = FRAME.unpack_from
+    limit = len(data) - FRAME.size
+    for p in range(limit + 1):
+        length, crc = unpack(data, p)
+        if 0 < length <= limit - p and crc32(data[p + FRAME.size:p + FRAME.size + length]) == crc:
+            return True
+    return False
+
+
 def read_segment(path: str, is_last: bool, repair: bool = False) -> Iterator[Txn]:
     """Yield the txns of one segment, applying the torn-tail and corruption rules."""
     for txn, _ in segment_records(path, is_last, repair):
@@ -177,7 +209,7 @@ def segment_records(path: str, is_last: bool, repair: bool = False) -> Iterator[
                     continue
                 reason = "checksum mismatch" if len(payload) == length else "record past end of file"
             end_of_claim = min(size, offset + FRAME.size + max(length, 0))
-            if is_last and _all_zero(f, end_of_claim, size):
+            if is_last and _all_zero(f, end_of_claim, size) and not _valid_record_after(f, offset, size):
                 log.warning("cutting off torn tail of the transaction log", file=path, offset=offset, reason=reason)
                 if repair:
                     with open(path, "r+b") as w:
