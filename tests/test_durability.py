@@ -135,6 +135,7 @@ def test_unwritable_log_stops_writes_but_not_reads(tmp_path):
         c = KazooClient(s.connect_string)
         c.start(10)
         c.create("/r", b"readable")
+        session = c.client_id[0]
 
         def break_log():
             os.close(s.server.storage.log.txlog.fd)  # the next write fails with EBADF, as a dead disk would
@@ -148,6 +149,10 @@ def test_unwritable_log_stops_writes_but_not_reads(tmp_path):
             c.set("/r", b"x")
         with pytest.raises(NotReadOnlyCallError):
             c.create("/w2")
+        # Its session survives a lost connection: the client comes back and reads on.
+        assert s.drop_connections() >= 1
+        assert c.retry(c.get, "/r")[0] == b"readable"
+        assert c.client_id[0] == session
         assert c.get("/r")[0] == b"readable"
         c.stop()
 

@@ -404,14 +404,16 @@ class Member:
         if self.read_only:
             self._connect_read_only(conn, req, timeout)
             return
-        if self.failed is not None and not self.standalone or not self.serving:
+        if self.failed is not None:
+            if not self.standalone or req.session_id == 0:  # a new session is a write
+                log.info("log failed; closing client connection", peer=conn.peer, role=self.role)
+                conn.close()
+                return
+        elif not self.serving:
             log.info("not serving; closing client connection", peer=conn.peer, role=self.role)
             conn.close()
             return
         if req.session_id == 0:
-            if self.failed is not None:
-                conn.close()  # a new session is a write
-                return
             session = self.sessions.new_session_id()
             self.clients.bind(conn, session)
             entry = conn.expect_connect_response(req.has_read_only)
@@ -426,7 +428,7 @@ class Member:
             self.finish_reattach(conn, None, session, timeout, req.has_read_only, False)
             return
         self.clients.bind(conn, session)
-        if not self.leads:
+        if not self.standalone and not self.leads:
             # The leader owns sessions: it says whether this one lives (ZooKeeper's REVALIDATE).
             token = random.getrandbits(62)
             entry = conn.expect_connect_response(req.has_read_only)
@@ -505,16 +507,18 @@ class Member:
         self._propose(self.prep.error(conn.session_id, entry.xid, op, err, self.now_ms), entry)
 
     def sync(self, conn: Any, entry: Any, path: str) -> None:
-        """A leader has applied all it proposed... once it applies; a learner asks the leader
-        how far to catch up and answers once it has applied that far."""
-        if self.leads or self.read_only:
-            if self.read_only:
-                conn.write_done(entry, self.tree.last_zxid, Err.NOTREADONLY, b"")
-            else:
-                # Answered once all proposed so far is applied: after this session's earlier
-                # writes, with a zxid no older than theirs (the client keeps the last one).
-                self.sync_waiters.append((self.core.last_zxid, (conn, entry, path)))
-                self._wake_syncs()
+        """A leader answers once it has applied all it proposed; a learner asks the leader
+        how far to catch up and answers once it has applied that far.  A server that takes
+        no writes (read-only, or standalone with a failed log) refuses it, as ZooKeeper's
+        ReadOnlyRequestProcessor does."""
+        if self.read_only or (self.failed is not None and self.standalone):
+            conn.write_done(entry, self.tree.last_zxid, Err.NOTREADONLY, b"")
+            return
+        if self.leads:
+            # Answered once all proposed so far is applied: after this session's earlier
+            # writes, with a zxid no older than theirs (the client keeps the last one).
+            self.sync_waiters.append((self.core.last_zxid, (conn, entry, path)))
+            self._wake_syncs()
             return
         if not self.serving:
             conn.close()
