@@ -57,16 +57,22 @@ class SoftState(NamedTuple):
     established: bool
 
 
-@dataclass
 class Ready:
-    messages: list[tuple[int, tuple]] = field(default_factory=list)
-    entries: list[Entry] = field(default_factory=list)
-    truncate: int | None = None
-    snapshot: tuple[int, bytes] | None = None
-    epochs: tuple[int, int] | None = None
-    commits: list[Entry] = field(default_factory=list)
-    role_changed: bool = False
-    soft: SoftState | None = None
+    """What the caller acts on, in this order: snapshot, truncate, epochs, entries, commits,
+    messages; `soft` is the SoftState as of the hand-out.  (A __slots__ class: one is made
+    per pass of the caller's loop, on the hot path.)"""
+
+    __slots__ = ("messages", "entries", "truncate", "snapshot", "epochs", "commits", "role_changed", "soft")
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[int, tuple]] = []
+        self.entries: list[Entry] = []
+        self.truncate: int | None = None
+        self.snapshot: tuple[int, bytes] | None = None
+        self.epochs: tuple[int, int] | None = None
+        self.commits: list[Entry] = []
+        self.role_changed = False
+        self.soft: SoftState | None = None
 
     def empty(self) -> bool:
         return not (self.messages or self.entries or self.commits or self.role_changed
@@ -100,6 +106,7 @@ class Zab:
         self.log: list[Entry] = list(log or [])
         self.base_zxid = snapshot_zxid if not self.log else min(snapshot_zxid, self.log[0][0] - 1)
         self.log_window = log_window
+        self._trim_at = log_window + log_window // 16
         self.persisted_zxid = self.last_zxid
         last = self.last_zxid
         self.applied_zxid = last if applied_zxid is None else applied_zxid
@@ -109,6 +116,7 @@ class Zab:
         self.leader: int | None = None
         self.epoch = 0  # the epoch being established or led
         self._ready = Ready()
+        self._soft = SoftState(LOOKING, None, 0, False, False)  # the last one handed out
         # election
         self.logical_clock = 0
         self.vote: tuple[int, int, int] = (0, 0, 0)  # (peer_epoch, zxid, sid)
@@ -178,12 +186,18 @@ class Zab:
         self._ready.epochs = (self.accepted_epoch, self.current_epoch)
 
     def _append(self, zxid: int, record: bytes) -> None:
-        self.log.append((zxid, record))
-        self._ready.entries.append((zxid, record))
-        # Trim the window's front in steps of a sixteenth: `del log[:1]` on every append
-        # moved the whole 100k-entry list each time (13-22% of a member's time under writes).
+        entry = (zxid, record)
+        log = self.log
+        log.append(entry)
+        self._ready.entries.append(entry)
+        if len(log) > self._trim_at:
+            self._trim()
+
+    def _trim(self) -> None:
+        """Trim the window's front in steps of a sixteenth: `del log[:1]` on every append
+        moved the whole 100k-entry list each time (13-22% of a member's time under writes)."""
         excess = len(self.log) - self.log_window
-        if excess >= self.log_window // 16 + 1 and self.log[excess - 1][0] <= self.applied_zxid:
+        if self.log[excess - 1][0] <= self.applied_zxid:
             self.base_zxid = self.log[excess - 1][0]
             del self.log[:excess]
 
@@ -191,14 +205,21 @@ class Zab:
         """Index in self.log of the first entry after `zxid`, or None if zxid is not in the window."""
         if zxid == self.base_zxid:
             return 0
-        lo, hi = 0, len(self.log)
+        log = self.log
+        if log:
+            # Within an epoch zxids are consecutive: where it would be if the window held one
+            # epoch is nearly always where it is (a member commits every txn it appends).
+            guess = zxid - log[0][0]
+            if 0 <= guess < len(log) and log[guess][0] == zxid:
+                return guess + 1
+        lo, hi = 0, len(log)
         while lo < hi:
             mid = (lo + hi) // 2
-            if self.log[mid][0] < zxid:
+            if log[mid][0] < zxid:
                 lo = mid + 1
             else:
                 hi = mid
-        if lo < len(self.log) and self.log[lo][0] == zxid:
+        if lo < len(log) and log[lo][0] == zxid:
             return lo + 1
         return None
 
@@ -236,7 +257,11 @@ class Zab:
     def ready(self) -> Ready:
         """Everything to act on since the last call; the core starts a fresh one."""
         rd, self._ready = self._ready, Ready()
-        rd.soft = self.soft_state()
+        soft = self._soft
+        if (soft.state is not self.state or soft.leader != self.leader or soft.epoch != self.epoch
+                or soft.serving != self.serving or soft.established != self.established):
+            soft = self._soft = self.soft_state()
+        rd.soft = soft
         return rd
 
     def has_ready(self) -> bool:
@@ -501,8 +526,11 @@ class Zab:
 
     def propose(self, zxid: int, record: bytes) -> None:
         """Leader: replicate one txn. `zxid` must follow the last one in this epoch."""
-        assert self.state == LEADING and self.established, "only an established leader proposes"
-        assert zxid > self.last_zxid and (self.alone or epoch_of(zxid) == self.epoch), (hex(zxid), hex(self.last_zxid))
+        log = self.log
+        if (not self.established or self.state != LEADING or zxid <= (log[-1][0] if log else self.base_zxid)
+                or not (self.alone or zxid >> 32 == self.epoch)):
+            raise AssertionError(f"only an established leader proposes, zxids in order: {zxid:#x} after "
+                                 f"{self.last_zxid:#x}, {self.state}, established={self.established}")
         self._append(zxid, record)
         if self.forwarding:
             msg = ("proposal", self.epoch, zxid, record)

@@ -39,6 +39,8 @@ from .config import Config
 log = structlog.get_logger("zkpy.member")
 
 _APP_SCHEMA = forwarding.schema(WRITES)
+_CREATE_SESSION = int(Op.CREATE_SESSION)  # plain ints: an IntEnum member lookup costs ~100 ns
+_CLOSE_SESSION = int(Op.CLOSE_SESSION)
 _ROLES = {LEADING: "leader", FOLLOWING: "follower", OBSERVING: "observer", LOOKING: "looking"}
 
 
@@ -104,6 +106,7 @@ class Member:
         self.local_sessions: set[int] = set()  # read-only mode's sessions: never in the tree
         self.role = "standalone" if self.standalone else "looking"
         self.soft = self.core.soft_state()
+        self._leading = self.soft.established and self.soft.state == LEADING
         self.failed: str | None = None
         self.leader_since_ms = 0
         self.looking_since_ms = self.now_ms
@@ -130,8 +133,9 @@ class Member:
 
     @property
     def leads(self) -> bool:
-        """Prep runs here: standalone, or the established leader."""
-        return self.failed is None and self.soft.established and self.soft.state == LEADING
+        """Prep runs here: standalone, or the established leader (as of the last Ready;
+        `_propose` checks the core itself)."""
+        return self._leading and self.failed is None
 
     @property
     def serving(self) -> bool:
@@ -206,13 +210,13 @@ class Member:
         if entry is not None:
             conn = entry.conn
             if not conn.closed:
-                if entry.op == Op.CREATE_SESSION:
+                if entry.op == _CREATE_SESSION:
                     conn.send_connect_response(conn.timeout, txn.session, session_password(txn.session),
                                                entry.with_read_only, entry)
                 else:
                     err, body = write_response(entry.op, result)
                     conn.write_done(entry, txn.zxid, err, body)
-        if txn.type == Op.CLOSE_SESSION:
+        if txn.type == _CLOSE_SESSION:
             self._session_closed(txn.session)  # after the answer: the client reads it, then EOF
 
     def _durable(self, zxid: int) -> None:
@@ -259,6 +263,7 @@ class Member:
 
     def _soft_changed(self, soft: SoftState) -> None:
         previous_soft, self.soft = self.soft, soft
+        self._leading = soft.established and soft.state == LEADING
         phase = (soft.state, soft.leader)
         if phase != self._phase:  # rare: each election and each (re)join, for post-mortems
             self._phase = phase
@@ -372,7 +377,7 @@ class Member:
 
     def _propose(self, txn: Txn, entry: Any) -> None:
         core = self.core
-        if core.state != LEADING or not core.established or core.epoch != self.soft.epoch:
+        if not core.established or core.state != LEADING or core.epoch != self.soft.epoch:
             # The core stepped down since the last Ready (a tick or peer message earlier in
             # this loop turn): carry that out now; the request goes with its clients.
             self.process()
@@ -488,7 +493,7 @@ class Member:
     def write(self, conn: Any, entry: Any, op: int, args: tuple, buf: bytearray, start: int, end: int) -> None:
         """A decoded write; buf[start:end] is its request body, which a learner forwards as is
         (the leader decodes it as it decodes its own clients' requests)."""
-        if not self.leads:
+        if not self._leading or self.failed is not None:
             if self._refuse_write(conn, entry):
                 return
             session = conn.session_id
