@@ -113,6 +113,7 @@ class Member:
         self._last_core_tick = self.now_ms
         self._last_container_check = self.now_ms
         self._woken = False
+        self._processing = False
         self._phase: tuple = ()
         if self.standalone:
             self.prep.zxid = tree.last_zxid
@@ -164,6 +165,9 @@ class Member:
     def process(self) -> None:
         """Carry out what ZAB decided: the one Ready loop of every mode."""
         self._woken = False
+        if self._processing:
+            return  # called from inside a pass (an in-memory log is durable at once): the loop goes on
+        self._processing = True
         core = self.core
         try:
             while self.failed is None and core.has_ready():
@@ -172,6 +176,8 @@ class Member:
             # Epochs, a truncation or a leader's snapshot could not be made durable: as for a
             # failed log write, this member must not take part until it restarts from its disk.
             self._write_failed(e)
+        finally:
+            self._processing = False
 
     def _carry_out(self, rd: Ready) -> None:
         if rd.snapshot is not None:
@@ -220,8 +226,10 @@ class Member:
             self._session_closed(txn.session)  # after the answer: the client reads it, then EOF
 
     def _durable(self, zxid: int) -> None:
+        """A batch is on disk: its acks (or, leading, its commits) go out now, not a loop turn
+        later, since every read queued behind a write of its session waits for them."""
         self.core.persisted(zxid)
-        self.wake()
+        self.process()
         self.clients.unthrottle()
 
     def _write_failed(self, error: BaseException) -> None:
