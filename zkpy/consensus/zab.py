@@ -23,7 +23,7 @@ Messages are tuples whose first item is the type; they are msgpack-friendly.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, NamedTuple
 
 LOOKING = "looking"
@@ -105,8 +105,10 @@ class Zab:
         # In-memory window of the log (for DIFF); base_zxid is the zxid just before log[0].
         self.log: list[Entry] = list(log or [])
         self.base_zxid = snapshot_zxid if not self.log else min(snapshot_zxid, self.log[0][0] - 1)
-        self.log_window = log_window
-        self._trim_at = log_window + log_window // 16
+        # A quorum of one has no learner to send a DIFF: its window only feeds its own commits.
+        self.alone = self.voters == {sid} and not self.observers
+        self.log_window = min(log_window, 1024) if self.alone else log_window
+        self._trim_at = self.log_window + self.log_window // 16
         self.persisted_zxid = self.last_zxid
         last = self.last_zxid
         self.applied_zxid = last if applied_zxid is None else applied_zxid
@@ -148,7 +150,6 @@ class Zab:
         self.drop_reason = ""
         # A quorum of one (standalone) leads from boot: no election, no epochs to persist, and
         # zxids go on from the last one (0x1, 0x2, ... as ZooKeeper standalone assigns them).
-        self.alone = self.voters == {sid} and not self.observers
         if self.alone:
             self._lead_alone()
         else:

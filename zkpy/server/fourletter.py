@@ -147,7 +147,7 @@ def _mntr(s: "ZkServer") -> str:
     ]
     m = s.member
     if s.ensemble:
-        rows.append(("zk_quorum_size", len(m.voters)))
+        rows.append(("zk_quorum_size", len(m.core.voters)))
     if s.is_leader():
         core = m.core
         rows += [("zk_learners", len(core.forwarding)),

@@ -5,7 +5,7 @@
 
 Standalone is a quorum of one: a single-voter ZAB that leads from boot with ZooKeeper
 standalone's zxids.  Leading, following, observing, looking, read-only and failed are roles
-that decide where a request goes (`_route`), not separate pipelines.
+that decide where a request goes (`leads`, `_refuse_write`), not separate pipelines.
 
 No sockets, threads or clocks of its own: storage, the network to peers, the client table and
 the clock are injected, so the simulator drives this very object with a simulated disk,
@@ -83,14 +83,12 @@ class Member:
         servers = config.servers
         voters = {s for s, spec in servers.items() if spec.role == "participant"} or {sid}
         observers = {s for s, spec in servers.items() if spec.role == "observer"}
-        self.standalone = voters == {sid} and not observers
-        self.voters = voters
         self.tick_ms = min(config.tick_time, 100)
         self.core = Zab(sid, voters, observers, accepted_epoch=epochs[0], current_epoch=epochs[1],
                         log=log_tail, snapshot_zxid=tree.last_zxid if not log_tail else log_tail[0][0] - 1,
                         applied_zxid=tree.last_zxid, snapshot_provider=self._snapshot, timing=self._timing(),
-                        log_window=1024 if self.standalone else 100_000,
                         incarnation=random.getrandbits(48) if incarnation is None else incarnation)
+        self.standalone = self.core.alone
         self.writer = LogWriter(storage.log, self._durable, self._write_failed)
         self.prep = Prep(tree, extended_types=config.extended_types)
         self.sessions = SessionTracker(config.tick_time, 0 if self.standalone else sid, self.now_ms)
@@ -115,8 +113,6 @@ class Member:
         self._woken = False
         self._processing = False
         self._phase: tuple = ()
-        if self.standalone:
-            self.prep.zxid = tree.last_zxid
 
     def _timing(self) -> Timing:
         """The core counts in ticks of at most 100 ms, whatever tickTime is: initLimit and

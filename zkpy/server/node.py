@@ -18,7 +18,6 @@ from typing import Any, Callable
 
 import structlog
 
-from ..consensus.zab import LEADING
 from ..storage.datadir import DataDir, Memory, read_myid
 from ..storage.recovery import recover_with_log
 from ..tree.datatree import DataTree
@@ -207,7 +206,7 @@ class ZkServer:
         return self.member.sid if self.ensemble else 0
 
     def is_leader(self) -> bool:
-        return self.ensemble and self.member.leads and self.member.soft.state == LEADING
+        return self.ensemble and self.member.leads
 
     def check_containers(self) -> int:
         return self.member.check_containers()

@@ -13,7 +13,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable
 
 from . import snapshot as snapshots
-from .files import durable_replace
+from .files import durable_replace, fsync_dir
 from .logwriter import Done
 from .recovery import data_paths, purge, recover
 from .snapshotter import Snapshotter
@@ -55,6 +55,7 @@ class ThreadedLog:
         self.run(self.txlog.roll).result()
         for _, path in segments(self.log_dir):
             os.unlink(path)
+        fsync_dir(self.log_dir)
 
     def close(self) -> None:
         self.run(self.txlog.close).result()
@@ -106,7 +107,7 @@ class DataDir:
         self.snapshotter.reap(block=True)  # no older snapshot may land after ours
         for _, path in snapshots.snapshots(self.snap_dir):
             os.unlink(path)
-        snapshots.write_snapshot(tree, self.snap_dir)
+        snapshots.write_snapshot(tree, self.snap_dir)  # its directory fsync covers the removals too
 
     def rebuild(self, zxid: int) -> DataTree:
         """After a TRUNC to `zxid` (the log is already cut): the tree from what is on disk."""
@@ -114,6 +115,7 @@ class DataDir:
         for snap_zxid, path in snapshots.snapshots(self.snap_dir):
             if snap_zxid > zxid:
                 os.unlink(path)
+        fsync_dir(self.snap_dir)  # a removed snapshot must not come back with the txns TRUNC dropped
         return recover(self.data_dir, self.data_log_dir)
 
     def close(self) -> None:
