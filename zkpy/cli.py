@@ -7,26 +7,28 @@ import asyncio
 import signal
 import sys
 
-from . import logs
-from .server.config import ConfigError, load, parse_properties
+from . import __version__, logs
+from .server.config import ConfigError, check_data_dir, load, member_id, parse_properties
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class BadInput(Exception):
+    """Wrong input to a tool: one line on stderr and exit code 2."""
 
 
 def _serve(args: argparse.Namespace) -> int:
     try:
         props = parse_properties(args.properties)
         cfg = load(args.config, props)
+        if args.config is not None and not cfg.data_dir:
+            raise ConfigError(f"{args.config}: dataDir is not set: add dataDir=/path/to/data")
+        if len([s for s in cfg.servers.values() if s.role == "participant"]) > 1:
+            member_id(cfg)
+        check_data_dir(cfg)
     except ConfigError as e:
         print(f"zkpy: invalid configuration: {e}", file=sys.stderr)
         return 2
-    if args.config is not None and not cfg.data_dir:
-        print("zkpy: invalid configuration: dataDir is not set", file=sys.stderr)
-        return 2
-    if len([s for s in cfg.servers.values() if s.role == "participant"]) > 1:
-        import os
-
-        if not os.path.exists(os.path.join(cfg.data_dir, "myid")):
-            print(f"zkpy: invalid configuration: {cfg.data_dir}/myid is missing", file=sys.stderr)
-            return 2
     from .storage.txnlog import LogCorrupt
     from .server.gc_policy import FreezeOldObjects
     from .server.node import ZkServer
@@ -36,6 +38,9 @@ def _serve(args: argparse.Namespace) -> int:
     except LogCorrupt as e:
         print(f"zkpy: cannot start: {e}", file=sys.stderr)
         return 3
+    except OSError as e:
+        print(f"zkpy: cannot start: {e.filename or cfg.data_dir}: {e.strerror or e}", file=sys.stderr)
+        return 1
 
     failed: list[str] = []
 
@@ -72,10 +77,38 @@ def _run(coro) -> None:
         asyncio.run(coro)
 
 
+def _existing_dir(path: str) -> str:
+    """A zkpy dataDir (or dataLogDir): a directory with ZooKeeper's version-2/ in it."""
+    import os
+
+    if not os.path.isdir(path):
+        what = "is not a directory" if os.path.exists(path) else "does not exist"
+        raise BadInput(f"{path} {what}: give the dataDir of a zkpy server")
+    if not os.path.isdir(os.path.join(path, "version-2")):
+        raise BadInput(f"{path} has no version-2 directory, so it is not a zkpy dataDir: give the dataDir "
+                       "of a zkpy server")
+    return path
+
+
+def _readable_file(path: str) -> str:
+    import os
+
+    if not os.path.isfile(path):
+        what = "is not a file" if os.path.exists(path) else "does not exist"
+        raise BadInput(f"{path} {what}")
+    return path
+
+
 def _purge(args: argparse.Namespace) -> int:
     from .storage.recovery import purge
 
-    for path in purge(args.data_dir, args.data_log_dir or args.data_dir, retain=max(3, args.count)):
+    if args.count < 3:
+        raise BadInput(f"-n {args.count}: purge keeps at least 3 snapshots (as ZooKeeper's PurgeTxnLog); "
+                       "use -n 3 or more")
+    _existing_dir(args.data_dir)
+    if args.data_log_dir:
+        _existing_dir(args.data_log_dir)
+    for path in purge(args.data_dir, args.data_log_dir or args.data_dir, retain=args.count):
         print(f"removed {path}")
     return 0
 
@@ -83,12 +116,13 @@ def _purge(args: argparse.Namespace) -> int:
 def _dump_log(args: argparse.Namespace) -> int:
     from .storage.txnlog import LogCorrupt, read_segment
 
+    _readable_file(args.file)
     try:
         for txn in read_segment(args.file, is_last=True):
             print(f"zxid=0x{txn.zxid:x} time={txn.time} session=0x{txn.session:x} cxid={txn.cxid} "
                   f"type={_op_name(txn.type)} {_short(txn.args)}")
     except LogCorrupt as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"zkpy dump-log: {e}", file=sys.stderr)
         return 1
     return 0
 
@@ -97,10 +131,11 @@ def _dump_snapshot(args: argparse.Namespace) -> int:
     from .storage.snapshot import SnapshotInvalid, load_snapshot
     from .protocol.codes import owner_kind
 
+    _readable_file(args.file)
     try:
         tree = load_snapshot(args.file)
     except SnapshotInvalid as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"zkpy dump-snapshot: {e}", file=sys.stderr)
         return 1
     print(f"zxid=0x{tree.last_zxid:x} nodes={len(tree.nodes)} sessions={len(tree.sessions)}")
     for path in sorted(tree.nodes):
@@ -117,6 +152,9 @@ def _check(args: argparse.Namespace) -> int:
     from .storage.txnlog import LogCorrupt
     from .storage.recovery import recover
 
+    _existing_dir(args.data_dir)
+    if args.data_log_dir:
+        _existing_dir(args.data_log_dir)
     try:
         tree = recover(args.data_dir, args.data_log_dir or args.data_dir)
     except LogCorrupt as e:
@@ -207,27 +245,36 @@ def _short(args: tuple) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(prog="zkpy", description="A ZooKeeper-compatible coordination server.")
-    parser.add_argument("--log-level", default="INFO")
+    # --log-level is taken before or after the command (`zkpy serve cfg --log-level DEBUG`).
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS, default=argparse.SUPPRESS,
+                        help="DEBUG, INFO (default), WARNING, ERROR or CRITICAL")
+    parser = argparse.ArgumentParser(prog="zkpy", description="A ZooKeeper-compatible coordination server.",
+                                     parents=[common])
+    parser.add_argument("--version", action="version", version=f"zkpy {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="run a server from a zoo.cfg (standalone on 127.0.0.1:2181 without one)")
+
+    def command(name: str, **kwargs: object) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=[common], **kwargs)  # type: ignore[arg-type]
+
+    serve = command("serve", help="run a server from a zoo.cfg (standalone on 127.0.0.1:2181 without one)")
     serve.add_argument("config", nargs="?", help="path to zoo.cfg")
     serve.add_argument("properties", nargs="*", help="Java system properties as -Dkey=value")
-    p = sub.add_parser("purge", help="delete old snapshots and the log segments only they need")
+    p = command("purge", help="delete old snapshots and the log segments only they need")
     p.add_argument("data_dir")
     p.add_argument("--data-log-dir")
     p.add_argument("-n", "--count", type=int, default=3, help="snapshots to keep (at least 3)")
-    p = sub.add_parser("dump-log", help="print the txns of one log segment")
+    p = command("dump-log", help="print the txns of one log segment")
     p.add_argument("file")
-    p = sub.add_parser("dump-snapshot", help="print the nodes and sessions of one snapshot")
+    p = command("dump-snapshot", help="print the nodes and sessions of one snapshot")
     p.add_argument("file")
-    p = sub.add_parser("check", help="recover a data dir read-only-ish (cuts a torn tail) and report")
+    p = command("check", help="recover a data dir read-only-ish (cuts a torn tail) and report")
     p.add_argument("data_dir")
     p.add_argument("--data-log-dir")
-    p = sub.add_parser("ensemble", help="run a local ensemble of N servers and print its connect string")
+    p = command("ensemble", help="run a local ensemble of N servers and print its connect string")
     p.add_argument("-n", type=int, default=3)
     p.add_argument("--tick-time", type=int, default=2000)
-    p = sub.add_parser("simulate", help="run seeded simulations of real members (simulated disk, network, "
+    p = command("simulate", help="run seeded simulations of real members (simulated disk, network, "
                                           "clock and clients) and check their invariants")
     p.add_argument("--schedules", type=int, help="how many seeds (default 100; 1 with --seed)")
     p.add_argument("--seed", type=int, help="the first seed (alone: replay this one seed)")
@@ -241,10 +288,17 @@ def main(argv: list[str] | None = None) -> int:
     rest = [a for a in argv if not a.startswith("-D")]
     args = parser.parse_args(rest)
     args.properties = props
-    logs.configure(args.log_level)
+    logs.configure(getattr(args, "log_level", "INFO"))
     commands = {"serve": _serve, "purge": _purge, "dump-log": _dump_log, "dump-snapshot": _dump_snapshot,
                 "check": _check, "simulate": _simulate, "ensemble": _ensemble}
-    return commands[args.command](args)
+    if args.command in ("dump-log", "dump-snapshot", "check", "purge"):
+        # Tools that print: `zkpy dump-log FILE | head` ends quietly, as cat does.
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    try:
+        return commands[args.command](args)
+    except BadInput as e:
+        print(f"zkpy {args.command}: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -59,6 +59,10 @@ class ClientTable:
     # ------------------------------------------------------------ connections
 
     def register(self, conn: Any) -> bool:
+        total = self.config.max_cnxns
+        if total and len(self.connections) >= total:
+            log.warning("too many connections; closing", max_allowed=total)
+            return False
         ip = conn.peer[0]
         count = self.per_ip.get(ip, 0)
         limit = self.config.max_client_cnxns

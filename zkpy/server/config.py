@@ -8,6 +8,7 @@ Unknown settings get a warning; invalid values raise ConfigError (exit code 2 in
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import re
 from dataclasses import dataclass, field
@@ -46,6 +47,7 @@ class Config:
     client_port: int = 2181
     client_port_address: str = "127.0.0.1"
     max_client_cnxns: int = 60
+    max_cnxns: int = 0  # all clients together (ZooKeeper's maxCnxns); 0: no limit
     min_session_timeout: int = -1
     max_session_timeout: int = -1
     global_outstanding_limit: int = 1000
@@ -120,7 +122,7 @@ _SERVER_RE = re.compile(r"^server\.(\d+)$")
 # Core zoo.cfg keys handled by name; anything else becomes the property zookeeper.<key>.
 _IGNORED_KEYS = frozenset({
     "electionAlg", "peerType", "standaloneEnabled", "reconfigEnabled", "syncEnabled", "quorumListenOnAllIPs",
-    "localSessionsEnabled", "localSessionsUpgradingEnabled", "dynamicConfigFile", "maxCnxns", "metricsProvider.className",
+    "localSessionsEnabled", "localSessionsUpgradingEnabled", "dynamicConfigFile", "metricsProvider.className",
     "audit.enable", "preAllocSize", "connectToLearnerMasterLimit", "clientCnxnSocket", "serverCnxnFactory",
     "digest.enabled", "closeSessionTxn.enabled", "snapshot.trust.empty", "skipACL", "sslQuorum", "portUnification",
     "secureClientPort", "secureClientPortAddress", "multiAddress.enabled", "initLimit", "syncLimit",
@@ -174,6 +176,9 @@ def load(path: str | None, overrides: dict[str, str] | None = None) -> Config:
                 text = f.read()
         except OSError as e:
             raise ConfigError(f"cannot read {path}: {e.strerror}") from None
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"{path} is not a text file (byte {e.start} is not UTF-8): "
+                              "give the path of a zoo.cfg") from None
         for lineno, raw in enumerate(text.splitlines(), 1):
             line = raw.strip()
             if not line or line[0] in "#!":
@@ -181,12 +186,16 @@ def load(path: str | None, overrides: dict[str, str] | None = None) -> Config:
             m = re.match(r"^([^=:\s]+)\s*[=:]\s*(.*)$", line)
             if m is None:
                 raise ConfigError(f"{path}:{lineno}: cannot parse {raw!r}")
-            entries.append((m.group(1), m.group(2).strip()))
-    set_keys = {k for k, _ in entries}
-    for key, value in entries:
-        _apply_cfg_key(cfg, key, value, props)
+            entries.append((lineno, m.group(1), m.group(2).strip()))
+    set_keys = {k for _, k, _ in entries}
+    for lineno, key, value in entries:
+        try:
+            _apply_cfg_key(cfg, key, value, props)
+        except ConfigError as e:
+            raise ConfigError(f"{path}:{lineno}: {e}") from None
     props.update(overrides or {})
     _apply_properties(cfg, props, set_keys)
+    _check_server_addresses(cfg)
     cfg.properties = props
     if cfg.min_timeout > cfg.max_timeout:
         raise ConfigError(f"minSessionTimeout {cfg.min_timeout} must not be larger than maxSessionTimeout {cfg.max_timeout}")
@@ -199,8 +208,11 @@ def _apply_cfg_key(cfg: Config, key: str, value: str, props: dict[str, str]) -> 
     m = _SERVER_RE.match(key)
     if m:
         sid = int(m.group(1))
+        if sid in cfg.servers:
+            raise ConfigError(f"server.{sid} is given twice: keep one line per server")
         cfg.servers[sid] = _parse_server(sid, value)
         return
+    _refuse_unusable_server_line(key)
     if key == "tickTime":
         cfg.tick_time = _int(key, value, 1)
     elif key == "initLimit":
@@ -219,6 +231,8 @@ def _apply_cfg_key(cfg: Config, key: str, value: str, props: dict[str, str]) -> 
         cfg.client_port_address = value
     elif key == "maxClientCnxns":
         cfg.max_client_cnxns = _int(key, value, 0)
+    elif key == "maxCnxns":
+        cfg.max_cnxns = _int(key, value, 0)
     elif key == "minSessionTimeout":
         cfg.min_session_timeout = _int(key, value)
     elif key == "maxSessionTimeout":
@@ -278,12 +292,78 @@ def _apply_properties(cfg: Config, props: dict[str, str], cfg_keys: set[str]) ->
             cfg.force_sync = _bool(key, value)
         elif key == "zookeeper.admin.enableServer":
             cfg.admin_enable_server = _bool(key, value)
+        elif key == "zookeeper.maxCnxns" and "maxCnxns" not in cfg_keys:
+            cfg.max_cnxns = _int(key, value, 0)
         elif key in _KNOWN_PROPERTIES or key.startswith(_KNOWN_PROPERTY_PREFIXES):
             pass
         elif key.startswith("zookeeper.") and key[len("zookeeper."):] in cfg_keys:
             pass  # already warned about as a zoo.cfg key
         else:
             log.warning("unknown system property ignored", property=key)
+
+
+def _refuse_unusable_server_line(key: str) -> None:
+    """A line meant as a server line that is not one would leave a member out of the ensemble
+    (ZooKeeper refuses `server.x`, and a typo such as `servr.2` would only be a property)."""
+    prefix, dot, suffix = key.partition(".")
+    if prefix == "server" and dot:
+        raise ConfigError(f"{key!r} is not a server line: the id after 'server.' must be a number "
+                          "(server.1=host:2888:3888)")
+    if prefix in ("group", "weight") and suffix.isdigit():
+        raise ConfigError(f"{key!r}: hierarchical quorums (group.N, weight.N) are not supported by zkpy; "
+                          "remove the group and weight lines")
+    if suffix.isdigit() and difflib.SequenceMatcher(None, prefix.lower(), "server").ratio() >= 0.6:
+        raise ConfigError(f"{key!r} is not a known setting: did you mean server.{suffix}?")
+
+
+def _check_server_addresses(cfg: Config) -> None:
+    """Two members on one peer or election address cannot both listen: refuse it here, with
+    the lines to fix, instead of a member that never joins."""
+    seen: dict[tuple[str, int], str] = {}
+    for sid, spec in sorted(cfg.servers.items()):
+        for kind, port in (("peer", spec.peer_port), ("election", spec.election_port)):
+            where = f"server.{sid} {kind} port"
+            other = seen.setdefault((spec.host, port), where)
+            if other != where:
+                raise ConfigError(f"{cfg.source or 'zoo.cfg'}: {other} and {where} are both "
+                                  f"{spec.host}:{port}: give every server its own peer and election ports")
+
+
+def member_id(cfg: Config) -> int:
+    """This member's id from `dataDir/myid`, checked against the server lines."""
+    path = os.path.join(cfg.data_dir or ".", "myid")
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            text = f.read().strip()
+    except FileNotFoundError:
+        raise ConfigError(f"{path} is missing: write this server's id (the N of its server.N line) into it") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read {path}: {e.strerror}") from None
+    if not text.isdigit():
+        raise ConfigError(f"{path} holds {text[:40]!r}, not a server id: write the N of this server's server.N line")
+    sid = int(text)
+    if sid not in cfg.servers:
+        listed = ", ".join(f"server.{s}" for s in sorted(cfg.servers))
+        raise ConfigError(f"{path} says {sid}, but {cfg.source or 'zoo.cfg'} has no server.{sid} line "
+                          f"(it has {listed}): fix myid or add the line")
+    return sid
+
+
+def check_data_dir(cfg: Config) -> None:
+    """dataDir (and dataLogDir) must be directories this process can create and write."""
+    for key, path in (("dataDir", cfg.data_dir), ("dataLogDir", cfg.data_log_dir)):
+        if not path:
+            continue
+        sub = os.path.join(path, "version-2")
+        try:
+            os.makedirs(sub, exist_ok=True)
+            probe = os.path.join(sub, ".zkpy-write-check")
+            with open(probe, "wb"):
+                pass
+            os.unlink(probe)
+        except OSError as e:
+            raise ConfigError(f"{key} {path}: {e.strerror or e}: give a directory zkpy can create and write "
+                              f"({cfg.source or 'zoo.cfg'})") from None
 
 
 def parse_properties(args: list[str]) -> dict[str, str]:
