@@ -21,14 +21,12 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable, Protocol
 
 from ..server.faults import (Rule, close_before_commit, delay, drop_reply, error, fail_append, fail_fsync,
                              slow_fsync)
 from ..server.faultsfile import status_path
-
-if TYPE_CHECKING:
-    from .inprocess import ZkpyServer
+from ..server.node import ZkServer
 
 __all__ = ["Faults", "Injection", "close_before_commit", "delay", "drop_reply", "error", "fail_append",
            "fail_fsync", "slow_fsync"]
@@ -79,10 +77,18 @@ class Faults:
         raise NotImplementedError
 
 
+class InProcessServer(Protocol):
+    """What ServerFaults needs of a ZkpyServer."""
+
+    server: ZkServer | None
+
+    def call(self, fn: Callable[[], Any], timeout: float = 10.0) -> Any: ...
+
+
 class ServerFaults(Faults):
     """In-process servers (ZkpyServer, InProcessEnsemble's members): each gets its own copy of a rule."""
 
-    def __init__(self, servers: Callable[[], dict[int, "ZkpyServer"]]) -> None:
+    def __init__(self, servers: Callable[[], dict[int, InProcessServer]]) -> None:
         self.servers = servers
         self.copies: dict[str, list[Rule]] = {}
 
