@@ -67,6 +67,7 @@ def test_a_reply_lost_after_commit_leaves_the_write_applied(server, clients):
     """Kafka's partition-state write: the setData commits, its answer never comes; the client's
     retry with the old expected version gets BadVersion, and a read shows the write was applied."""
     zk = clients()
+    session = zk.client_id[0]
     zk.create("/brokers/topics/t/partitions/0/state", b"leader=1", makepath=True)
     with server.faults.inject(drop_reply(), op="setData", path="/brokers/topics/*/state", count=1) as fault:
         with pytest.raises(ConnectionLoss):
@@ -76,7 +77,6 @@ def test_a_reply_lost_after_commit_leaves_the_write_applied(server, clients):
             _once_connected(lambda: zk.set("/brokers/topics/t/partitions/0/state", b"leader=2", version=0))
         data, stat = zk.get("/brokers/topics/t/partitions/0/state")
         assert (data, stat.version) == (b"leader=2", 1)
-    session = zk.client_id[0]
     assert zk.client_id[0] == session  # the same session throughout: only the connection was lost
 
 
@@ -121,6 +121,28 @@ def test_a_multi_matches_by_any_sub_ops_path(server, clients):
         with pytest.raises(NotEmptyError):
             tx.commit()
     assert zk.exists("/elsewhere") is None  # the multi was refused as a whole
+
+
+def test_a_probability_fires_the_same_requests_for_the_same_seed(server, clients):
+    zk = clients()
+    zk.create("/p", b"")
+
+    def pattern(seed: int) -> list[bool]:
+        failed = []
+        with server.faults.inject(error(Err.NOAUTH), op="getData", path="/p", probability=0.5, seed=seed) as fault:
+            for _ in range(40):
+                try:
+                    zk.get("/p")
+                    failed.append(False)
+                except NoAuthError:
+                    failed.append(True)
+            assert fault.fired == sum(failed)
+        return failed
+
+    first = pattern(7)
+    assert 5 < sum(first) < 35  # about half
+    assert pattern(7) == first  # a run replays
+    assert pattern(8) != first
 
 
 def test_the_context_manager_removes_the_rule(server, clients):

@@ -6,8 +6,9 @@ matches and what happens to them:
 
     Rule(drop_reply(), op="setData", path="/controller_epoch", count=1)
 
-- match: `session` (id), `op` (a name as in ZooKeeper's API, "setData", "create2",
-  "multi", case and underscores ignored, or a code; or a tuple of them), `path` (an
+- match: `session` (id), `op` (an op code's name, "setData", "getData", "create" (op 1;
+  kazoo's create with include_data and zkCli send "create2"), "multi", ...: case and
+  underscores ignored; or a code; or a tuple of them), `path` (an
   fnmatch glob; a multi matches when any of its sub-ops' paths does), `member` (sid; 0 is a
   standalone server).  Log-write faults match by member only: a batch of txns is written
   at once, whoever sent them.
@@ -17,8 +18,8 @@ matches and what happens to them:
 
 Pure: no sockets, clocks, files or threads.  The client connection asks `on_request`
 per request, the log device `on_log_write` per batch, and they carry out the action; when
-no rule is installed the objects they ask (`hooks`) hold `faults = None`, so a server without
-faults pays one attribute test per request.  Rules are added and removed on the server's
+no rule of theirs is installed the objects they ask hold `faults = None`, so a server without
+faults pays one attribute test per request (and one per log write).  Rules are added and removed on the server's
 event loop (ZkpyServer.call; the faults-file watcher runs there too).
 """
 
@@ -28,7 +29,7 @@ import errno as errnos
 import random
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from typing import Any, Iterable
+from typing import Any
 
 import structlog
 
@@ -197,14 +198,15 @@ def paths_of(op: int, args: tuple | None) -> list[str] | None:
 
 
 class FaultTable:
-    """The rules of one server (member `sid`).  `hooks` are the objects that consult it
-    (the member, for its connections, and the log device): each holds `faults`, this table
-    while it has rules, else None."""
+    """The rules of one server (member `sid`).  `requests` (the member, for its client
+    connections) holds `faults`, this table, while there are request rules, else None;
+    `log_device` (None without a transaction log) likewise for log-write rules."""
 
-    def __init__(self, sid: int, hooks: Iterable[Any], has_log: bool = True) -> None:
+    def __init__(self, sid: int, requests: Any, log_device: Any | None) -> None:
         self.sid = sid
-        self.hooks = list(hooks)
-        self.has_log = has_log
+        self.requests = requests
+        self.log_device = log_device
+        self.has_log = log_device is not None
         self.rules: list[Rule] = []
         self.retired: dict[str, Rule] = {}  # spent or removed, by id: a re-read file must not revive them
 
@@ -246,9 +248,10 @@ class FaultTable:
         return counts
 
     def _arm(self) -> None:
-        value = self if self.rules else None
-        for hook in self.hooks:
-            hook.faults = value
+        on_log = [r.on_log for r in self.rules]
+        self.requests.faults = self if not all(on_log) else None
+        if self.log_device is not None:
+            self.log_device.faults = self if any(on_log) else None
 
     def _fired(self, rule: Rule, **what: Any) -> None:
         log.info("fault injected", sid=self.sid, rule=rule.id, action=rule.action.kind, fired=rule.fired, **what)

@@ -66,8 +66,7 @@ class ZkServer:
                              self._wake, epochs=epochs)
         self.member.on_new_tree = self._init_config_node  # type: ignore[method-assign]
         # Faults on demand (faults.py): empty, so the member and the log hold None until a rule comes.
-        on_disk = isinstance(self.storage, DataDir)
-        self.fault_table = FaultTable(sid, [self.member] + ([self.storage.log] if on_disk else []), has_log=on_disk)
+        self.fault_table = FaultTable(sid, self.member, self.storage.log if isinstance(self.storage, DataDir) else None)
         self.clients.member = self.member
         if self.ensemble:
             self._init_config_node(tree)
