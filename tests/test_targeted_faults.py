@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import errno
 import time
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 import pytest
 from kazoo.client import KazooClient
@@ -18,7 +19,14 @@ from kazoo.retry import KazooRetry
 
 from zkpy.protocol.codes import Err
 from zkpy.testing import Ensemble, InProcessEnsemble, ZkpyServer
-from zkpy.testing.faults import close_before_commit, delay, drop_reply, error, fail_fsync, slow_fsync
+from zkpy.testing.faults import (
+    close_before_commit,
+    delay,
+    drop_reply,
+    error,
+    fail_fsync,
+    slow_fsync,
+)
 
 T = TypeVar("T")
 
@@ -148,9 +156,8 @@ def test_a_probability_fires_the_same_requests_for_the_same_seed(server, clients
 def test_the_context_manager_removes_the_rule(server, clients):
     zk = clients()
     zk.create("/n", b"")
-    with server.faults.inject(error(Err.NOAUTH), op="getData"):
-        with pytest.raises(NoAuthError):
-            zk.get("/n")
+    with server.faults.inject(error(Err.NOAUTH), op="getData"), pytest.raises(NoAuthError):
+        zk.get("/n")
     assert zk.get("/n")[0] == b""
     # And the server is back to one test of `None` per request.
     assert server.call(lambda: server.server.member.faults) is None
@@ -159,9 +166,8 @@ def test_the_context_manager_removes_the_rule(server, clients):
 def test_close_before_commit_still_commits_the_write(server, clients):
     zk = clients()
     zk.create("/c", b"old")
-    with server.faults.inject(close_before_commit(), op="setData", path="/c", count=1):
-        with pytest.raises(ConnectionLoss):
-            zk.set("/c", b"new")
+    with server.faults.inject(close_before_commit(), op="setData", path="/c", count=1), pytest.raises(ConnectionLoss):
+        zk.set("/c", b"new")
     assert _once_connected(lambda: zk.get("/c"))[0] == b"new"
 
 

@@ -174,7 +174,7 @@ class Rule:
         return out
 
     @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> "Rule":
+    def from_json(cls, obj: dict[str, Any]) -> Rule:
         spec = dict(obj)
         act = spec.pop("action")
         action = Action(act["kind"], code=int(act.get("code", 0)), seconds=float(act.get("seconds", 0.0)))

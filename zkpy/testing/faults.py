@@ -21,10 +21,19 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol, Self
 
-from ..server.faults import (Rule, close_before_commit, delay, drop_reply, error, fail_append, fail_fsync,
-                             slow_fsync)
+from ..server.faults import (
+    Rule,
+    close_before_commit,
+    delay,
+    drop_reply,
+    error,
+    fail_append,
+    fail_fsync,
+    slow_fsync,
+)
 from ..server.faultsfile import status_path
 from ..server.node import ZkServer
 
@@ -35,7 +44,7 @@ __all__ = ["Faults", "Injection", "close_before_commit", "delay", "drop_reply", 
 class Injection:
     """An installed rule: `fired` counts its firings (over all members); `remove()`, or leave the `with`."""
 
-    def __init__(self, faults: "Faults", rule: Rule) -> None:
+    def __init__(self, faults: Faults, rule: Rule) -> None:
         self.faults = faults
         self.rule = rule
 
@@ -46,7 +55,7 @@ class Injection:
     def remove(self) -> None:
         self.faults._remove(self.rule)
 
-    def __enter__(self) -> "Injection":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -98,7 +107,7 @@ class ServerFaults(Faults):
             if rule.member is None or rule.member == sid:
                 copy = Rule.from_json(rule.to_json())
                 table = server.server.fault_table  # type: ignore[union-attr]
-                if server.call(lambda: table.add(copy)):
+                if server.call(lambda table=table, copy=copy: table.add(copy)):
                     copies.append(copy)
         if rule.member is not None and not copies:
             raise ValueError(f"no running member {rule.member}")
@@ -107,7 +116,7 @@ class ServerFaults(Faults):
         copies = self.copies.get(rule.id, [])
         for server in self.servers().values():
             table = server.server.fault_table  # type: ignore[union-attr]
-            server.call(lambda: [table.remove(c) for c in copies])
+            server.call(lambda table=table: [table.remove(c) for c in copies])
 
     def _fired(self, rule: Rule) -> int:
         return sum(c.fired for c in self.copies.get(rule.id, []))
