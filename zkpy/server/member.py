@@ -107,7 +107,7 @@ class Member:
         self.soft = self.core.soft_state()
         self._leading = self.soft.established and self.soft.state == LEADING
         self.failed: str | None = None
-        # Faults on demand (server/faults.py): the rule table while it has rules, else None;
+        # Faults on demand (server/faults.py): the rule table while it has request rules, else None;
         # the client connections test it once per request.
         self.faults: FaultTable | None = None
         self.leader_since_ms = 0
