@@ -43,9 +43,16 @@ def _serve(args: argparse.Namespace) -> int:
         return 1
 
     failed: list[str] = []
+    faults = None
+    if args.faults:
+        from .server.faultsfile import FaultsFile
+
+        faults = FaultsFile(server.fault_table, args.faults)
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
+        if faults is not None:
+            faults.start(loop, server.member.tick_interval_ms / 1000.0)  # before the first client
         collector = FreezeOldObjects()
         collector.start(loop)  # its one full pass over the recovered tree comes before clients do
         try:
@@ -58,6 +65,8 @@ def _serve(args: argparse.Namespace) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
+        if faults is not None:
+            faults.stop()
         collector.stop()
         await server.stop()
 
@@ -260,6 +269,8 @@ def main(argv: list[str] | None = None) -> int:
     serve = command("serve", help="run a server from a zoo.cfg (standalone on 127.0.0.1:2181 without one)")
     serve.add_argument("config", nargs="?", help="path to zoo.cfg")
     serve.add_argument("properties", nargs="*", help="Java system properties as -Dkey=value")
+    serve.add_argument("--faults", metavar="FILE", help="inject the faults listed in this JSON file, re-read "
+                                                        "when it changes (see zkpy/server/faultsfile.py)")
     p = command("purge", help="delete old snapshots and the log segments only they need")
     p.add_argument("data_dir")
     p.add_argument("--data-log-dir")

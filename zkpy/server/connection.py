@@ -20,6 +20,7 @@ from ..protocol.framing import BufferLimitError, FrameLengthError, Frames, four_
 from ..protocol.jute import INT, INT_INT, REPLY_HEADER, JuteError, Reader
 from ..requests.final import READS, WRITES
 from . import fourletter
+from .faults import Action, FaultTable
 
 if TYPE_CHECKING:
     from .clients import ClientTable
@@ -51,6 +52,10 @@ class _Pending:
         self.with_read_only = False
 
 
+class _Held(Exception):
+    """Raised out of the frame loop when a request is delayed (faults.delay)."""
+
+
 class ClientConnection(asyncio.Protocol):
     def __init__(self, table: "ClientTable") -> None:
         self.table = table
@@ -75,6 +80,7 @@ class ClientConnection(asyncio.Protocol):
         self.last_zxid = 0
         self.connected_at = 0.0
         self.old_client = False
+        self.drop_replies: set[int] | None = None  # xids whose answer closes the connection (faults.drop_reply)
 
     # ------------------------------------------------------------ asyncio callbacks
 
@@ -157,6 +163,8 @@ class ClientConnection(asyncio.Protocol):
         except BufferLimitError as e:
             log.warning("closing connection: too much unparsed input", peer=self.peer, buffered=e.buffered)
             self.close()
+        except _Held:
+            pass  # a delayed request: the frames after it stay buffered until it is released
 
     def _four_letter_word(self, head: bytes) -> bool:
         """ZooKeeper reads a connection's first 4 bytes as a command when they name one; read
@@ -198,12 +206,14 @@ class ClientConnection(asyncio.Protocol):
 
     # ------------------------------------------------------------ requests
 
-    def _request(self, buf: bytearray, start: int, end: int, member: "Member") -> None:
+    def _request(self, buf: bytearray, start: int, end: int, member: "Member", unfaulted: bool = False) -> None:
         if end - start < 8:
             log.warning("closing connection: request header truncated", peer=self.peer)
             self.close()
             return
         xid, op = _unpack_header(buf, start)
+        if member.faults is not None and not unfaulted and self._faulted(member.faults, buf, start, end, xid, op):
+            return
         read = READS.get(op)
         if op == _SYNC:
             try:
@@ -287,6 +297,9 @@ class ClientConnection(asyncio.Protocol):
 
     def write_done(self, entry: _Pending, zxid: int, err: int, body: bytes) -> None:
         """The server finished a write of this connection: answer it and whatever waited behind it."""
+        if self.drop_replies is not None and entry.xid in self.drop_replies:
+            self.close()  # faults.drop_reply: applied, never answered
+            return
         self.last_zxid = zxid
         if entry.received_ms:
             stats = self.table.stats
@@ -312,6 +325,69 @@ class ClientConnection(asyncio.Protocol):
                 break
             pending.popleft()
         self._kick()
+
+    # ------------------------------------------------------------ faults on demand (faults.py)
+
+    def _faulted(self, faults: FaultTable, buf: bytearray, start: int, end: int, xid: int, op: int) -> bool:
+        """Carry out the fault a rule has for this request, if any; True when the request
+        is taken care of (answered, dropped, or held), False when it goes on as usual."""
+        try:
+            args = _DECODE[op](buf, start + 8, end) if op in _DECODE else None
+        except JuteError:
+            args = None
+        action = faults.on_request(self.session_id, op, args)
+        if action is None:
+            return False
+        kind = action.kind
+        if kind == "error":
+            if action.code == Err.CONNECTIONLOSS:
+                self.close()
+            else:
+                entry = _Pending(self, xid, op, None, None)  # answered in order, behind earlier requests
+                self.pending.append(entry)
+                self._complete(entry, _pack_int(16) + _pack_reply(xid, self.member.tree.last_zxid, action.code))
+            return True
+        if kind == "delay":
+            self._hold(bytearray(buf[start:end]), action)  # raises _Held
+        if kind == "close_before_commit":
+            self._request(buf, start, end, self.member, True)
+            self.close()
+            return True
+        if op in WRITES or op == _SYNC or op == Op.CLOSE_SESSION:  # drop_reply: at the answer
+            if self.drop_replies is None:
+                self.drop_replies = set()
+            self.drop_replies.add(xid)
+            return False
+        self._request(buf, start, end, self.member, True)  # a read: processed, not answered
+        self.close()
+        return True
+
+    def _hold(self, frame: bytearray, action: Action) -> None:
+        """faults.delay: stop parsing (frames that arrive meanwhile are buffered, in order)
+        and process `frame` after the delay, then the rest."""
+        self._process = self._buffer_only  # type: ignore[method-assign]
+        self.table.loop.call_later(action.seconds, self._release, frame)
+        raise _Held
+
+    def _buffer_only(self, data: bytes, member: "Member") -> None:
+        try:
+            self.frames.feed(data)  # not iterated: nothing is handed out
+        except BufferLimitError:
+            self.close()
+
+    def _release(self, frame: bytearray) -> None:
+        del self._process  # the class's own again
+        if self.closed:
+            return
+        member = self.member
+        member.refresh_clock()
+        self._in_batch = True
+        try:
+            self._request(frame, 0, len(frame), member, True)
+        finally:
+            self._in_batch = False
+        if not self.closed:
+            self.data_received(b"")  # what arrived while it was held; writes the answers
 
     # ------------------------------------------------------------ events and output
 

@@ -35,6 +35,7 @@ from ..storage.logwriter import LogDevice, LogWriter
 from ..storage.records import decode_txn, encode_txn
 from ..tree.datatree import DataTree, Txn
 from .config import Config
+from .faults import FaultTable
 
 log = structlog.get_logger("zkpy.member")
 
@@ -106,6 +107,9 @@ class Member:
         self.soft = self.core.soft_state()
         self._leading = self.soft.established and self.soft.state == LEADING
         self.failed: str | None = None
+        # Faults on demand (server/faults.py): the rule table while it has request rules, else None;
+        # the client connections test it once per request.
+        self.faults: FaultTable | None = None
         self.leader_since_ms = 0
         self.looking_since_ms = self.now_ms
         self._last_core_tick = self.now_ms

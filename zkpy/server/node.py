@@ -25,6 +25,7 @@ from . import fourletter
 from .clients import ClientTable
 from .config import Config
 from .connection import ClientConnection
+from .faults import FaultTable
 from .member import Member
 from .peers import Peers
 from .peers import encode as encode_frame
@@ -64,6 +65,8 @@ class ZkServer:
         self.member = Member(config, sid, tree, log_tail, self.storage, self._send, self.clients, clock_ms,
                              self._wake, epochs=epochs)
         self.member.on_new_tree = self._init_config_node  # type: ignore[method-assign]
+        # Faults on demand (faults.py): empty, so the member and the log hold None until a rule comes.
+        self.fault_table = FaultTable(sid, self.member, self.storage.log if isinstance(self.storage, DataDir) else None)
         self.clients.member = self.member
         if self.ensemble:
             self._init_config_node(tree)

@@ -12,6 +12,7 @@ import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable
 
+from . import faults as disk_faults
 from . import snapshot as snapshots
 from .files import durable_replace, fsync_dir
 from .logwriter import Done
@@ -34,12 +35,17 @@ class ThreadedLog:
         self.log_dir = log_dir
         self.post = post
         self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zkpy-log")
+        self.faults = None  # a server/faults.py FaultTable while it has rules: asked once a batch
 
     def write(self, data: bytes, first_zxid: int, done: Done) -> None:
-        fut = self.thread.submit(self._write, data, first_zxid)
+        fault = self.faults.on_log_write() if self.faults is not None else None  # decided on the loop
+        fut = self.thread.submit(self._write, data, first_zxid, fault)
         fut.add_done_callback(lambda f: self.post(lambda: done(f.exception())))
 
-    def _write(self, data: bytes, first_zxid: int) -> None:
+    def _write(self, data: bytes, first_zxid: int, fault: object = None) -> None:
+        if fault is not None:
+            disk_faults.log_write(fault, lambda: self.txlog.append(data, first_zxid), self.txlog.sync)
+            return
         self.txlog.append(data, first_zxid)
         self.txlog.sync()
 

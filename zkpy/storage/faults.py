@@ -18,6 +18,10 @@ second call, whichever child writes it).  Each fault that fires logs one warning
 
 The variable is read once, when this module is imported.  When it is unset, `ACTIVE` is
 None and the storage modules bind the plain os functions: the hot path pays nothing.
+
+Faults installed while a server runs (slow or failing log writes of one member, from a test
+or a faults file: zkpy/server/faults.py) are carried out by `log_write`, on the writer
+thread, and fire with the same warning.
 """
 
 from __future__ import annotations
@@ -26,8 +30,9 @@ import errno
 import mmap
 import os
 import struct
+import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import structlog
 
@@ -84,8 +89,7 @@ class DiskFaults:
         _COUNTER.pack_into(self._counts, slot, n)
         code = self.plan.get(point, {}).get(n)
         if code is not None:
-            log.warning("disk fault injected", point=point, call=n, errno=errno.errorcode[code], pid=os.getpid())
-            raise OSError(code, os.strerror(code))
+            fail(point, code, call=n)
 
     def hooked(self, point: str, fn: F) -> F:
         """`fn`, preceded by `check(point)`; `fn` itself when no fault is planned there."""
@@ -98,6 +102,25 @@ class DiskFaults:
 
         hook.__name__ = getattr(fn, "__name__", point)
         return hook  # type: ignore[return-value]
+
+
+def fail(point: str, code: int, **context: object) -> NoReturn:
+    log.warning("disk fault injected", point=point, errno=errno.errorcode.get(code, code), pid=os.getpid(), **context)
+    raise OSError(code, os.strerror(code))
+
+
+def log_write(fault: Any, append: Callable[[], None], sync: Callable[[], None]) -> None:
+    """One batch's `append()` then `sync()`, with a runtime fault (server/faults.py's Action:
+    slow_fsync, fail_fsync or fail_append) carried out where it belongs."""
+    kind = fault.kind
+    if kind == "fail_append":
+        fail("append", fault.code)
+    append()
+    if kind == "slow_fsync":
+        time.sleep(fault.seconds)
+    elif kind == "fail_fsync":
+        fail("fsync", fault.code)
+    sync()
 
 
 def from_env() -> DiskFaults | None:

@@ -19,6 +19,7 @@ import tempfile
 import time
 
 from .external import _LOG4J_PROPERTIES, apache_zookeeper_classpath, four_letter_word, free_port
+from .faults import FileFaults
 from .proxy import Proxy
 
 
@@ -38,6 +39,7 @@ class Ensemble:
         self.peer_ports = {i: free_port() for i in self.ids}
         self.election_ports = {i: free_port() for i in self.ids}
         self.procs: dict[int, subprocess.Popen] = {}
+        self._faults: FileFaults | None = None
         self.settings = dict(settings or {})
         self.apache_heap = apache_heap  # -Xmx of each Apache ZooKeeper member (zkServer.sh's default)
         # Extra environment variables of some members, for their next starts (e.g. a test's
@@ -95,7 +97,7 @@ class Ensemble:
                    "-Dzookeeper.root.logger=INFO,CONSOLE", f"-Dlog4j.configuration=file:{log4j}",
                    "-Dzookeeper.jmx.log4j.disable=true", "org.apache.zookeeper.server.quorum.QuorumPeerMain", cfg]
         else:
-            cmd = [sys.executable, "-m", "zkpy", "serve", cfg]
+            cmd = [sys.executable, "-m", "zkpy", "serve", cfg, "--faults", os.path.join(self.base, "faults.json")]
         env = {**os.environ, **self.member_env[sid]} if self.member_env.get(sid) else None
         self.procs[sid] = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                            start_new_session=True, env=env)
@@ -112,6 +114,17 @@ class Ensemble:
             self.stop()
             raise
         return self
+
+    @property
+    def faults(self) -> FileFaults:
+        """Faults on demand in the members (`member=` picks one), through their faults file
+        (`zkpy serve --faults`): testing/faults.py."""
+        if self.apache:
+            raise RuntimeError("faults on demand are zkpy's: Apache ZooKeeper members have none")
+        if self._faults is None:
+            self._faults = FileFaults(os.path.join(self.base, "faults.json"),
+                                      lambda: [s for s in self.ids if self.alive(s)])
+        return self._faults
 
     def mode(self, sid: int) -> str | None:
         try:

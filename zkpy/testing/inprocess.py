@@ -14,6 +14,7 @@ from typing import Any, Callable, TypeVar
 from ..server.config import Config
 from ..server.node import ZkServer
 from .external import four_letter_word
+from .faults import ServerFaults
 
 T = TypeVar("T")
 
@@ -162,6 +163,11 @@ class ZkpyServer:
             return len(conns)
 
         return self.call(drop)
+
+    @property
+    def faults(self) -> "ServerFaults":
+        """Faults on demand: `with zk.faults.inject(drop_reply(), op="setData"): ...` (testing/faults.py)."""
+        return ServerFaults(lambda: {self.server.member.sid: self})  # type: ignore[union-attr]
 
     def digest(self) -> str:
         return self.call(lambda: self.server.tree.digest())  # type: ignore[union-attr]

@@ -23,6 +23,7 @@ from typing import Any
 
 from ..server.config import load
 from .ensemble import Ensemble
+from .faults import ServerFaults
 from .inprocess import ZkpyServer
 
 
@@ -45,6 +46,11 @@ class InProcessEnsemble(Ensemble):
         member = self.members.pop(sid, None)
         if member is not None:
             member.stop()
+
+    @property
+    def faults(self) -> ServerFaults:  # type: ignore[override]
+        """Faults on demand in the running members (`member=` picks one): testing/faults.py."""
+        return ServerFaults(lambda: dict(self.members))
 
     def pause(self, sid: int) -> None:
         self.members[sid].pause()
