@@ -244,8 +244,10 @@ class Ensemble:
     # Read through four-letter words (zkpy's formats): no expiry times, no watch kinds.
 
     def sessions(self, sid: int) -> dict[int, introspect.Session]:
-        """The sessions member `sid` knows (every global session), with its connections to each."""
-        timeouts, _ = introspect.parse_dump(self._word(sid, "dump"))
+        """Every global session with its timeout, and member `sid`'s connections to each.
+        The sessions are the leader's `dump` (it tracks them; a follower's lists only those
+        it recovered at start)."""
+        timeouts, _ = introspect.parse_dump(self._word(self.leader() or sid, "dump"))
         connections = introspect.parse_cons(self._word(sid, "cons"))
         return {s: introspect.Session(s, t, None, connections.get(s, 0)) for s, t in sorted(timeouts.items())}
 
