@@ -155,9 +155,33 @@ def test_inprocess_ensemble_elects_serves_and_expires_on_virtual_time(watcher):
         # The leader's expiry buckets (tickTime) count from the last touch it heard of, which
         # the follower reports on its next tick: the session goes within timeout + 2 tickTimes.
         ens.advance(timeout * 0.5 + 2 * ens.tick_time / 1000)
+        # advance returns once every member has applied what fell due: no waiting here
+        assert all(ens.ephemerals(raw.session_id, sid) == [] for sid in ens.ids)
         assert w.told.wait(10)
         assert w.events == [(EventType.DELETED, "/owned")]
-        assert all(ens.ephemerals(raw.session_id, sid) == [] for sid in ens.ids)
         assert all(raw.session_id not in ens.sessions(sid) for sid in ens.ids)
         assert ens.leader() == leader  # ticks kept the quorum: no re-election on the way
         assert len({ens.last_zxid(sid) for sid in ens.ids}) == 1
+
+
+def test_an_election_after_the_leader_dies_waits_for_virtual_time():
+    with InProcessEnsemble(3, clock="virtual") as ens:
+        old = ens.leader()
+        ens.kill(old)
+        rest = [sid for sid in ens.ids if sid != old]
+        for _ in range(10):  # 0.5 s of real time: twice the 200 ms an election waits for votes
+            time.sleep(0.05)
+            assert ens.leader() is None
+        assert _poll(lambda: all(ens.mode(sid) is None for sid in rest))  # looking: not serving
+
+        before = ens.clock.now_ms
+        ens.wait_serving(rest)  # moves the clock a tick at a time until a leader serves
+        new = ens.leader()
+        assert new in rest and ens.clock.now_ms - before >= 200
+        client = KazooClient(ens.address(new), timeout=10)
+        client.start(10)
+        try:
+            client.create("/after", b"")
+        finally:
+            client.stop()
+            client.close()
