@@ -55,9 +55,6 @@ class InProcessEnsemble(Ensemble):
         member.start()
         self.members[sid] = member
 
-    def _raise_if_exited(self, sids) -> None:
-        pass  # a member that cannot start raises in start_server
-
     def _pass_time(self, seconds: float) -> None:
         if self.clock is None:
             super()._pass_time(seconds)
