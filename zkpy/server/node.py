@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 import structlog
 
@@ -37,11 +37,26 @@ def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-class ZkServer:
-    """`await ZkServer(config).start()`: listens, serves, and (in an ensemble) joins its peers."""
+class Ticker(Protocol):
+    """What calls a started server's `tick()` instead of the event loop's timers (a test's
+    virtual clock: zkpy.testing.clock); it must call it on the server's own loop thread."""
 
-    def __init__(self, config: Config, clock_ms: Callable[[], int] = wall_clock_ms) -> None:
+    def attach(self, server: "ZkServer") -> None: ...
+    def detach(self, server: "ZkServer") -> None: ...
+
+
+class ZkServer:
+    """`await ZkServer(config).start()`: listens, serves, and (in an ensemble) joins its peers.
+
+    Time comes in through `clock_ms` (the member reads it) and the ticks; by default the wall
+    clock and the event loop's timers, every `member.tick_interval_ms`.  With a `ticker`, the
+    loop schedules no tick: the ticker calls `tick()` (tests move time by hand this way).
+    """
+
+    def __init__(self, config: Config, clock_ms: Callable[[], int] = wall_clock_ms,
+                 ticker: Ticker | None = None) -> None:
         self.config = config
+        self.ticker = ticker
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         participants = [s for s in config.servers.values() if s.role == "participant"]
         self.ensemble = len(participants) > 1
@@ -88,7 +103,10 @@ class ZkServer:
         if sock.family != socket.AF_UNIX:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.host, self.port = sock.getsockname()[:2]
-        self._schedule_tick()
+        if self.ticker is None:
+            self._schedule_tick()
+        else:
+            self.ticker.attach(self)
         if self.peers is not None:
             await self.peers.start()
         self.member.process()
@@ -97,6 +115,8 @@ class ZkServer:
     async def stop(self) -> None:
         if self._tick_handle is not None:
             self._tick_handle.cancel()
+        if self.ticker is not None:
+            self.ticker.detach(self)
         if self.peers is not None:
             await self.peers.stop()
         if self._server is not None:
@@ -160,6 +180,11 @@ class ZkServer:
             self.member.tick()
         finally:
             self._schedule_tick()
+
+    def tick(self) -> None:
+        """One tick from a `ticker`, and the Ready pass it calls for (on the server's loop)."""
+        self.member.tick()
+        self.member.process()
 
     # ------------------------------------------------------------ /zookeeper/config
 

@@ -6,6 +6,11 @@
 
     with Ensemble(3, proxied=True) as ens:  # peer traffic through a loopback proxy
         ens.isolate(ens.leader())       # a network partition; ens.heal() ends it
+
+Ports: every member's zoo.cfg names every member's ports, so they are chosen before any
+member starts, as a block held against other allocations (zkpy.testing.ports explains why
+that is race-free); `base_port=` takes fixed ones instead: client ports base_port + 0..n-1,
+quorum ports base_port + n.., election ports base_port + 2n.. (n members, observers included).
 """
 
 from __future__ import annotations
@@ -18,8 +23,10 @@ import sys
 import tempfile
 import time
 
-from .external import _LOG4J_PROPERTIES, apache_zookeeper_classpath, four_letter_word, free_port
+from . import introspect
+from .external import _LOG4J_PROPERTIES, apache_zookeeper_classpath, four_letter_word
 from .faults import FileFaults
+from .ports import PortBlock
 from .proxy import Proxy
 
 
@@ -27,7 +34,7 @@ class Ensemble:
     def __init__(self, size: int = 3, tick_time: int = 200, observers: int = 0, apache: bool = False,
                  startup_timeout: float = 30.0, proxied: bool = False,
                  settings: dict[str, str] | None = None, apache_heap: str = "1000m",
-                 member_env: dict[int, dict[str, str]] | None = None) -> None:
+                 member_env: dict[int, dict[str, str]] | None = None, base_port: int | None = None) -> None:
         self.size = size
         self.tick_time = tick_time
         self.apache = apache
@@ -35,9 +42,14 @@ class Ensemble:
         self.base = tempfile.mkdtemp(prefix="zkpy-ensemble-")
         self.ids = list(range(1, size + observers + 1))
         self.observers = set(self.ids[size:])
-        self.client_ports = {i: free_port() for i in self.ids}
-        self.peer_ports = {i: free_port() for i in self.ids}
-        self.election_ports = {i: free_port() for i in self.ids}
+        n = len(self.ids)
+        self.port_block: PortBlock | None = None
+        if base_port is None:
+            self.port_block = PortBlock(3 * n)
+            base_port = self.port_block.ports[0]
+        self.client_ports = {sid: base_port + k for k, sid in enumerate(self.ids)}
+        self.peer_ports = {sid: base_port + n + k for k, sid in enumerate(self.ids)}
+        self.election_ports = {sid: base_port + 2 * n + k for k, sid in enumerate(self.ids)}
         self.procs: dict[int, subprocess.Popen] = {}
         self._faults: FileFaults | None = None
         self.settings = dict(settings or {})
@@ -109,7 +121,7 @@ class Ensemble:
         try:
             for sid in self.ids:
                 self.start_server(sid)
-            self.wait_serving()
+            self.wait_serving(fail_on_exit=True)
         except BaseException:
             self.stop()
             raise
@@ -146,22 +158,38 @@ class Ensemble:
                 return sid
         return None
 
-    def wait_serving(self, sids=None, timeout: float | None = None) -> float:
-        """Wait until one leader and every other live server follows it; returns the seconds waited."""
+    def wait_serving(self, sids=None, timeout: float | None = None, fail_on_exit: bool = False) -> float:
+        """Wait until one leader and every other live server follows it; returns the seconds waited.
+
+        With `fail_on_exit` (at start), a member that exits fails the wait at once, with its
+        exit code and the end of its log (a bad setting stops every member in a moment)."""
         start = time.time()
         deadline = start + (timeout or self.startup_timeout)
         while time.time() < deadline:
+            if fail_on_exit:
+                self._raise_if_exited(sids or self.ids)
             live = [s for s in (sids or self.ids) if self.alive(s)]
             modes = [self.mode(s) for s in live]
             if modes.count("leader") == 1 and all(m in ("leader", "follower", "observer") for m in modes):
                 return time.time() - start
-            time.sleep(0.05)
+            self._pass_time(0.05)
         raise RuntimeError(f"ensemble not serving: { {s: self.mode(s) for s in self.ids} }\n" + self.log_tails())
 
-    def log_tails(self, lines: int = 12) -> str:
+    def _pass_time(self, seconds: float) -> None:
+        """What waiting does between polls (an ensemble on a virtual clock moves it)."""
+        time.sleep(seconds)
+
+    def _raise_if_exited(self, sids) -> None:
+        codes = {sid: self.procs[sid].poll() for sid in sids if sid in self.procs}
+        exited = {sid: code for sid, code in codes.items() if code is not None}
+        if exited:
+            raise RuntimeError(f"ensemble members exited during start-up (exit codes { exited })\n"
+                               + self.log_tails(sids=sorted(exited)))
+
+    def log_tails(self, lines: int = 12, sids=None) -> str:
         """The end of every server's log, for failure messages."""
         out = []
-        for sid in self.ids:
+        for sid in sids or self.ids:
             path = os.path.join(self.base, f"server{sid}", "server.log")
             try:
                 with open(path, errors="replace") as f:
@@ -225,6 +253,32 @@ class Ensemble:
             assert not diff, f"server {sid} differs from server {first_sid}: {diff[:4]}"
         return first
 
+    # ------------------------------------------------------------ introspection (plain values)
+    # Read through four-letter words (zkpy's formats): no expiry times, no watch kinds.
+
+    def sessions(self, sid: int) -> dict[int, introspect.Session]:
+        """Every global session with its timeout, and member `sid`'s connections to each.
+        The sessions are the leader's `dump` (it tracks them; a follower's lists only those
+        it recovered at start)."""
+        timeouts, _ = introspect.parse_dump(self._word(self.leader() or sid, "dump"))
+        connections = introspect.parse_cons(self._word(sid, "cons"))
+        return {s: introspect.Session(s, t, None, connections.get(s, 0)) for s, t in sorted(timeouts.items())}
+
+    def ephemerals(self, session_id: int, sid: int) -> list[str]:
+        return sorted(introspect.parse_dump(self._word(sid, "dump"))[1].get(session_id, []))
+
+    def watches(self, sid: int) -> list[introspect.Watch]:
+        return introspect.parse_wchc(self._word(sid, "wchc"))
+
+    def tree(self, sid: int) -> introspect.Tree:
+        return self.trees([sid])[sid]
+
+    def last_zxid(self, sid: int) -> int:
+        return introspect.parse_zxid(self._word(sid, "srvr"))
+
+    def _word(self, sid: int, word: str) -> str:
+        return four_letter_word("127.0.0.1", self.client_ports[sid], word)
+
     def partition(self, *groups: list[int]) -> None:
         """Cut every link between servers of different groups (a server in no group is alone)."""
         assert self.proxy is not None, "partitions need Ensemble(proxied=True)"
@@ -245,6 +299,8 @@ class Ensemble:
         self.stop_members()
         if self.proxy is not None:
             self.proxy.close()
+        if self.port_block is not None:
+            self.port_block.release()
         shutil.rmtree(self.base, ignore_errors=True)
 
     def stop_members(self) -> None:

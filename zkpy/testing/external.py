@@ -3,8 +3,10 @@
 `ZkpyProcess` runs `python -m zkpy serve zoo.cfg -Dk=v ...`; `ApacheZooKeeper` runs Debian's
 Apache ZooKeeper 3.8 (`java ... QuorumPeerMain zoo.cfg`).  Both:
 
-- listen on 127.0.0.1 only, on a free port (nothing else: no AdminServer, no JMX port,
-  no election ports);
+- listen on 127.0.0.1 only (nothing else: no AdminServer, no JMX port, no election ports);
+  zkpy binds port 0 and reports the port it got in its "serving" log line, read at start
+  (a restart reuses it); Apache ZooKeeper, which does not report one, gets a port held
+  against other allocations (zkpy.testing.ports); `port=` fixes it;
 - write their zoo.cfg, data and logs into a fresh `tempfile.mkdtemp()` dir (`workdir`),
   which `stop()` removes (unless `cleanup=False`, or a caller-owned `data_dir` was given:
   that one is left alone);
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import shutil
 import signal
 import socket
@@ -29,8 +32,11 @@ import sys
 import tempfile
 import time
 
+from .ports import PortBlock
+
 ZOOKEEPER_JAR = "/usr/share/java/zookeeper.jar"
 HOST = "127.0.0.1"
+_SERVING = re.compile(rb"\] serving\s.*\bport=(\d+)")
 
 _LOG4J_PROPERTIES = """\
 log4j.rootLogger=INFO, CONSOLE
@@ -42,7 +48,8 @@ log4j.appender.CONSOLE.layout.ConversionPattern=%d{ISO8601} - %-5p [%t:%C{1}@%L]
 
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    """A TCP port on 127.0.0.1 that was free a moment ago (another process may take it before
+    it is bound again: prefer binding port 0, or zkpy.testing.ports)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((HOST, 0))
         return s.getsockname()[1]
@@ -85,6 +92,7 @@ def _tail(path: str, lines: int) -> str:
 
 class _ServerProcess:
     name = "server"
+    reports_port = False  # binds clientPort=0 and logs the port it got
 
     def __init__(self, tick_time: int = 2000, config: dict[str, str] | None = None,
                  java_props: dict[str, str] | None = None, startup_timeout: float = 30.0,
@@ -97,7 +105,14 @@ class _ServerProcess:
         self.stop_timeout = stop_timeout
         self.extra_env = {k: str(v) for k, v in (env or {}).items()}  # on top of _env(), for every start
         self.host = HOST
-        self.port = port or free_port()
+        self._port_block: PortBlock | None = None
+        if port:
+            self.port = port
+        elif self.reports_port:
+            self.port = 0  # known once it serves
+        else:
+            self._port_block = PortBlock(1)
+            self.port = self._port_block.ports[0]
         self.workdir = tempfile.mkdtemp(prefix=f"zkpy-{self.name}-")
         self.own_data_dir = data_dir is None
         self.data_dir = data_dir or os.path.join(self.workdir, "data")
@@ -163,6 +178,15 @@ class _ServerProcess:
             raise
         return self
 
+    def _reported_port(self) -> int:
+        """The port in the "serving" line zkpy logs (to stderr) once it listens; 0 before."""
+        try:
+            with open(self.stderr_path, "rb") as f:
+                m = _SERVING.search(f.read())
+        except OSError:
+            return 0
+        return int(m.group(1)) if m else 0
+
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.startup_timeout
         last = "no answer"
@@ -170,7 +194,11 @@ class _ServerProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.name} exited with code {self.proc.returncode} during start-up\n"
                                    f"{self.diagnostics()}")
+            if not self.port:
+                self.port = self._reported_port()
             try:
+                if not self.port:
+                    raise OSError("no port reported yet")
                 last = four_letter_word(self.host, self.port, "ruok", timeout=2).strip() or "(empty ruok answer)"
                 if last == "imok":
                     # ZooKeeper answers ruok a moment before it takes sessions; srvr has a Mode only then.
@@ -231,6 +259,9 @@ class _ServerProcess:
         finally:
             if cleanup:
                 shutil.rmtree(self.workdir, ignore_errors=True)
+                if self._port_block is not None:
+                    self._port_block.release()
+                    self._port_block = None
 
     def __enter__(self) -> "_ServerProcess":
         return self.start()
@@ -246,6 +277,7 @@ class ZkpyProcess(_ServerProcess):
     """`python -m zkpy serve zoo.cfg -Dkey=value ...`."""
 
     name = "zkpy"
+    reports_port = True
 
     def _command(self, cfg: str) -> list[str]:
         return [sys.executable, "-m", "zkpy", "serve", cfg] + [f"-D{k}={v}" for k, v in self.java_props.items()]

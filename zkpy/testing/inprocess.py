@@ -1,7 +1,7 @@
 """An in-process zkpy server on a background event-loop thread.
 
 Synchronous test code (kazoo, the Java client in a subprocess, anything) talks to it over
-a real loopback socket; fault injection runs on the server's loop via `call`.
+a real loopback socket; fault injection and introspection run on the server's loop via `call`.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from typing import Any, Callable, TypeVar
 
 from ..server.config import Config
 from ..server.node import ZkServer
+from . import introspect
+from .clock import VirtualClock
 from .external import four_letter_word
 from .faults import ServerFaults
 
@@ -22,12 +24,24 @@ T = TypeVar("T")
 class ZkpyServer:
     """`with ZkpyServer() as zk: KazooClient(zk.connect_string)`.
 
-    Listens on 127.0.0.1 on a free port unless `port` is given.  Options are zoo.cfg
+    Listens on 127.0.0.1 on a port the kernel picks (it binds port 0) unless `port` (or
+    `base_port`, the same for symmetry with the ensembles) is given.  Options are zoo.cfg
     settings by their Config field names (tick_time, extended_types, super_digest, ...);
     or a whole `config` (an ensemble member's, say: see InProcessEnsemble).
+
+    `clock="virtual"` (or a shared `VirtualClock`) stops time for the server: it moves only
+    in `advance(seconds)` (see zkpy.testing.clock).
     """
 
-    def __init__(self, port: int = 0, config: Config | None = None, **options: Any) -> None:
+    def __init__(self, port: int = 0, config: Config | None = None, clock: str | VirtualClock = "real",
+                 base_port: int | None = None, **options: Any) -> None:
+        if base_port is not None:
+            port = base_port
+        if clock == "virtual":
+            clock = VirtualClock()
+        elif clock != "real" and not isinstance(clock, VirtualClock):
+            raise ValueError(f"clock is 'real', 'virtual' or a VirtualClock, not {clock!r}")
+        self.clock: VirtualClock | None = clock if isinstance(clock, VirtualClock) else None
         self.config = config or Config(client_port=port, client_port_address="127.0.0.1",
                                        four_letter_words=frozenset({"ruok", "srvr", "stat", "conf", "cons", "mntr",
                                                                     "wchs", "wchc", "wchp", "dump", "isro", "envi",
@@ -56,7 +70,8 @@ class ZkpyServer:
             self._loop = loop
             asyncio.set_event_loop(loop)
             try:
-                server = ZkServer(self.config)
+                server = ZkServer(self.config) if self.clock is None else \
+                    ZkServer(self.config, clock_ms=self.clock, ticker=self.clock)
                 loop.run_until_complete(server.start())
                 self.server = server
                 ready.set_result(None)
@@ -134,6 +149,8 @@ class ZkpyServer:
             frozen.set()
             resume.wait()
 
+        if self.clock is not None and self.server is not None:
+            self.clock.detach(self.server)  # a frozen loop cannot tick
         self._loop.call_soon_threadsafe(freeze)
         frozen.wait(10)
 
@@ -141,6 +158,8 @@ class ZkpyServer:
         if self._resume is not None:
             self._resume.set()
             self._resume = None
+            if self.clock is not None and self.server is not None:
+                self.clock.attach(self.server)
 
     def expire_session(self, session_id: int) -> None:
         """Expire a session now, as if its timeout had passed: ephemerals go, watches fire."""
@@ -174,3 +193,28 @@ class ZkpyServer:
 
     def four_letter_word(self, word: str) -> str:
         return four_letter_word(self.host, self.port, word)
+
+    # ------------------------------------------------------------ virtual time
+
+    def advance(self, seconds: float) -> None:
+        """Let `seconds` pass for a server on a virtual clock (every server on that clock)."""
+        if self.clock is None:
+            raise RuntimeError("advance needs ZkpyServer(clock='virtual')")
+        self.clock.advance(seconds)
+
+    # ------------------------------------------------------------ introspection (plain values)
+
+    def sessions(self) -> dict[int, introspect.Session]:
+        return self.call(lambda: introspect.read_sessions(self.server))  # type: ignore[arg-type]
+
+    def ephemerals(self, session_id: int) -> list[str]:
+        return self.call(lambda: introspect.read_ephemerals(self.server, session_id))  # type: ignore[arg-type]
+
+    def watches(self) -> list[introspect.Watch]:
+        return self.call(lambda: introspect.read_watches(self.server))  # type: ignore[arg-type]
+
+    def tree(self) -> introspect.Tree:
+        return self.call(lambda: introspect.read_tree(self.server))  # type: ignore[arg-type]
+
+    def last_zxid(self) -> int:
+        return self.call(lambda: self.server.tree.last_zxid)  # type: ignore[union-attr]

@@ -14,6 +14,14 @@ the time.  What differs is how a member dies: `kill` stops it at once (its clien
 connections close, as when a process dies), but what it had written is on disk, where a
 SIGKILL can tear a log tail; use `Ensemble` for crash tests.  `pause` freezes a member's
 event loop as SIGSTOP freezes a process.
+
+    with InProcessEnsemble(3, clock="virtual") as ens:   # one VirtualClock for every member
+        ens.advance(30)                                   # see zkpy.testing.clock
+
+Under virtual time the ensemble's election runs on the clock too: `start` (and
+`wait_serving`) move it a tick at a time until the ensemble serves.  The introspection
+methods (`sessions(sid)`, `ephemerals(session, sid)`, `watches(sid)`, `tree(sid)`,
+`last_zxid(sid)`) read the member itself, with expiry times and watch kinds.
 """
 
 from __future__ import annotations
@@ -21,23 +29,59 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from . import introspect
 from ..server.config import load
+from .clock import VirtualClock
 from .ensemble import Ensemble
 from .faults import ServerFaults
 from .inprocess import ZkpyServer
 
 
 class InProcessEnsemble(Ensemble):
-    def __init__(self, size: int = 3, **options: Any) -> None:
+    def __init__(self, size: int = 3, clock: str | VirtualClock = "real", **options: Any) -> None:
         if options.get("apache"):
             raise ValueError("Apache ZooKeeper runs in processes: use Ensemble(apache=True)")
+        if clock == "virtual":
+            clock = VirtualClock()
+        elif clock != "real" and not isinstance(clock, VirtualClock):
+            raise ValueError(f"clock is 'real', 'virtual' or a VirtualClock, not {clock!r}")
+        self.clock: VirtualClock | None = clock if isinstance(clock, VirtualClock) else None
         super().__init__(size, **options)
+        if self.clock is not None and self.proxy is not None:
+            self.clock.settle = max(self.clock.settle, 0.002)  # the quiet check cannot see into the proxy
         self.members: dict[int, ZkpyServer] = {}
 
     def start_server(self, sid: int) -> None:
-        member = ZkpyServer(config=load(self._config(sid)))
+        member = ZkpyServer(config=load(self._config(sid)), clock=self.clock or "real")
         member.start()
         self.members[sid] = member
+
+    def _pass_time(self, seconds: float) -> None:
+        if self.clock is None:
+            super()._pass_time(seconds)
+        else:
+            self.clock.step()
+
+    def advance(self, seconds: float) -> None:
+        """Let `seconds` pass for every member (InProcessEnsemble(clock="virtual"))."""
+        if self.clock is None:
+            raise RuntimeError("advance needs InProcessEnsemble(clock='virtual')")
+        self.clock.advance(seconds)
+
+    def sessions(self, sid: int) -> dict[int, introspect.Session]:
+        return self.members[sid].sessions()
+
+    def ephemerals(self, session_id: int, sid: int) -> list[str]:
+        return self.members[sid].ephemerals(session_id)
+
+    def watches(self, sid: int) -> list[introspect.Watch]:
+        return self.members[sid].watches()
+
+    def tree(self, sid: int) -> introspect.Tree:
+        return self.members[sid].tree()
+
+    def last_zxid(self, sid: int) -> int:
+        return self.members[sid].last_zxid()
 
     def alive(self, sid: int) -> bool:
         return sid in self.members
