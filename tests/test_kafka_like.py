@@ -1,0 +1,358 @@
+"""The Kafka-like control plane of examples/kafka_like on zkpy, through kazoo, under faults.
+
+Each scenario runs against a standalone in-process server, an in-process 3-member ensemble and
+a 3-process ensemble, and checks what a Kafka user relies on: one controller acting per epoch,
+a leader from the ISR for every partition that has a live in-sync replica, and nothing landing
+from a controller that a newer one replaced.  Broker i's session lives on member i of an
+ensemble, so that cutting member i off partitions broker i alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Callable, Iterator
+
+import pytest
+from kazoo.client import KazooClient
+from kazoo.exceptions import NoNodeError
+from kazoo.protocol.connection import ConnectionDropped
+from kazoo.protocol.serialization import SetData, Transaction
+
+from examples.kafka_like import (Acl, Broker, Controller, ControllerMoved, LeaderAndIsr, add_acls, create_topic,
+                                 set_config, zkdata)
+from zkpy.testing import Ensemble, InProcessEnsemble, ZkpyServer
+from zkpy.testing.proxy import Proxy
+
+pytestmark = pytest.mark.timeout(120)
+
+SESSION = 4.0  # seconds: the most tickTime=200 allows (20 ticks)
+SHORT_SESSION = 2.0  # for a broker whose session a test lets expire in real time
+
+
+def wait_for(condition: Callable[[], object], what: str, timeout: float = 30.0) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+# ---------------------------------------------------------------- the three backends
+
+
+class Standalone:
+    """One in-process server; each broker reaches it through a proxy link of its own, which
+    `cut` freezes (a network partition between that broker and ZooKeeper)."""
+
+    def __init__(self) -> None:
+        self.server = ZkpyServer(tick_time=200).start()
+        self.proxy = Proxy()
+        self.links: dict[int, int] = {}
+
+    @property
+    def connect_string(self) -> str:
+        return self.server.connect_string
+
+    def hosts(self, broker_id: int) -> str:
+        if broker_id not in self.links:
+            self.links[broker_id] = self.proxy.link(f"broker-{broker_id}", self.server.host, self.server.port)
+        return f"127.0.0.1:{self.links[broker_id]}"
+
+    def expire(self, broker: Broker, observer: KazooClient) -> None:
+        # TODO(vtime): once ZkpyServer(clock="virtual") lands, cut the broker off and
+        # self.server.advance(broker's session timeout) instead of expiring it by hand.
+        self.server.expire_session(broker.zk.client_id[0])
+
+    def cut(self, broker_id: int) -> None:
+        self.proxy.cut([f"broker-{broker_id}"])
+
+    def heal(self) -> None:
+        self.proxy.heal()
+
+    def close(self) -> None:
+        self.proxy.close()
+        self.server.stop()
+
+
+class Members:
+    """A proxied 3-member ensemble (in-process or processes); broker i talks to member i, and
+    `cut` isolates that member from the other two."""
+
+    def __init__(self, ensemble: Ensemble) -> None:
+        self.ensemble = ensemble.start()
+
+    @property
+    def connect_string(self) -> str:
+        return self.ensemble.connect_string
+
+    def hosts(self, broker_id: int) -> str:
+        return self.ensemble.address(broker_id)
+
+    def expire(self, broker: Broker, observer: KazooClient) -> None:
+        ens = self.ensemble
+        if isinstance(ens, InProcessEnsemble):
+            # TODO(vtime): InProcessEnsemble(clock="virtual").advance(timeout) once it lands.
+            leader = wait_for(ens.leader, "a leader")
+            ens.members[leader].expire_session(broker.zk.client_id[0])
+            return
+        # Processes: no way in to expire it by hand; cut the broker's member off and let the
+        # session time out at the leader (real time, one session timeout).
+        self.cut(broker.broker_id)
+        try:
+            wait_for(lambda: observer.exists(zkdata.broker_path(broker.broker_id)) is None,
+                     f"broker {broker.broker_id}'s session to expire")
+        finally:
+            self.heal()
+
+    def cut(self, broker_id: int) -> None:
+        self.ensemble.isolate(broker_id)
+
+    def heal(self) -> None:
+        self.ensemble.heal()
+
+    def close(self) -> None:
+        self.ensemble.stop()
+
+
+@pytest.fixture(params=["standalone", "inprocess-3", "processes-3"])
+def cluster(request) -> Iterator[Standalone | Members]:
+    if request.param == "standalone":
+        c: Standalone | Members = Standalone()
+    elif request.param == "inprocess-3":
+        c = Members(InProcessEnsemble(3, proxied=True))
+    else:
+        c = Members(Ensemble(3, proxied=True))
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+@pytest.fixture
+def observer(cluster) -> Iterator[KazooClient]:
+    """A client that only reads: what an operator (or a Kafka tool) sees."""
+    client = KazooClient(hosts=cluster.connect_string, timeout=SESSION)
+    client.start(30)
+    try:
+        yield client
+    finally:
+        client.stop()
+        client.close()
+
+
+@pytest.fixture
+def start_broker(cluster) -> Iterator[Callable[..., Broker]]:
+    brokers: list[Broker] = []
+
+    def start(broker_id: int, **options) -> Broker:
+        options.setdefault("session_timeout", SESSION)
+        broker = Broker(broker_id, cluster.hosts(broker_id), **options).start()
+        brokers.append(broker)
+        return broker
+
+    yield start
+    for broker in brokers:
+        broker.stop()
+
+
+# ---------------------------------------------------------------- reading the cluster
+
+
+def controller(observer: KazooClient) -> tuple[int, int] | None:
+    """(broker id, epoch) of the registered controller, or None."""
+    try:
+        data, _ = observer.get(zkdata.CONTROLLER)
+    except NoNodeError:
+        return None
+    return zkdata.decode_controller(data), zkdata.decode_epoch(observer.get(zkdata.CONTROLLER_EPOCH)[0])
+
+
+def states(observer: KazooClient, topic: str) -> dict[int, tuple[LeaderAndIsr, int]]:
+    out = {}
+    for p in zkdata.decode_assignment(observer.get(zkdata.topic_path(topic))[0]):
+        try:
+            data, stat = observer.get(zkdata.state_path(topic, p))
+        except NoNodeError:
+            continue
+        out[p] = (LeaderAndIsr.decode(data), stat.version)
+    return out
+
+
+def live_brokers(observer: KazooClient) -> set[int]:
+    return {int(b) for b in observer.get_children(zkdata.BROKER_IDS)}
+
+
+def start_cluster(start_broker, observer: KazooClient, ids=(1, 2, 3),
+                  options: dict[int, dict] | None = None) -> dict[int, Broker]:
+    """Broker ids[0] first, so that it is the controller (epoch 1), then the others."""
+    options = options or {}
+    first = start_broker(ids[0], **options.get(ids[0], {}))
+    wait_for(lambda: first.controller.active, f"broker {ids[0]} to become the controller")
+    brokers = {ids[0]: first}
+    for i in ids[1:]:
+        brokers[i] = start_broker(i, **options.get(i, {}))
+    wait_for(lambda: live_brokers(observer) == set(ids), f"brokers {ids} registered")
+    return brokers
+
+
+def create_and_wait(observer: KazooClient, topic: str, partitions: int = 1, replication: int = 1,
+                    assignment: dict[int, list[int]] | None = None) -> dict[int, list[int]]:
+    assignment = create_topic(observer, topic, partitions, replication, assignment=assignment)
+    wait_for(lambda: len(states(observer, topic)) == len(assignment), f"{topic}'s partition states")
+    return assignment
+
+
+def assert_invariants(observer: KazooClient, brokers: dict[int, Broker], topics: list[str]) -> None:
+    """What Kafka users rely on, read from ZooKeeper and from the controllers' own records."""
+    acting: dict[int, set[int]] = {}
+    for broker in brokers.values():
+        for epoch, _ in broker.controller.landed:
+            acting.setdefault(epoch, set()).add(broker.broker_id)
+    assert all(len(ids) == 1 for ids in acting.values()), f"several controllers acted in one epoch: {acting}"
+    current = controller(observer)
+    assert current is not None
+    live = live_brokers(observer)
+    for topic in topics:
+        for p, (state, _) in states(observer, topic).items():
+            assert state.controller_epoch <= current[1]
+            if set(state.isr) & live:
+                assert state.leader in state.isr and state.leader in live, \
+                    f"{topic}-{p} has no live leader from its ISR: {state}, live {live}"
+
+
+def settled(observer: KazooClient, topic: str, want: Callable[[dict], bool]) -> Callable[[], bool]:
+    return lambda: want(states(observer, topic))
+
+
+# ---------------------------------------------------------------- 1. election and topics
+
+
+def test_brokers_register_elect_a_controller_and_topics_get_leaders(cluster, observer, start_broker):
+    brokers = start_cluster(start_broker, observer)
+    assert controller(observer) == (1, 1)
+    registration = zkdata.decode_broker(observer.get(zkdata.broker_path(2))[0])
+    assert registration["endpoints"] == ["PLAINTEXT://127.0.0.1:9094"]
+    assert (registration["host"], registration["port"], registration["version"]) == ("127.0.0.1", 9094, 5)
+    assert observer.exists(zkdata.broker_path(2)).ephemeralOwner == brokers[2].zk.client_id[0]
+    assert len({b.cluster_id for b in brokers.values()}) == 1
+    assert zkdata.decode_cluster_id(observer.get(zkdata.CLUSTER_ID)[0]) == brokers[1].cluster_id
+
+    assignment = create_and_wait(observer, "orders", 6, 3)
+    for p, (state, version) in states(observer, "orders").items():
+        # Every replica is alive: the first (preferred) one leads and all are in sync.
+        assert state == LeaderAndIsr(assignment[p][0], 0, tuple(assignment[p]), 1)
+        assert version == 0
+    assert {p: r[0] for p, r in assignment.items()} == {0: 1, 1: 2, 2: 3, 3: 1, 4: 2, 5: 3}
+    assert_invariants(observer, brokers, ["orders"])
+
+
+def test_isr_config_and_acl_changes_reach_the_controller(cluster, observer, start_broker):
+    brokers = start_cluster(start_broker, observer)
+    create_and_wait(observer, "orders", 3, 3)
+    ctl = brokers[1].controller
+
+    # The leader of orders-1 (broker 2) drops broker 1 from its ISR and notifies the controller.
+    brokers[2].shrink_isr("orders", 1, [2, 3])
+    wait_for(lambda: not observer.get_children(zkdata.ISR_CHANGES), "the ISR change to be consumed")
+    brokers[1].events.drain()
+    assert ctl.states[("orders", 1)] == (LeaderAndIsr(2, 0, (2, 3), 1), 1)
+
+    set_config(observer, "topics", "orders", {"retention.ms": "60000"})
+    set_config(observer, "clients", "app", {"producer_byte_rate": "1024"})
+    wait_for(lambda: not observer.get_children(zkdata.CONFIG_CHANGES), "the config changes to be consumed")
+    brokers[1].events.drain()
+    assert ctl.configs[("topics", "orders")] == {"retention.ms": "60000"}
+    assert ctl.configs[("clients", "app")] == {"producer_byte_rate": "1024"}
+
+    add_acls(observer, "Topic", "orders", [Acl("User:alice", "Read")])
+    merged = add_acls(observer, "Topic", "orders", [Acl("User:bob", "Write"), Acl("User:alice", "Read")])
+    assert merged == [Acl("User:alice", "Read"), Acl("User:bob", "Write")]
+    assert zkdata.decode_acls(observer.get(zkdata.acl_path("Topic", "orders"))[0]) == merged
+    assert observer.get(zkdata.ACL_CHANGES + "/" + observer.get_children(zkdata.ACL_CHANGES)[0])[0] == b"Topic:orders"
+    assert_invariants(observer, brokers, ["orders"])
+
+
+# ---------------------------------------------------------------- 2. a broker dies
+
+
+@pytest.mark.parametrize("death", ["shutdown", "session-expiry"])
+def test_dead_brokers_partitions_get_leaders_from_the_isr(cluster, observer, start_broker, death):
+    brokers = start_cluster(start_broker, observer)
+    create_and_wait(observer, "orders", 6, 2)  # broker 2 is in orders-0, 1, 4 and 5
+    before = states(observer, "orders")
+    if death == "shutdown":
+        brokers[2].stop()
+    else:
+        brokers[2].events.pause()  # hung, so that it does not register again on its new session
+        cluster.expire(brokers[2], observer)
+    wait_for(settled(observer, "orders", lambda now: all(2 not in s.isr for s, _ in now.values())),
+             "broker 2 to leave every ISR")
+    after = states(observer, "orders")
+    for p, (old, _) in before.items():
+        new, _ = after[p]
+        if 2 not in old.isr:
+            assert new == old
+        else:
+            expected_leader = old.leader if old.leader != 2 else next(r for r in old.isr if r != 2)
+            assert new == LeaderAndIsr(expected_leader, old.leader_epoch + 1,
+                                       tuple(r for r in old.isr if r != 2), 1)
+    assert_invariants(observer, brokers, ["orders"])
+    brokers[2].events.resume()
+
+
+# ---------------------------------------------------------------- 3 and 4. fencing
+
+
+def zombie_write_is_rejected(observer: KazooClient, old: Controller, partition: tuple[str, int], leader: int) -> None:
+    """The replaced controller, still believing it leads (its event thread was stalled), acts on
+    its cached state: nothing it writes may land."""
+    path = zkdata.state_path(*partition)
+    before = observer.get(path)
+    assert old.active and old.states[partition][1] == before[1].version, "the zombie's cache is current"
+    with contextlib.suppress(ControllerMoved):
+        old.move_leader(partition, leader)
+    observer.sync(path)
+    assert observer.get(path) == before, "a write of a replaced controller landed"
+
+
+def test_new_controller_fences_the_old_one(cluster, observer, start_broker):
+    brokers = start_cluster(start_broker, observer)
+    create_and_wait(observer, "orders", 3, 3)
+    create_and_wait(observer, "quiet", assignment={0: [2, 3]})  # the takeover leaves it alone
+    old, session = brokers[1], brokers[1].zk.client_id[0]
+    old.events.pause()  # a long GC pause: its session ends before it acts again
+    cluster.expire(old, observer)
+    wait_for(lambda: (controller(observer) or (0, 0))[1] == 2, "a new controller with epoch 2")
+    new_id, _ = controller(observer)
+    assert new_id in (2, 3) and brokers[new_id].controller.epoch == 2
+    wait_for(lambda: old.zk.connected and old.zk.client_id[0] != session, "the old controller's new session")
+    zombie_write_is_rejected(observer, old.controller, ("quiet", 0), 3)
+
+    old.events.resume()  # it learns of its lost session, resigns and registers again
+    wait_for(lambda: 1 in live_brokers(observer), "broker 1 to register again")
+    old.events.drain()
+    assert not old.controller.active and controller(observer) == (new_id, 2)
+    assert_invariants(observer, brokers, ["orders", "quiet"])
+
+
+def test_partitioned_controller_is_fenced(cluster, observer, start_broker):
+    brokers = start_cluster(start_broker, observer, options={1: {"session_timeout": SHORT_SESSION}})
+    create_and_wait(observer, "quiet", assignment={0: [2, 3]})  # the takeover leaves it alone
+    old, session = brokers[1], brokers[1].zk.client_id[0]
+    old.events.pause()  # it still believes it leads when it comes back
+    cluster.cut(1)
+    try:
+        wait_for(lambda: (controller(observer) or (0, 0))[1] == 2, "a controller with epoch 2 on the majority side")
+    finally:
+        cluster.heal()
+    wait_for(lambda: old.zk.connected and old.zk.client_id[0] != session, "the old controller's new session")
+    zombie_write_is_rejected(observer, old.controller, ("quiet", 0), 3)
+    old.events.resume()
+    wait_for(lambda: 1 in live_brokers(observer), "broker 1 to register again")
+    old.events.drain()
+    assert not old.controller.active
+    assert_invariants(observer, brokers, ["quiet"])
+
