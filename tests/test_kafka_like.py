@@ -10,8 +10,9 @@ ensemble, so that cutting member i off partitions broker i alone.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from kazoo.client import KazooClient
@@ -20,9 +21,19 @@ from kazoo.protocol.connection import ConnectionDropped
 from kazoo.protocol.serialization import SetData, Transaction
 from kazoo.retry import KazooRetry
 
-from examples.kafka_like import (Acl, Broker, Controller, ControllerMoved, LeaderAndIsr, add_acls, create_topic,
-                                 set_config, zkdata)
+from examples.kafka_like import (
+    Acl,
+    Broker,
+    Controller,
+    ControllerMoved,
+    LeaderAndIsr,
+    add_acls,
+    create_topic,
+    set_config,
+    zkdata,
+)
 from zkpy.testing import Ensemble, InProcessEnsemble, ZkpyServer
+from zkpy.testing.external import ApacheZooKeeper, apache_zookeeper_available
 from zkpy.testing.proxy import Proxy
 
 pytestmark = pytest.mark.timeout(120)
@@ -45,11 +56,13 @@ def wait_for(condition: Callable[[], object], what: str, timeout: float = 30.0) 
 
 
 class Standalone:
-    """One in-process server; each broker reaches it through a proxy link of its own, which
-    `cut` freezes (a network partition between that broker and ZooKeeper)."""
+    """One server (zkpy in-process, or Apache ZooKeeper for comparison); each broker reaches it
+    through a proxy link of its own, which `cut` freezes (a partition between that broker and
+    ZooKeeper)."""
 
-    def __init__(self) -> None:
-        self.server = ZkpyServer(tick_time=200).start()
+    def __init__(self, apache: bool = False) -> None:
+        self.server: ZkpyServer | ApacheZooKeeper = (ApacheZooKeeper(tick_time=200) if apache
+                                                     else ZkpyServer(tick_time=200)).start()
         self.proxy = Proxy()
         self.links: dict[int, int] = {}
 
@@ -63,9 +76,12 @@ class Standalone:
         return f"127.0.0.1:{self.links[broker_id]}"
 
     def expire(self, broker: Broker, observer: Observer) -> None:
-        # TODO(vtime): once ZkpyServer(clock="virtual") lands, cut the broker off and
-        # self.server.advance(broker's session timeout) instead of expiring it by hand.
-        self.server.expire_session(broker.zk.client_id[0])
+        if isinstance(self.server, ZkpyServer):
+            # TODO(vtime): once ZkpyServer(clock="virtual") lands, cut the broker off and
+            # self.server.advance(its session timeout) instead of expiring it by hand.
+            self.server.expire_session(broker.zk.client_id[0])
+            return
+        expire_by_cutting(self, broker, observer)
 
     def cut(self, broker_id: int) -> None:
         self.proxy.cut([f"broker-{broker_id}"])
@@ -76,6 +92,17 @@ class Standalone:
     def close(self) -> None:
         self.proxy.close()
         self.server.stop()
+
+
+def expire_by_cutting(cluster: Standalone | Members, broker: Broker, observer: Observer) -> None:
+    """Where nothing can expire a session by hand: cut the broker off and let its session time
+    out (real time, one session timeout)."""
+    cluster.cut(broker.broker_id)
+    try:
+        wait_for(lambda: observer.exists(zkdata.broker_path(broker.broker_id)) is None,
+                 f"broker {broker.broker_id}'s session to expire")
+    finally:
+        cluster.heal()
 
 
 class Members:
@@ -99,14 +126,7 @@ class Members:
             leader = wait_for(ens.leader, "a leader")
             ens.members[leader].expire_session(broker.zk.client_id[0])
             return
-        # Processes: no way in to expire it by hand; cut the broker's member off and let the
-        # session time out at the leader (real time, one session timeout).
-        self.cut(broker.broker_id)
-        try:
-            wait_for(lambda: observer.exists(zkdata.broker_path(broker.broker_id)) is None,
-                     f"broker {broker.broker_id}'s session to expire")
-        finally:
-            self.heal()
+        expire_by_cutting(self, broker, observer)  # processes: the leader times it out
 
     def cut(self, broker_id: int) -> None:
         self.ensemble.isolate(broker_id)
@@ -118,10 +138,16 @@ class Members:
         self.ensemble.stop()
 
 
-@pytest.fixture(params=["standalone", "inprocess-3", "processes-3"])
+@pytest.fixture(params=["standalone", "inprocess-3", "processes-3", "apache-standalone"])
 def cluster(request) -> Iterator[Standalone | Members]:
-    if request.param == "standalone":
-        c: Standalone | Members = Standalone()
+    """The scenarios against Apache ZooKeeper show that what they expect is ZooKeeper's."""
+    if request.param == "apache-standalone" and not apache_zookeeper_available():
+        message = "Apache ZooKeeper 3.8 is not installed: apt-get install zookeeper zookeeper-bin"
+        if os.environ.get("CI"):
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    if request.param.endswith("standalone"):
+        c: Standalone | Members = Standalone(apache=request.param.startswith("apache"))
     elif request.param == "inprocess-3":
         c = Members(InProcessEnsemble(3, proxied=True))
     else:
@@ -146,7 +172,7 @@ class Observer:
 
 @pytest.fixture
 def observer(cluster) -> Iterator[Observer]:
-    retry = dict(max_tries=-1, delay=0.05, max_delay=0.5, deadline=30)
+    retry = {"max_tries": -1, "delay": 0.05, "max_delay": 0.5, "deadline": 30}
     client = KazooClient(hosts=cluster.connect_string, timeout=SESSION, connection_retry=KazooRetry(**retry),
                          command_retry=KazooRetry(**retry))
     client.start(30)
@@ -161,11 +187,11 @@ def observer(cluster) -> Iterator[Observer]:
 def start_broker(cluster) -> Iterator[Callable[..., Broker]]:
     brokers: list[Broker] = []
 
-    def start(broker_id: int, **options) -> Broker:
+    def start(broker_id: int, start: bool = True, **options) -> Broker:
         options.setdefault("session_timeout", SESSION)
-        broker = Broker(broker_id, cluster.hosts(broker_id), **options).start()
+        broker = Broker(broker_id, cluster.hosts(broker_id), **options)
         brokers.append(broker)
-        return broker
+        return broker.start() if start else broker
 
     yield start
     for broker in brokers:
@@ -449,6 +475,20 @@ def lost_reply_retried(cluster, observer, start_broker, controller_class: type[C
 
 def test_lost_reply_to_a_state_write_is_retried(cluster, observer, start_broker):
     lost_reply_retried(cluster, observer, start_broker)
+
+
+def test_lost_reply_to_the_election_is_checked(cluster, observer, start_broker):
+    """The winner whose election reply was lost finds out that it won (Kafka's
+    checkControllerAndEpoch) rather than waiting forever behind its own /controller."""
+    first = start_broker(1, start=False)
+    with lost_reply(first.zk, zkdata.CONTROLLER_EPOCH) as lost:
+        first.start()
+        wait_for(lambda: first.controller.active, "broker 1 to learn that it won")
+    assert len(lost) == 1 and controller(observer) == (1, 1) and first.controller.epoch == 1
+    brokers = {1: first, 2: start_broker(2), 3: start_broker(3)}
+    wait_for(lambda: live_brokers(observer) == {1, 2, 3}, "three brokers")
+    create_and_wait(observer, "orders", 3, 3)
+    assert_invariants(observer, brokers, ["orders"])
 
 
 # ---------------------------------------------------------------- 6. session expiry

@@ -30,7 +30,7 @@ class Broker:
                  controller_class: type[Controller] = Controller, port: int | None = None) -> None:
         self.broker_id = broker_id
         self.host, self.port = "127.0.0.1", port or 9092 + broker_id  # advertised only: nothing listens
-        retry = dict(max_tries=-1, delay=0.05, max_delay=0.5, deadline=60)
+        retry = {"max_tries": -1, "delay": 0.05, "max_delay": 0.5, "deadline": 60}
         self.zk = KazooClient(hosts=hosts, timeout=session_timeout, connection_retry=KazooRetry(**retry),
                               command_retry=KazooRetry(**retry))
         self.events = EventQueue(f"broker-{broker_id}")
@@ -38,7 +38,7 @@ class Broker:
         self._session_lost = False
         self.cluster_id: str | None = None
 
-    def start(self, timeout: float = 30.0) -> "Broker":
+    def start(self, timeout: float = 30.0) -> Broker:
         self.zk.add_listener(self._on_session_state)
         self.zk.start(timeout)
         for path in zkdata.PERSISTENT_PATHS:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ class EventQueue:
             fn, args = item
             try:
                 fn(*args)
-            except Exception:  # noqa: BLE001 - one failed event must not stop the broker
+            except Exception:
                 log.exception("event %s failed", getattr(fn, "__name__", fn))
 
     def drain(self, timeout: float = 30.0) -> None:

@@ -120,7 +120,7 @@ class LeaderAndIsr:
                         "leader_epoch": self.leader_epoch, "isr": list(self.isr)})
 
     @staticmethod
-    def decode(data: bytes) -> "LeaderAndIsr":
+    def decode(data: bytes) -> LeaderAndIsr:
         d = _decode(data)
         return LeaderAndIsr(d["leader"], d["leader_epoch"], tuple(d["isr"]), d["controller_epoch"])
 
