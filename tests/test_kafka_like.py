@@ -355,10 +355,14 @@ def zombie_write_is_rejected(observer: Observer, old: Controller, partition: tup
     path = zkdata.state_path(*partition)
     before = observer.get(path)
     assert old.active and old.states[partition][1] == before[1].version, "the zombie's cache is current"
-    with contextlib.suppress(ControllerMoved):
+    try:
         old.move_leader(partition, leader)
+        fenced = False
+    except ControllerMoved:
+        fenced = True
     observer.sync(path)
     assert observer.get(path) == before, "a write of a replaced controller landed"
+    assert fenced, "the replaced controller was not told that it is fenced"
 
 
 def replaced_controller(cluster, observer, start_broker, controller_class: type[Controller] = Controller) -> None:
