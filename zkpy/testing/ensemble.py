@@ -20,6 +20,7 @@ import time
 
 from .external import _LOG4J_PROPERTIES, apache_zookeeper_classpath, four_letter_word, free_port
 from .proxy import Proxy
+from .reset import reset_process_ensemble
 
 
 class Ensemble:
@@ -38,6 +39,7 @@ class Ensemble:
         self.peer_ports = {i: free_port() for i in self.ids}
         self.election_ports = {i: free_port() for i in self.ids}
         self.procs: dict[int, subprocess.Popen] = {}
+        self.keep_dir = False  # stop() leaves self.base (logs, data) in place, e.g. after a failed test
         self.settings = dict(settings or {})
         self.apache_heap = apache_heap  # -Xmx of each Apache ZooKeeper member (zkServer.sh's default)
         # Extra environment variables of some members, for their next starts (e.g. a test's
@@ -228,11 +230,17 @@ class Ensemble:
         self.proxy.heal()
 
     def stop(self) -> None:
-        """Stop every member, then the proxy; remove the temp dirs."""
+        """Stop every member, then the proxy; remove the temp dirs (unless `keep_dir`)."""
         self.stop_members()
         if self.proxy is not None:
             self.proxy.close()
-        shutil.rmtree(self.base, ignore_errors=True)
+        if not self.keep_dir:
+            shutil.rmtree(self.base, ignore_errors=True)
+
+    def reset(self, timeout: float = 10.0) -> None:
+        """Back to an empty tree, through a client (see zkpy.testing.reset for what stays)."""
+        reset_process_ensemble({sid: ("127.0.0.1", self.client_ports[sid]) for sid in self.ids if self.alive(sid)},
+                               timeout)
 
     def stop_members(self) -> None:
         for sid, p in self.procs.items():

@@ -9,10 +9,14 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
+from collections import deque
 from typing import Any, Callable, TypeVar
 
+from .. import logs
 from ..server.config import Config
 from ..server.node import ZkServer
+from .reset import reset_inprocess
+from .trace import DEFAULT_SIZE, TraceEntry, entries, snapshot
 from .external import four_letter_word
 
 T = TypeVar("T")
@@ -23,7 +27,9 @@ class ZkpyServer:
 
     Listens on 127.0.0.1 on a free port unless `port` is given.  Options are zoo.cfg
     settings by their Config field names (tick_time, extended_types, super_digest, ...);
-    or a whole `config` (an ensemble member's, say: see InProcessEnsemble).
+    or a whole `config` (an ensemble member's, say: see InProcessEnsemble).  The wire trace
+    is on (`trace()`; `wire_trace=0` turns it off) and the server's log lines are kept in
+    `log_lines` (the last 500), for the pytest plugin's failure reports.
     """
 
     def __init__(self, port: int = 0, config: Config | None = None, **options: Any) -> None:
@@ -35,6 +41,9 @@ class ZkpyServer:
             if not hasattr(self.config, key):
                 raise TypeError(f"unknown server option {key!r}")
             setattr(self.config, key, value)
+        if "wire_trace" not in options and not self.config.wire_trace:
+            self.config.wire_trace = DEFAULT_SIZE
+        self.log_lines: deque[str] = deque(maxlen=500)
         self._resume: threading.Event | None = None
         self.server: ZkServer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -46,6 +55,7 @@ class ZkpyServer:
         ready: concurrent.futures.Future = concurrent.futures.Future()
 
         def run() -> None:
+            logs.capture_thread(self.log_lines)
             try:
                 import uvloop
 
@@ -62,11 +72,13 @@ class ZkpyServer:
             except BaseException as e:  # noqa: BLE001 - report start-up failure to the caller
                 ready.set_exception(e)
                 loop.close()
+                logs.release_thread()
                 return
             loop.run_forever()
             loop.run_until_complete(server.stop())
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
+            logs.release_thread()
 
         self._thread = threading.Thread(target=run, name="zkpy-server", daemon=True)
         self._thread.start()
@@ -168,3 +180,14 @@ class ZkpyServer:
 
     def four_letter_word(self, word: str) -> str:
         return four_letter_word(self.host, self.port, word)
+
+    # ------------------------------------------------------------ test support (trace.py, reset.py)
+
+    def trace(self) -> list[TraceEntry]:
+        """The recent requests, replies and events of this server's clients, oldest first."""
+        ring = self.server.clients.trace if self.server is not None else None
+        return entries(snapshot(ring)) if ring is not None else []
+
+    def reset(self, timeout: float = 10.0) -> None:
+        """Back to an empty tree and no sessions, through the pipeline (see zkpy.testing.reset)."""
+        reset_inprocess({0: self}, timeout)

@@ -24,6 +24,8 @@ from typing import Any
 from ..server.config import load
 from .ensemble import Ensemble
 from .inprocess import ZkpyServer
+from .reset import reset_inprocess
+from .trace import TraceEntry, merge
 
 
 class InProcessEnsemble(Ensemble):
@@ -57,3 +59,15 @@ class InProcessEnsemble(Ensemble):
         if members:
             with ThreadPoolExecutor(len(members)) as pool:  # they stop side by side
                 list(pool.map(ZkpyServer.stop, members))
+
+    def trace(self) -> list[TraceEntry]:
+        """Every live member's wire trace in one, in time order (`TraceEntry.server` is the sid)."""
+        return merge({sid: member.trace() for sid, member in self.members.items()})
+
+    def log_tails(self, lines: int = 12) -> str:
+        return "\n".join(f"--- server {sid}:\n" + "\n".join(list(m.log_lines)[-lines:])
+                         for sid, m in sorted(self.members.items()))
+
+    def reset(self, timeout: float = 10.0) -> None:
+        """Back to an empty tree and no sessions, through the pipeline (see zkpy.testing.reset)."""
+        reset_inprocess(self.members, timeout)
