@@ -103,7 +103,8 @@ class TracedConnection(ClientConnection):
         super().notify(event_type, path)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.trace.append((monotonic(), self.session_id, CLOSE, 0, None, None, 0, 0))
+        if self.packets_received:  # not a four-letter word's connection (ensembles poll srvr)
+            self.trace.append((monotonic(), self.session_id, CLOSE, 0, None, None, 0, 0))
         super().connection_lost(exc)
 
 
