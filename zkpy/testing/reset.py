@@ -69,7 +69,7 @@ def _propose_reset(member: "Member") -> int:
     origin = _Origin()
     for xid, path in enumerate(doomed, 1):
         member.write(origin, _Entry(origin, xid, _DELETE), _DELETE, (path, -1), bytearray(), 0, 0)  # type: ignore[arg-type]
-    return member.prep.zxid
+    return member.prep.zxid if closing or doomed else tree.last_zxid
 
 
 def _is_fresh(member: "Member") -> bool:
