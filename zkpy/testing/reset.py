@@ -25,7 +25,10 @@ from ..tree.datatree import DataTree
 
 if TYPE_CHECKING:
     from ..server.member import Member
-    from .inprocess import ZkpyServer
+
+# The servers reset_inprocess takes are ZkpyServers (inprocess.py, which imports this module):
+# objects with call(fn) running fn on the server's loop, and .server, its ZkServer.
+InProcess = Any
 
 SYSTEM_NODES = frozenset(DataTree().nodes)  # what a fresh tree holds: /, /zookeeper, quota, config
 _DELETE = int(Op.DELETE)
@@ -76,7 +79,7 @@ def _is_fresh(member: "Member") -> bool:
     return not member.tree.sessions and set(member.tree.nodes) <= SYSTEM_NODES
 
 
-def reset_inprocess(members: dict[int, "ZkpyServer"], timeout: float = 10.0) -> None:
+def reset_inprocess(members: dict[int, InProcess], timeout: float = 10.0) -> None:
     """Reset the in-process servers `members` (one standalone server, or an ensemble's live members)."""
     deadline = time.monotonic() + timeout
     while True:
@@ -93,7 +96,7 @@ def reset_inprocess(members: dict[int, "ZkpyServer"], timeout: float = 10.0) -> 
             m.call(ring.clear)
 
 
-def _leader(members: dict[int, "ZkpyServer"], deadline: float) -> "ZkpyServer":
+def _leader(members: dict[int, InProcess], deadline: float) -> InProcess:
     while True:
         for m in members.values():
             if m.call(lambda m=m: m.server.member.leads):

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Iterable, NamedTuple
 
 from ..protocol.codes import Err, Event, Op
-from ..server.wiretrace import CLOSE, CONNECT, EVENT, REPLY, REQUEST, SESSION
+from ..server.wiretrace import CLOSE, CONNECT, EVENT, REPLY, REQUEST, SESSION, request_path
 
 
 DEFAULT_SIZE = 5000  # entries an in-process server keeps
@@ -80,6 +80,7 @@ def entries(raw: Iterable[tuple], server: int = 0) -> list[TraceEntry]:
         error: str | None = None
         if kind == REQUEST:
             name = op_name(op)
+            path = request_path(path, 0, len(path), op)
             asked[(session, xid)] = (name, path)
         elif kind == REPLY:
             name, path = asked.pop((session, xid), (op_name(op) if op is not None else None, None))
