@@ -169,3 +169,20 @@ def test_reset_of_a_process_ensemble_deletes_every_znode():
         ens.reset()
         tree = ens.assert_replicas_identical()
         assert set(tree) <= SYSTEM_NODES
+
+
+def test_an_ensembles_trace_names_each_member_and_keeps_a_killed_ones_entries():
+    with InProcessEnsemble(3) as ens:
+        leader = ens.leader()
+        follower = next(sid for sid in ens.ids if sid != leader)
+        client = started(ens.address(follower))
+        try:
+            client.create("/before-the-kill")
+        finally:
+            closed(client)
+        ens.kill(follower)
+        trace = ens.trace()
+        assert ("reply", "create", "/before-the-kill", "OK") in [(e.kind, e.op, e.path, e.err) for e in trace
+                                                               if e.server == follower]
+        assert f"[{follower}] " in format_trace(trace)
+        assert f"--- server {follower} (killed):" in ens.log_tails()

@@ -19,6 +19,7 @@ from typing import Any
 import structlog
 
 _rings: dict[int, deque[str]] = {}  # thread ident -> that thread's ring
+_installing = threading.Lock()  # members of an ensemble start side by side
 
 
 def configure(level: str = "INFO") -> None:
@@ -51,9 +52,10 @@ def _to_ring(logger: Any, method_name: str, event_dict: dict[str, Any]) -> dict[
 
 def capture_thread(ring: deque[str]) -> None:
     """From now on, this thread's log lines also go to `ring` (until `release_thread`)."""
-    processors = structlog.get_config()["processors"]
-    if _to_ring not in processors:
-        structlog.configure(processors=[_to_ring, *processors])
+    with _installing:
+        processors = structlog.get_config()["processors"]
+        if _to_ring not in processors:
+            structlog.configure(processors=[_to_ring, *processors])
     _rings[threading.get_ident()] = ring
 
 

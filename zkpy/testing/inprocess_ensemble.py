@@ -34,6 +34,7 @@ class InProcessEnsemble(Ensemble):
             raise ValueError("Apache ZooKeeper runs in processes: use Ensemble(apache=True)")
         super().__init__(size, **options)
         self.members: dict[int, ZkpyServer] = {}
+        self.killed: dict[int, ZkpyServer] = {}  # the last stopped instance of each member: its trace and log
 
     def start_server(self, sid: int) -> None:
         member = ZkpyServer(config=load(self._config(sid)))
@@ -47,6 +48,7 @@ class InProcessEnsemble(Ensemble):
         member = self.members.pop(sid, None)
         if member is not None:
             member.stop()
+            self.killed[sid] = member
 
     def pause(self, sid: int) -> None:
         self.members[sid].pause()
@@ -61,13 +63,25 @@ class InProcessEnsemble(Ensemble):
                 list(pool.map(ZkpyServer.stop, members))
 
     def trace(self) -> list[TraceEntry]:
-        """Every live member's wire trace in one, in time order (`TraceEntry.server` is the sid)."""
-        return merge({sid: member.trace() for sid, member in self.members.items()})
+        """Every member's wire trace in one, in time order (`TraceEntry.server` is the sid); a
+        killed member's up to its kill, merged with its restarted instance's."""
+        traces: dict[int, list[TraceEntry]] = {}
+        for group in (self.killed, self.members):
+            for sid, member in group.items():
+                traces.setdefault(sid, []).extend(member.trace())
+        return merge(traces)
 
     def log_tails(self, lines: int = 12) -> str:
-        return "\n".join(f"--- server {sid}:\n" + "\n".join(list(m.log_lines)[-lines:])
-                         for sid, m in sorted(self.members.items()))
+        """The end of every member's log (kept in memory: in-process members write no files)."""
+        out = []
+        for sid in self.ids:
+            kept = [*(self.killed[sid].log_lines if sid in self.killed else ()),
+                    *(self.members[sid].log_lines if sid in self.members else ())]
+            state = "" if sid in self.members else " (killed)"
+            out.append(f"--- server {sid}{state}:\n" + "\n".join(kept[-lines:]))
+        return "\n".join(out)
 
     def reset(self, timeout: float = 10.0) -> None:
         """Back to an empty tree and no sessions, through the pipeline (see zkpy.testing.reset)."""
         reset_inprocess(self.members, timeout)
+        self.killed.clear()  # their traces are of earlier tests

@@ -57,6 +57,9 @@ class _Origin:
         if err:
             self.errors.append((entry.xid, err))
 
+    def close(self) -> None:
+        """What the member does to a connection whose write cannot go on (the next round retries)."""
+
 
 def _propose_reset(member: "Member") -> int:
     """On the leader's loop: close every session and delete every znode; returns the last zxid proposed."""
