@@ -15,9 +15,9 @@ from typing import Any, Callable, TypeVar
 from .. import logs
 from ..server.config import Config
 from ..server.node import ZkServer
+from .external import four_letter_word
 from .reset import reset_inprocess
 from .trace import DEFAULT_SIZE, TraceEntry, entries, snapshot
-from .external import four_letter_word
 
 T = TypeVar("T")
 

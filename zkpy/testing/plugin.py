@@ -37,7 +37,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from ..server.config import load
+from ..server.config import Config, load
 from .ensemble import Ensemble
 from .external import ApacheZooKeeper, _ServerProcess, apache_zookeeper_available
 from .inprocess import ZkpyServer
@@ -97,7 +97,7 @@ def _options(request: pytest.FixtureRequest) -> dict[str, Any]:
 # ------------------------------------------------------------ building servers
 
 
-def _server_config(tick_time: int | None, settings: dict[str, Any]):  # noqa: ANN202 - a server Config
+def _server_config(tick_time: int | None, settings: dict[str, Any]) -> Config:
     """A loopback, free-port server's Config from zoo.cfg settings (as ensembles take them)."""
     lines = ["clientPort=0", "clientPortAddress=127.0.0.1", "4lw.commands.whitelist=*"]
     if tick_time is not None:

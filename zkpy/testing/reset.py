@@ -37,7 +37,7 @@ _DELETE = int(Op.DELETE)
 class _Entry:
     """What the member answers a write through (a connection's pending request, in connection.py)."""
 
-    __slots__ = ("conn", "xid", "op", "with_read_only")
+    __slots__ = ("conn", "op", "with_read_only", "xid")
 
     def __init__(self, conn: "_Origin", xid: int, op: int) -> None:
         self.conn, self.xid, self.op, self.with_read_only = conn, xid, op, False
@@ -87,7 +87,7 @@ def reset_inprocess(members: dict[int, InProcess], timeout: float = 10.0) -> Non
     deadline = time.monotonic() + timeout
     while True:
         leader = _leader(members, deadline)
-        target = leader.call(lambda: _propose_reset(leader.server.member))  # type: ignore[union-attr]
+        target = leader.call(lambda m=leader: _propose_reset(m.server.member))
         while not all(m.call(lambda m=m: m.server.member.tree.last_zxid) >= target for m in members.values()):
             _wait(deadline, "members to apply the reset")
         if all(m.call(lambda m=m: _is_fresh(m.server.member)) for m in members.values()):

@@ -16,8 +16,15 @@ from datetime import datetime
 from typing import Iterable, NamedTuple
 
 from ..protocol.codes import Err, Event, Op
-from ..server.wiretrace import CLOSE, CONNECT, EVENT, REPLY, REQUEST, SESSION, request_path
-
+from ..server.wiretrace import (
+    CLOSE,
+    CONNECT,
+    EVENT,
+    REPLY,
+    REQUEST,
+    SESSION,
+    request_path,
+)
 
 DEFAULT_SIZE = 5000  # entries an in-process server keeps
 
