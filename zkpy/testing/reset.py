@@ -7,8 +7,9 @@ had used; it takes milliseconds where a restart takes tenths of seconds.
 
 - In-process servers (`reset_inprocess`): on the leader's event loop, the member expires
   every session and deletes every znode outside the system ones (/zookeeper, its quota and
-  config nodes); then every member is waited for until it has applied the last of it.  The
-  wire traces are cleared: a test sharing the server sees only its own traffic.
+  config nodes); then every member is waited for until it has applied the last of it (so
+  members must be running, not paused).  The wire traces are cleared: a test sharing the
+  server sees only its own traffic.
 - Process servers, zkpy or Apache ZooKeeper (`reset_through_client`): a kazoo client deletes
   the znodes.  ZooKeeper has no request that closes another client's session, so sessions a
   test left open stay (their ephemerals are deleted); close your clients.
