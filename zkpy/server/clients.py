@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from typing import TYPE_CHECKING, Any, Callable
 
 import structlog
@@ -55,6 +56,8 @@ class ClientTable:
         self.throttled: set[Any] = set()
         self.throttles = 0  # times a connection was paused for globalOutstandingLimit
         self.stats = ServerStats()
+        # Recent client traffic when config.wire_trace > 0 (see wiretrace.py): one ring per server.
+        self.trace: deque | None = deque(maxlen=config.wire_trace) if config.wire_trace > 0 else None
 
     # ------------------------------------------------------------ connections
 

@@ -61,6 +61,7 @@ class Config:
     force_sync: bool = True
     autopurge_snap_retain_count: int = 3
     autopurge_purge_interval: int = 0
+    wire_trace: int = 0  # entries of the client wire trace ring (zkpy.wireTrace); 0: no trace
 
     @property
     def purge_retain(self) -> int | None:
@@ -294,6 +295,8 @@ def _apply_properties(cfg: Config, props: dict[str, str], cfg_keys: set[str]) ->
             cfg.admin_enable_server = _bool(key, value)
         elif key == "zookeeper.maxCnxns" and "maxCnxns" not in cfg_keys:
             cfg.max_cnxns = _int(key, value, 0)
+        elif key == "zkpy.wireTrace":
+            cfg.wire_trace = _int(key, value, 0)
         elif key in _KNOWN_PROPERTIES or key.startswith(_KNOWN_PROPERTY_PREFIXES):
             pass
         elif key.startswith("zookeeper.") and key[len("zookeeper."):] in cfg_keys:

@@ -24,11 +24,11 @@ from ..tree.datatree import DataTree
 from . import fourletter
 from .clients import ClientTable
 from .config import Config
-from .connection import ClientConnection
 from .faults import FaultTable
 from .member import Member
 from .peers import Peers
 from .peers import encode as encode_frame
+from .wiretrace import connection_class
 
 log = structlog.get_logger("zkpy.server")
 
@@ -97,7 +97,8 @@ class ZkServer:
         self.loop = loop = asyncio.get_running_loop()
         self.clients.loop = loop
         self.member.refresh_clock()
-        self._server = await loop.create_server(lambda: ClientConnection(self.clients), self.config.client_port_address,
+        connection = connection_class(self.clients)
+        self._server = await loop.create_server(lambda: connection(self.clients), self.config.client_port_address,
                                                 self.config.client_port, reuse_address=True, backlog=1024)
         sock = self._server.sockets[0]
         if sock.family != socket.AF_UNIX:

@@ -28,6 +28,7 @@ from .external import _LOG4J_PROPERTIES, apache_zookeeper_classpath, four_letter
 from .faults import FileFaults
 from .ports import PortBlock
 from .proxy import Proxy
+from .reset import reset_process_ensemble
 
 
 class Ensemble:
@@ -52,6 +53,7 @@ class Ensemble:
         self.election_ports = {sid: base_port + 2 * n + k for k, sid in enumerate(self.ids)}
         self.procs: dict[int, subprocess.Popen] = {}
         self._faults: FileFaults | None = None
+        self.keep_dir = False  # stop() leaves self.base (logs, data) in place, e.g. after a failed test
         self.settings = dict(settings or {})
         self.apache_heap = apache_heap  # -Xmx of each Apache ZooKeeper member (zkServer.sh's default)
         # Extra environment variables of some members, for their next starts (e.g. a test's
@@ -295,13 +297,19 @@ class Ensemble:
         self.proxy.heal()
 
     def stop(self) -> None:
-        """Stop every member, then the proxy; remove the temp dirs."""
+        """Stop every member, then the proxy; remove the temp dirs (unless `keep_dir`)."""
         self.stop_members()
         if self.proxy is not None:
             self.proxy.close()
         if self.port_block is not None:
             self.port_block.release()
-        shutil.rmtree(self.base, ignore_errors=True)
+        if not self.keep_dir:
+            shutil.rmtree(self.base, ignore_errors=True)
+
+    def reset(self, timeout: float = 10.0) -> None:
+        """Back to an empty tree, through a client (see zkpy.testing.reset for what stays)."""
+        reset_process_ensemble({sid: ("127.0.0.1", self.client_ports[sid]) for sid in self.ids if self.alive(sid)},
+                               timeout)
 
     def stop_members(self) -> None:
         for sid, p in self.procs.items():

@@ -9,14 +9,18 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
+from collections import deque
 from typing import Any, Callable, TypeVar
 
+from .. import logs
 from ..server.config import Config
 from ..server.node import ZkServer
 from . import introspect
 from .clock import VirtualClock
 from .external import four_letter_word
 from .faults import ServerFaults
+from .reset import reset_inprocess
+from .trace import DEFAULT_SIZE, TraceEntry, entries, snapshot
 
 T = TypeVar("T")
 
@@ -27,7 +31,9 @@ class ZkpyServer:
     Listens on 127.0.0.1 on a port the kernel picks (it binds port 0) unless `port` (or
     `base_port`, the same for symmetry with the ensembles) is given.  Options are zoo.cfg
     settings by their Config field names (tick_time, extended_types, super_digest, ...);
-    or a whole `config` (an ensemble member's, say: see InProcessEnsemble).
+    or a whole `config` (an ensemble member's, say: see InProcessEnsemble).  The wire trace
+    is on (`trace()`; `wire_trace=0` turns it off) and the server's log lines are kept in
+    `log_lines` (the last 500), for the pytest plugin's failure reports.
 
     `clock="virtual"` (or a shared `VirtualClock`) stops time for the server: it moves only
     in `advance(seconds)` (see zkpy.testing.clock).
@@ -50,6 +56,9 @@ class ZkpyServer:
             if not hasattr(self.config, key):
                 raise TypeError(f"unknown server option {key!r}")
             setattr(self.config, key, value)
+        if "wire_trace" not in options and not self.config.wire_trace:
+            self.config.wire_trace = DEFAULT_SIZE
+        self.log_lines: deque[str] = deque(maxlen=500)
         self._resume: threading.Event | None = None
         self.server: ZkServer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -61,6 +70,7 @@ class ZkpyServer:
         ready: concurrent.futures.Future = concurrent.futures.Future()
 
         def run() -> None:
+            logs.capture_thread(self.log_lines)
             try:
                 import uvloop
 
@@ -78,11 +88,13 @@ class ZkpyServer:
             except BaseException as e:  # noqa: BLE001 - report start-up failure to the caller
                 ready.set_exception(e)
                 loop.close()
+                logs.release_thread()
                 return
             loop.run_forever()
             loop.run_until_complete(server.stop())
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
+            logs.release_thread()
 
         self._thread = threading.Thread(target=run, name="zkpy-server", daemon=True)
         self._thread.start()
@@ -218,3 +230,14 @@ class ZkpyServer:
 
     def last_zxid(self) -> int:
         return self.call(lambda: self.server.tree.last_zxid)  # type: ignore[union-attr]
+
+    # ------------------------------------------------------------ test support (trace.py, reset.py)
+
+    def trace(self) -> list[TraceEntry]:
+        """The recent requests, replies and events of this server's clients, oldest first."""
+        ring = self.server.clients.trace if self.server is not None else None
+        return entries(snapshot(ring)) if ring is not None else []
+
+    def reset(self, timeout: float = 10.0) -> None:
+        """Back to an empty tree and no sessions, through the pipeline (see zkpy.testing.reset)."""
+        reset_inprocess({0: self}, timeout)

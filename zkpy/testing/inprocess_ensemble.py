@@ -35,6 +35,8 @@ from .clock import VirtualClock
 from .ensemble import Ensemble
 from .faults import ServerFaults
 from .inprocess import ZkpyServer
+from .reset import reset_inprocess
+from .trace import TraceEntry, merge
 
 
 class InProcessEnsemble(Ensemble):
@@ -50,6 +52,7 @@ class InProcessEnsemble(Ensemble):
         if self.clock is not None and self.proxy is not None:
             self.clock.settle = max(self.clock.settle, 0.002)  # the quiet check cannot see into the proxy
         self.members: dict[int, ZkpyServer] = {}
+        self.killed: dict[int, ZkpyServer] = {}  # the last stopped instance of each member: its trace and log
 
     def start_server(self, sid: int) -> None:
         member = ZkpyServer(config=load(self._config(sid)), clock=self.clock or "real")
@@ -90,6 +93,7 @@ class InProcessEnsemble(Ensemble):
         member = self.members.pop(sid, None)
         if member is not None:
             member.stop()
+            self.killed[sid] = member
 
     @property
     def faults(self) -> ServerFaults:  # type: ignore[override]
@@ -107,3 +111,27 @@ class InProcessEnsemble(Ensemble):
         if members:
             with ThreadPoolExecutor(len(members)) as pool:  # they stop side by side
                 list(pool.map(ZkpyServer.stop, members))
+
+    def trace(self) -> list[TraceEntry]:
+        """Every member's wire trace in one, in time order (`TraceEntry.server` is the sid); a
+        killed member's up to its kill, merged with its restarted instance's."""
+        traces: dict[int, list[TraceEntry]] = {}
+        for group in (self.killed, self.members):
+            for sid, member in group.items():
+                traces.setdefault(sid, []).extend(member.trace())
+        return merge(traces)
+
+    def log_tails(self, lines: int = 12) -> str:
+        """The end of every member's log (kept in memory: in-process members write no files)."""
+        out = []
+        for sid in self.ids:
+            kept = [*(self.killed[sid].log_lines if sid in self.killed else ()),
+                    *(self.members[sid].log_lines if sid in self.members else ())]
+            state = "" if sid in self.members else " (killed)"
+            out.append(f"--- server {sid}{state}:\n" + "\n".join(kept[-lines:]))
+        return "\n".join(out)
+
+    def reset(self, timeout: float = 10.0) -> None:
+        """Back to an empty tree and no sessions, through the pipeline (see zkpy.testing.reset)."""
+        reset_inprocess(self.members, timeout)
+        self.killed.clear()  # their traces are of earlier tests
