@@ -87,15 +87,15 @@ class TracedConnection(ClientConnection):
         self.trace.append((monotonic(), session_id, SESSION, 0, timeout, None, 0, self.member.tree.last_zxid))
         super().send_connect_response(timeout, session_id, passwd, with_read_only, entry, read_only)
 
-    def _request(self, buf: bytearray, start: int, end: int, member: "Member") -> None:
-        if end - start >= 8:
+    def _request(self, buf: bytearray, start: int, end: int, member: "Member", unfaulted: bool = False) -> None:
+        if end - start >= 8 and not unfaulted:  # unfaulted: a fault rule passing it on, already recorded
             xid, op = _unpack_header(buf, start)
             kept = start + 8 + (MULTI_KEPT if op in _MULTIS else BODY_KEPT)
             self.trace.append((monotonic(), self.session_id, REQUEST, xid, op,
                                bytes(buf[start + 8:kept if kept < end else end]), 0, 0))
             if op == _PING:  # answered inline, without _reply
                 self.trace.append((monotonic(), self.session_id, REPLY, xid, op, None, 0, member.tree.last_zxid))
-        super()._request(buf, start, end, member)
+        super()._request(buf, start, end, member, unfaulted)
 
     def _reply(self, xid: int, zxid: int, err: int, body: bytes) -> None:
         self.trace.append((monotonic(), self.session_id, REPLY, xid, None, None, err, zxid))
