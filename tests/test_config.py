@@ -83,3 +83,25 @@ def test_unknown_key_warns(tmp_path):
         p.wait(10)
     text = "".join(lines)
     assert "unknown setting" in text and "someUnknownKey" in text
+
+
+def test_one_server_line_runs_standalone(tmp_path):
+    """A zoo.cfg with a single server.N line (as many container images ship) is a standalone
+    server, as in ZooKeeper: it serves, and srvr says so."""
+    from kazoo.client import KazooClient
+
+    from zkpy.testing import ZkpyServer
+
+    cfg = tmp_path / "zoo.cfg"
+    cfg.write_text(f"dataDir={tmp_path}\nclientPort=0\nclientPortAddress=127.0.0.1\n4lw.commands.whitelist=*\n"
+                   "server.1=127.0.0.1:2888:3888\n")
+    with ZkpyServer(config=load(str(cfg))) as zk:
+        client = KazooClient(zk.connect_string, timeout=5)
+        client.start(timeout=10)
+        try:
+            client.create("/one", b"1")
+            assert client.get("/one")[0] == b"1"
+        finally:
+            client.stop()
+            client.close()
+        assert "Mode: standalone" in zk.four_letter_word("srvr")

@@ -215,26 +215,51 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _ensemble(args: argparse.Namespace) -> int:
-    """A local ensemble on free loopback ports and temp dirs, until Ctrl-C."""
+    """A local ensemble on loopback ports and a temp dir (or --keep DIR), until Ctrl-C or a
+    signal; its members die with the command however it dies (see testing/reaper.py)."""
     import time
 
     from .testing.ensemble import Ensemble
+    from .testing.reaper import Reaper
+
+    if args.n < 1:
+        raise BadInput(f"-n {args.n}: an ensemble has at least one server (-n 1 runs a standalone one)")
+    if args.base_port is not None and not 1024 <= args.base_port <= 65535 - 3 * args.n:
+        raise BadInput(f"--base-port {args.base_port}: the {3 * args.n} ports from it must lie in 1024..65535")
 
     def interrupt(*_: object) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupt)
-    ens = Ensemble(args.n, tick_time=args.tick_time)
+    signal.signal(signal.SIGHUP, interrupt)
+    ens = Ensemble(args.n, tick_time=args.tick_time, base_port=args.base_port, keep=args.keep)
+    reaper = Reaper(None if args.keep else ens.base)
+    reported: set[int] = set()
     try:
-        ens.start()
+        for sid in ens.ids:
+            ens.start_server(sid)
+            reaper.watch(ens.procs[sid].pid)
+        ens.wait_serving(fail_on_exit=True)
         print(ens.connect_string, flush=True)
-        print(f"leader: server {ens.leader()}; data and logs in {ens.base}; Ctrl-C stops all", file=sys.stderr)
+        where = f"leader: server {ens.leader()}; " if args.n > 1 else "standalone; "
+        print(f"{where}data and logs in {ens.base}; Ctrl-C stops all", file=sys.stderr, flush=True)
         while True:
-            time.sleep(3600)
+            for sid, proc in ens.procs.items():
+                code = proc.poll()
+                if code is not None and sid not in reported:
+                    reported.add(sid)
+                    log_path = f"{ens.base}/server{sid}/server.log"
+                    print(f"zkpy ensemble: server {sid} exited with code {code} (its log: {log_path})",
+                          file=sys.stderr, flush=True)
+            time.sleep(0.5)
     except KeyboardInterrupt:
         pass
+    except RuntimeError as e:  # members that exited while starting: their codes and log tails
+        print(f"zkpy ensemble: {e}", file=sys.stderr)
+        return 1
     finally:
         ens.stop()
+        reaper.release()
     return 0
 
 
@@ -283,8 +308,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("data_dir")
     p.add_argument("--data-log-dir")
     p = command("ensemble", help="run a local ensemble of N servers and print its connect string")
-    p.add_argument("-n", type=int, default=3)
+    p.add_argument("-n", type=int, default=3, help="servers (default 3; 1 runs a standalone server)")
     p.add_argument("--tick-time", type=int, default=2000)
+    p.add_argument("--base-port", type=int, help="client ports from here, then quorum, then election ports "
+                                                  "(default: a free block below the ephemeral range)")
+    p.add_argument("--keep", metavar="DIR", help="put the data and logs in DIR and keep them")
     p = command("simulate", help="run seeded simulations of real members (simulated disk, network, "
                                           "clock and clients) and check their invariants")
     p.add_argument("--schedules", type=int, help="how many seeds (default 100; 1 with --seed)")

@@ -82,8 +82,10 @@ class Member:
         self._wake = wake
         self.now_ms = clock()
         servers = config.servers
-        voters = {s for s, spec in servers.items() if spec.role == "participant"} or {sid}
+        voters = {s for s, spec in servers.items() if spec.role == "participant"}
         observers = {s for s, spec in servers.items() if spec.role == "observer"}
+        if len(voters) <= 1:  # no server lines, or one (ZooKeeper runs that standalone): a voter of one
+            voters, observers = {sid}, set()
         self.tick_ms = min(config.tick_time, 100)
         self.core = Zab(sid, voters, observers, accepted_epoch=epochs[0], current_epoch=epochs[1],
                         log=log_tail, snapshot_zxid=tree.last_zxid if not log_tail else log_tail[0][0] - 1,

@@ -35,12 +35,15 @@ class Ensemble:
     def __init__(self, size: int = 3, tick_time: int = 200, observers: int = 0, apache: bool = False,
                  startup_timeout: float = 30.0, proxied: bool = False,
                  settings: dict[str, str] | None = None, apache_heap: str = "1000m",
-                 member_env: dict[int, dict[str, str]] | None = None, base_port: int | None = None) -> None:
+                 member_env: dict[int, dict[str, str]] | None = None, base_port: int | None = None,
+                 keep: str | None = None) -> None:
         self.size = size
         self.tick_time = tick_time
         self.apache = apache
         self.startup_timeout = startup_timeout
-        self.base = tempfile.mkdtemp(prefix="zkpy-ensemble-")
+        if keep is not None:  # data and logs go to `keep`, and stay there
+            os.makedirs(keep, exist_ok=True)
+        self.base = keep or tempfile.mkdtemp(prefix="zkpy-ensemble-")
         self.ids = list(range(1, size + observers + 1))
         self.observers = set(self.ids[size:])
         n = len(self.ids)
@@ -53,7 +56,7 @@ class Ensemble:
         self.election_ports = {sid: base_port + 2 * n + k for k, sid in enumerate(self.ids)}
         self.procs: dict[int, subprocess.Popen] = {}
         self._faults: FileFaults | None = None
-        self.keep_dir = False  # stop() leaves self.base (logs, data) in place, e.g. after a failed test
+        self.keep_dir = keep is not None  # stop() leaves self.base (logs, data) in place, e.g. after a failed test
         self.settings = dict(settings or {})
         self.apache_heap = apache_heap  # -Xmx of each Apache ZooKeeper member (zkServer.sh's default)
         # Extra environment variables of some members, for their next starts (e.g. a test's
@@ -173,6 +176,8 @@ class Ensemble:
             live = [s for s in (sids or self.ids) if self.alive(s)]
             modes = [self.mode(s) for s in live]
             if modes.count("leader") == 1 and all(m in ("leader", "follower", "observer") for m in modes):
+                return time.time() - start
+            if len(self.ids) == 1 and modes == ["standalone"]:  # one server line: a standalone server
                 return time.time() - start
             self._pass_time(0.05)
         raise RuntimeError(f"ensemble not serving: { {s: self.mode(s) for s in self.ids} }\n" + self.log_tails())
