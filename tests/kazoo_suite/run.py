@@ -10,9 +10,12 @@ that matches no test is an error, so the list cannot go stale silently.
 Environment (each has a default; kazoo's harness reads them):
   ZOOKEEPER_VERSION      the version zkpy reports (kazoo picks its 3.5+ settings from it, and
                          test_build checks the server against it when CI is set)
-  ZOOKEEPER_CLASSPATH    passed to java as -cp; the shim ignores it (default "zkpy-java-shim")
-  ZOOKEEPER_PORT_OFFSET  first port of the ensemble (default 20000; member n uses
-                         offset+10(n-1) .. +4), on 127.0.0.1/localhost
+  ZOOKEEPER_CLASSPATH    passed to java as -cp; the shim ignores it (default "zkpy-java-shim",
+                         a classpath with no ZooKeeper in it: should a command ever miss the
+                         shim and reach the real java, it fails instead of testing ZooKeeper)
+  ZOOKEEPER_PORT_OFFSET  first port of the ensemble (member n uses offset+10(n-1) .. +4, on
+                         127.0.0.1/localhost); default: the first of 20000, 20100, ... whose
+                         ports are all free, so that two runs on one machine do not collide
   ZOOKEEPER_CLUSTER_SIZE members (default 3)
 """
 
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import sys
 import tempfile
 
@@ -57,6 +61,20 @@ class Deselect:
         items[:] = keep
 
 
+def free_port_offset(size: int) -> int:
+    """The first offset from 20000 (in steps of 100, below the ephemeral ports) at which every
+    port kazoo's harness gives the ensemble's members can be bound on 127.0.0.1 now."""
+    for offset in range(20000, 32000, 100):
+        try:
+            for port in (offset + 10 * n + k for n in range(size) for k in range(5)):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return offset
+    raise RuntimeError("no free ports for kazoo's ensemble between 20000 and 32000")
+
+
 def main(argv: list[str]) -> int:
     import kazoo
 
@@ -69,6 +87,9 @@ def main(argv: list[str]) -> int:
         os.environ["PATH"] = shim_dir + os.pathsep + os.environ.get("PATH", "")
         os.environ.setdefault("ZOOKEEPER_VERSION", VERSION.split("-")[0])
         os.environ.setdefault("ZOOKEEPER_CLASSPATH", "zkpy-java-shim")
+        if "ZOOKEEPER_PORT_OFFSET" not in os.environ:
+            size = int(os.environ.get("ZOOKEEPER_CLUSTER_SIZE", "3"))
+            os.environ["ZOOKEEPER_PORT_OFFSET"] = str(free_port_offset(size))
         kazoo_parent = os.path.dirname(os.path.dirname(os.path.abspath(kazoo.__file__)))
         args = ["-c", os.path.join(HERE, "pytest.ini"), "--rootdir", kazoo_parent, "-p", "no:cacheprovider",
                 "--pyargs", "kazoo.tests", *argv]
