@@ -53,7 +53,7 @@ def translate(java_args: list[str]) -> list[str] | None:
             i += 2
             continue
         if arg.startswith("-D"):
-            key, sep, value = arg[2:].partition("=")
+            key, _, value = arg[2:].partition("=")
             if not key.startswith(_JVM_PROPERTY_PREFIXES):
                 properties.append(f"-D{key}={value}")
         elif not arg.startswith("-"):
