@@ -263,6 +263,16 @@ def _ensemble(args: argparse.Namespace) -> int:
     return 0
 
 
+def _java_shim(args: argparse.Namespace) -> int:
+    from .testing.java_shim import write_shim
+
+    path = write_shim(args.dir)
+    print(path)
+    print(f"put {args.dir} first in PATH: its java runs QuorumPeerMain as zkpy, other java commands as before",
+          file=sys.stderr)
+    return 0
+
+
 def _op_name(op: int) -> str:
     from .protocol.codes import Op
 
@@ -322,6 +332,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keep-going", action="store_true", help="do not stop at the first failing seed")
     p.add_argument("--broken", choices=["early-durable", "reuse-epoch"],
                    help="a test-only broken build, to see the simulation catch it")
+    p = command("java-shim", help="write DIR/java, which runs `java ... QuorumPeerMain zoo.cfg` as "
+                                           "`zkpy serve` (for test harnesses that start ZooKeeper)")
+    p.add_argument("dir")
     # -D arguments look like options to argparse: split them off first.
     props = [a for a in argv if a.startswith("-D")]
     rest = [a for a in argv if not a.startswith("-D")]
@@ -329,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     args.properties = props
     logs.configure(getattr(args, "log_level", "INFO"))
     commands = {"serve": _serve, "purge": _purge, "dump-log": _dump_log, "dump-snapshot": _dump_snapshot,
-                "check": _check, "simulate": _simulate, "ensemble": _ensemble}
+                "check": _check, "simulate": _simulate, "ensemble": _ensemble, "java-shim": _java_shim}
     if args.command in ("dump-log", "dump-snapshot", "check", "purge"):
         # Tools that print: `zkpy dump-log FILE | head` ends quietly, as cat does.
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
