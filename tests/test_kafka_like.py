@@ -1,10 +1,15 @@
 """The Kafka-like control plane of examples/kafka_like on zkpy, through kazoo, under faults.
 
-Each scenario runs against a standalone in-process server, an in-process 3-member ensemble and
-a 3-process ensemble, and checks what a Kafka user relies on: one controller acting per epoch,
-a leader from the ISR for every partition that has a live in-sync replica, and nothing landing
-from a controller that a newer one replaced.  Broker i's session lives on member i of an
-ensemble, so that cutting member i off partitions broker i alone.
+Each scenario runs against a standalone in-process server, an in-process 3-member ensemble, a
+3-process ensemble and Apache ZooKeeper standalone, and checks what a Kafka user relies on: one
+controller acting per epoch, a leader from the ISR for every partition that has a live in-sync
+replica, and nothing landing from a controller that a newer one replaced.  Broker i's session
+lives on member i of an ensemble, so that cutting member i off partitions broker i alone.
+
+Lost replies are zkpy's server-side `drop_reply()` fault (a client-side stand-in for Apache
+ZooKeeper, which has no faults API).  The in-process servers run on virtual time, so a session
+expiry takes no waiting and is checked against ZooKeeper's bound; the process ensemble and
+Apache ZooKeeper run on real time.
 """
 
 from __future__ import annotations
