@@ -174,7 +174,7 @@ def expire(cluster: Standalone | Members, broker: Broker, observer: Observer) ->
 
     On virtual time the servers' clock moves while the brokers' kazoo stays in real time: the
     session must outlive half its timeout and be gone within ZooKeeper's bound, and the
-    sessions whose connections stay open (the other brokers', the observer's) live on.  On
+    other brokers, whose connections stay open, keep their sessions.  On
     real time (Apache ZooKeeper, server processes) the test waits one session timeout."""
     if not cluster.virtual:
         cluster.cut(broker)
