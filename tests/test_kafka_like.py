@@ -1,10 +1,15 @@
 """The Kafka-like control plane of examples/kafka_like on zkpy, through kazoo, under faults.
 
-Each scenario runs against a standalone in-process server, an in-process 3-member ensemble and
-a 3-process ensemble, and checks what a Kafka user relies on: one controller acting per epoch,
-a leader from the ISR for every partition that has a live in-sync replica, and nothing landing
-from a controller that a newer one replaced.  Broker i's session lives on member i of an
-ensemble, so that cutting member i off partitions broker i alone.
+Each scenario runs against a standalone in-process server, an in-process 3-member ensemble, a
+3-process ensemble and Apache ZooKeeper standalone, and checks what a Kafka user relies on: one
+controller acting per epoch, a leader from the ISR for every partition that has a live in-sync
+replica, and nothing landing from a controller that a newer one replaced.  Broker i's session
+lives on member i of an ensemble, so that cutting member i off partitions broker i alone.
+
+Lost replies are zkpy's server-side `drop_reply()` fault (a client-side stand-in for Apache
+ZooKeeper, which has no faults API).  The in-process servers run on virtual time, so a session
+expiry takes no waiting and is checked against ZooKeeper's bound; the process ensemble and
+Apache ZooKeeper run on real time.
 """
 
 from __future__ import annotations
@@ -34,12 +39,13 @@ from examples.kafka_like import (
 )
 from zkpy.testing import Ensemble, InProcessEnsemble, ZkpyServer
 from zkpy.testing.external import ApacheZooKeeper, apache_zookeeper_available
+from zkpy.testing.faults import Injection, drop_reply
 from zkpy.testing.proxy import Proxy
 
 pytestmark = pytest.mark.timeout(120)
 
 SESSION = 4.0  # seconds: the most tickTime=200 allows (20 ticks)
-SHORT_SESSION = 2.0  # for a broker whose session a test lets expire in real time
+SHORT_SESSION = 2.0  # for a broker whose session a test lets expire (a wait on real time)
 
 
 def wait_for(condition: Callable[[], object], what: str, timeout: float = 30.0) -> object:
@@ -52,17 +58,19 @@ def wait_for(condition: Callable[[], object], what: str, timeout: float = 30.0) 
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
-# ---------------------------------------------------------------- the three backends
+# ---------------------------------------------------------------- the backends
 
 
 class Standalone:
-    """One server (zkpy in-process, or Apache ZooKeeper for comparison); each broker reaches it
-    through a proxy link of its own, which `cut` freezes (a partition between that broker and
-    ZooKeeper)."""
+    """One server (zkpy in-process on virtual time, or Apache ZooKeeper on real time); each
+    broker reaches it through a proxy link of its own, which `cut` freezes (a partition between
+    that broker and ZooKeeper)."""
 
     def __init__(self, apache: bool = False) -> None:
         self.server: ZkpyServer | ApacheZooKeeper = (ApacheZooKeeper(tick_time=200) if apache
-                                                     else ZkpyServer(tick_time=200)).start()
+                                                     else ZkpyServer(tick_time=200, clock="virtual")).start()
+        self.virtual = isinstance(self.server, ZkpyServer)
+        self.expiry_bound = 0.2  # a session ends within its timeout + 1 tickTime of its last ping
         self.proxy = Proxy()
         self.links: dict[int, int] = {}
 
@@ -75,42 +83,49 @@ class Standalone:
             self.links[broker_id] = self.proxy.link(f"broker-{broker_id}", self.server.host, self.server.port)
         return f"127.0.0.1:{self.links[broker_id]}"
 
-    def expire(self, broker: Broker, observer: Observer) -> None:
+    def cut(self, broker: Broker) -> None:
+        self.proxy.cut([f"broker-{broker.broker_id}"])
         if isinstance(self.server, ZkpyServer):
-            # TODO(vtime): once ZkpyServer(clock="virtual") lands, cut the broker off and
-            # self.server.advance(its session timeout) instead of expiring it by hand.
-            self.server.expire_session(broker.zk.client_id[0])
-            return
-        expire_by_cutting(self, broker, observer)
-
-    def cut(self, broker_id: int) -> None:
-        self.proxy.cut([f"broker-{broker_id}"])
+            # A frozen link leaves the server's end of the connection open, which virtual time
+            # counts as pinging (a real server would hear no ping): close that end.  The broker
+            # reconnects into the cut link and waits there.
+            self.server.drop_connections(broker.zk.client_id[0])
 
     def heal(self) -> None:
         self.proxy.heal()
+
+    def hosts_apart_from(self, broker: Broker) -> str:
+        return self.server.connect_string  # the observer's way in is never cut
+
+    def session_timeout(self, broker: Broker) -> float:
+        return self.server.sessions()[broker.zk.client_id[0]].timeout_ms / 1000  # type: ignore[union-attr]
+
+    def advance(self, seconds: float) -> None:
+        self.server.advance(seconds)  # type: ignore[union-attr]
+
+    @contextlib.contextmanager
+    def lose_reply(self, path: str, client: KazooClient) -> Iterator[Injection | LostReplies]:
+        if isinstance(self.server, ZkpyServer):
+            with self.server.faults.inject(drop_reply(), op="multi", path=path, count=1) as fault:
+                yield fault
+        else:
+            with lost_reply_on_the_client(client, path) as lost:
+                yield lost
 
     def close(self) -> None:
         self.proxy.close()
         self.server.stop()
 
 
-def expire_by_cutting(cluster: Standalone | Members, broker: Broker, observer: Observer) -> None:
-    """Where nothing can expire a session by hand: cut the broker off and let its session time
-    out (real time, one session timeout)."""
-    cluster.cut(broker.broker_id)
-    try:
-        wait_for(lambda: observer.exists(zkdata.broker_path(broker.broker_id)) is None,
-                 f"broker {broker.broker_id}'s session to expire")
-    finally:
-        cluster.heal()
-
-
 class Members:
-    """A proxied 3-member ensemble (in-process or processes); broker i talks to member i, and
-    `cut` isolates that member from the other two."""
+    """A proxied 3-member ensemble (in-process on virtual time, or processes on real time);
+    broker i talks to member i, and `cut` isolates that member from the other two."""
 
     def __init__(self, ensemble: Ensemble) -> None:
         self.ensemble = ensemble.start()
+        self.virtual = getattr(ensemble, "clock", None) is not None
+        # The leader hears of a follower's sessions on the follower's next tick: + 2 tickTimes.
+        self.expiry_bound = 2 * ensemble.tick_time / 1000
 
     @property
     def connect_string(self) -> str:
@@ -119,23 +134,71 @@ class Members:
     def hosts(self, broker_id: int) -> str:
         return self.ensemble.address(broker_id)
 
-    def expire(self, broker: Broker, observer: Observer) -> None:
-        ens = self.ensemble
-        if isinstance(ens, InProcessEnsemble):
-            # TODO(vtime): InProcessEnsemble(clock="virtual").advance(timeout) once it lands.
-            leader = wait_for(ens.leader, "a leader")
-            ens.members[leader].expire_session(broker.zk.client_id[0])
-            return
-        expire_by_cutting(self, broker, observer)  # processes: the leader times it out
-
-    def cut(self, broker_id: int) -> None:
-        self.ensemble.isolate(broker_id)
+    def cut(self, broker: Broker) -> None:
+        if self.virtual:
+            # Isolating the leader would start with an election, whose time the bound leaves out.
+            assert self.ensemble.leader() != broker.broker_id, "the scenario isolates a follower"
+        self.ensemble.isolate(broker.broker_id)
 
     def heal(self) -> None:
         self.ensemble.heal()
+        if self.virtual:
+            self.ensemble.wait_serving()  # the isolated member rejoins on the clock
+
+    def hosts_apart_from(self, broker: Broker) -> str:
+        return ",".join(self.ensemble.address(sid) for sid in self.ensemble.ids if sid != broker.broker_id)
+
+    def session_timeout(self, broker: Broker) -> float:
+        leader = self.ensemble.leader()
+        return self.ensemble.sessions(leader)[broker.zk.client_id[0]].timeout_ms / 1000  # type: ignore[attr-defined]
+
+    def advance(self, seconds: float) -> None:
+        self.ensemble.advance(seconds)  # type: ignore[attr-defined]
+
+    def lose_reply(self, path: str, client: KazooClient) -> Injection:
+        """Broker i's requests reach member i only, so only that member's copy of the rule fires."""
+        return self.ensemble.faults.inject(drop_reply(), op="multi", path=path, count=1)
 
     def close(self) -> None:
         self.ensemble.stop()
+
+
+def registrations(observer: Observer) -> dict[int, int]:
+    """Broker id -> the session that owns its registration."""
+    owners = {b: observer.exists(zkdata.broker_path(b)) for b in live_brokers(observer)}
+    return {b: stat.ephemeralOwner for b, stat in owners.items() if stat is not None}
+
+
+def expire(cluster: Standalone | Members, broker: Broker, observer: Observer) -> None:
+    """End the broker's session the way ZooKeeper does: cut it off until its timeout passes.
+
+    On virtual time the servers' clock moves while the brokers' kazoo stays in real time: the
+    session must outlive half its timeout and be gone within ZooKeeper's bound, and the
+    other brokers, whose connections stay open, keep their sessions.  On
+    real time (Apache ZooKeeper, server processes) the test waits one session timeout."""
+    if not cluster.virtual:
+        cluster.cut(broker)
+        try:
+            wait_for(lambda: observer.exists(zkdata.broker_path(broker.broker_id)) is None,
+                     f"broker {broker.broker_id}'s session to expire")
+        finally:
+            cluster.heal()
+        return
+    before = registrations(observer)
+    assert broker.broker_id in before
+    timeout = cluster.session_timeout(broker)
+    # Read on the majority side: a cut-off member still answers reads (its state is stale), and
+    # a sync through it would wait for a leader it hears of only once the clock moves.
+    with observing(cluster.hosts_apart_from(broker)) as majority:
+        cluster.cut(broker)
+        try:
+            cluster.advance(timeout / 2)
+            assert registrations(majority) == before, f"broker {broker.broker_id} expired before its timeout"
+            cluster.advance(timeout / 2 + cluster.expiry_bound)
+            assert registrations(majority) == {b: s for b, s in before.items() if b != broker.broker_id}, \
+                f"broker {broker.broker_id} not expired within {timeout} s + {cluster.expiry_bound} s, or another was"
+        finally:
+            cluster.heal()
 
 
 @pytest.fixture(params=["standalone", "inprocess-3", "processes-3", "apache-standalone"])
@@ -149,7 +212,7 @@ def cluster(request) -> Iterator[Standalone | Members]:
     if request.param.endswith("standalone"):
         c: Standalone | Members = Standalone(apache=request.param.startswith("apache"))
     elif request.param == "inprocess-3":
-        c = Members(InProcessEnsemble(3, proxied=True))
+        c = Members(InProcessEnsemble(3, proxied=True, clock="virtual"))
     else:
         c = Members(Ensemble(3, proxied=True))
     try:
@@ -170,10 +233,10 @@ class Observer:
         return lambda *args, **kwargs: self.client.retry(method, *args, **kwargs)
 
 
-@pytest.fixture
-def observer(cluster) -> Iterator[Observer]:
+@contextlib.contextmanager
+def observing(hosts: str) -> Iterator[Observer]:
     retry = {"max_tries": -1, "delay": 0.05, "max_delay": 0.5, "deadline": 30}
-    client = KazooClient(hosts=cluster.connect_string, timeout=SESSION, connection_retry=KazooRetry(**retry),
+    client = KazooClient(hosts=hosts, timeout=SESSION, connection_retry=KazooRetry(**retry),
                          command_retry=KazooRetry(**retry))
     client.start(30)
     try:
@@ -181,6 +244,12 @@ def observer(cluster) -> Iterator[Observer]:
     finally:
         client.stop()
         client.close()
+
+
+@pytest.fixture
+def observer(cluster) -> Iterator[Observer]:
+    with observing(cluster.connect_string) as observer:
+        yield observer
 
 
 @pytest.fixture
@@ -372,7 +441,7 @@ def replaced_controller(cluster, observer, start_broker, controller_class: type[
     create_and_wait(observer, "quiet", assignment={0: [2, 3]})  # the takeover leaves it alone
     old, session = brokers[1], brokers[1].zk.client_id[0]
     old.events.pause()  # a long GC pause: its session ends before it acts again
-    cluster.expire(old, observer)
+    expire(cluster, old, observer)
     wait_for(lambda: (controller(observer) or (0, 0))[1] == 2, "a new controller with epoch 2")
     new_id, _ = controller(observer)
     assert new_id in (2, 3) and brokers[new_id].controller.epoch == 2
@@ -395,8 +464,11 @@ def test_partitioned_controller_is_fenced(cluster, observer, start_broker):
     create_and_wait(observer, "quiet", assignment={0: [2, 3]})
     old, session = brokers[1], brokers[1].zk.client_id[0]
     old.events.pause()  # it still believes it leads when it comes back
-    cluster.cut(1)
+    timeout = cluster.session_timeout(old) if cluster.virtual else None
+    cluster.cut(old)
     try:
+        if timeout is not None:  # on real time, it passes in the wait below
+            cluster.advance(timeout + cluster.expiry_bound)
         wait_for(lambda: (controller(observer) or (0, 0))[1] == 2, "a controller with epoch 2 on the majority side")
     finally:
         cluster.heal()
@@ -412,6 +484,12 @@ def test_partitioned_controller_is_fenced(cluster, observer, start_broker):
 # ---------------------------------------------------------------- 5. a lost reply
 
 
+class LostReplies:
+    """The client-side stand-in's count of replies it lost (an Injection's `fired`)."""
+
+    fired = 0
+
+
 def _writes(request: object, path: str) -> bool:
     if isinstance(request, SetData):
         return request.path == path
@@ -420,26 +498,21 @@ def _writes(request: object, path: str) -> bool:
 
 
 @contextlib.contextmanager
-def lost_reply(client: KazooClient, path: str, count: int = 1) -> Iterator[list[int]]:
-    """Lose the replies to the next `count` successful writes `client` makes to `path` (a
-    setData, or a multi holding one): the server has committed the write and answered, but the
-    connection drops before the client reads the answer, so the caller gets ConnectionLoss and
-    kazoo reconnects with the same session.  Yields the zxids of the writes whose reply was lost.
-
-    TODO(faults): once zkpy/server/faults.py is merged, inject this on the server side instead
-    (`cluster.faults.inject(op="multi", path=path, action=drop_reply_after_commit(), count=1)`,
-    also for the process Ensemble); this client-side stand-in drops the same reply on every backend.
-    """
+def lost_reply_on_the_client(client: KazooClient, path: str) -> Iterator[LostReplies]:
+    """For Apache ZooKeeper, which has no faults on demand: the client loses the reply to the
+    next successful write it makes to `path` (a setData, or a multi holding one), as zkpy's
+    drop_reply() does on the server: the write committed, the connection drops before the
+    answer is read, the caller gets ConnectionLoss and kazoo reconnects with the same session."""
     handler = client._connection
     read_response = handler._read_response
-    lost: list[int] = []
+    lost = LostReplies()
 
     def drop_after_commit(header, buffer, offset):
         request = client._pending[0][0] if client._pending else None
-        if len(lost) < count and header.err == 0 and _writes(request, path) and not (
+        if not lost.fired and header.err == 0 and _writes(request, path) and not (
                 isinstance(request, Transaction)
                 and any(isinstance(r, Exception) for r in request.deserialize(buffer, offset))):
-            lost.append(header.zxid)
+            lost.fired += 1
             raise ConnectionDropped("test fault: the reply to a committed write is lost")
         return read_response(header, buffer, offset)
 
@@ -457,9 +530,10 @@ def lost_reply_retried(cluster, observer, start_broker, controller_class: type[C
     path = zkdata.state_path("orders", 1)
     before, version = states(observer, "orders")[1]
     assert before == LeaderAndIsr(2, 0, (2, 3, 1), 1)
-    with lost_reply(brokers[1].zk, path) as lost:
+    # The controller's write of orders-1 is a multi of check /controller_epoch + setData.
+    with cluster.lose_reply(path, brokers[1].zk) as lost:
         brokers[2].stop()  # the controller moves orders-1 to broker 3: that write's reply is lost
-        wait_for(lambda: lost, "the reply to the write of orders-1 to be lost")
+        wait_for(lambda: lost.fired, "the reply to the write of orders-1 to be lost")
         brokers[1].events.drain()  # the controller is done with broker 2's death
     assert ctl.active and controller(observer) == (1, 1), "the controller took its own write for a rival's"
     wait_for(settled(observer, "orders", lambda now: all(2 not in s.isr for s, _ in now.values())),
@@ -485,10 +559,11 @@ def test_lost_reply_to_the_election_is_checked(cluster, observer, start_broker):
     """The winner whose election reply was lost finds out that it won (Kafka's
     checkControllerAndEpoch) rather than waiting forever behind its own /controller."""
     first = start_broker(1, start=False)
-    with lost_reply(first.zk, zkdata.CONTROLLER_EPOCH) as lost:
+    # The election is a multi of create /controller + setData /controller_epoch.
+    with cluster.lose_reply(zkdata.CONTROLLER_EPOCH, first.zk) as lost:
         first.start()
         wait_for(lambda: first.controller.active, "broker 1 to learn that it won")
-    assert len(lost) == 1 and controller(observer) == (1, 1) and first.controller.epoch == 1
+    assert lost.fired == 1 and controller(observer) == (1, 1) and first.controller.epoch == 1
     brokers = {1: first, 2: start_broker(2), 3: start_broker(3)}
     wait_for(lambda: live_brokers(observer) == {1, 2, 3}, "three brokers")
     create_and_wait(observer, "orders", 3, 3)
@@ -505,9 +580,7 @@ def test_expired_broker_loses_leadership_until_it_returns(cluster, observer, sta
     before = {**states(observer, "orders"), "solo": states(observer, "solo")[0]}
     hung, session = brokers[2], brokers[2].zk.client_id[0]
     hung.events.pause()  # hung: it neither acts nor registers again until resumed
-    # TODO(vtime): with clock="virtual", cut broker 2 off, then assert it is still registered
-    # after cluster.advance(SHORT_SESSION / 2) and gone after cluster.advance(SHORT_SESSION).
-    cluster.expire(hung, observer)
+    expire(cluster, hung, observer)
     wait_for(lambda: states(observer, "solo")[0][0].leader == zkdata.NO_LEADER, "solo-0 to go offline")
     wait_for(settled(observer, "orders", lambda now: all(2 not in s.isr for s, _ in now.values())),
              "broker 2 to leave every ISR")

@@ -183,12 +183,14 @@ class ZkpyServer:
 
         self.call(expire)
 
-    def drop_connections(self) -> int:
-        """Close every client connection (clients see CONNECTIONLOSS and reconnect; sessions live)."""
+    def drop_connections(self, session_id: int | None = None) -> int:
+        """Close every client connection, or those of one session (clients see CONNECTIONLOSS
+        and reconnect; sessions live).  Under virtual time a session with no connection stops
+        counting as pinging, so `advance` can expire it."""
 
         def drop() -> int:
             assert self.server is not None
-            conns = list(self.server.connections)
+            conns = [c for c in self.server.connections if session_id in (None, c.session_id)]
             for c in conns:
                 c.close()
             return len(conns)
