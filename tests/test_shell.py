@@ -188,13 +188,16 @@ def test_a_script_prints_what_zkcli_prints(server: str) -> None:
 
 
 @needs_zookeeper
-@pytest.mark.parametrize("command", [["ls", "/"], ["get", "/nope"], ["bogus"], ["create", "/cmdline", "a b"],
-                                     ["delete", "/cmdline"], ["ls", "-R", "/zookeeper"]])
-def test_one_command_from_the_command_line_as_zkcli(server: str, command: list[str]) -> None:
-    theirs = zkcli(server, *command)
-    ours = zkpy_shell(server, *command)
-    assert (without_connect_event(normalized(ours.stdout)), normalized(ours.stderr), ours.returncode) == \
-        (without_connect_event(normalized(theirs.stdout)), normalized(theirs.stderr), theirs.returncode)
+@pytest.mark.parametrize("commands", [[["ls", "/"]], [["get", "/nope"]], [["bogus"]], [["ls", "-R", "/zookeeper"]],
+                                      [["create", "/cmdline", "a b"], ["get", "/cmdline"], ["delete", "/cmdline"]]],
+                         ids=["ls", "no-node", "no-command", "ls-R", "create-get-delete"])
+def test_one_command_from_the_command_line_as_zkcli(server: str, commands: list[list[str]]) -> None:
+    """`zkCli.sh -server h:p get /x`: one command per run, its exit code (1 failed, 127 unknown)."""
+    def results(tool) -> list:
+        runs = [tool(server, *command) for command in commands]
+        return [(without_connect_event(normalized(r.stdout)), normalized(r.stderr), r.returncode) for r in runs]
+
+    assert results(zkpy_shell) == results(zkcli)
 
 
 def test_dash_c_runs_one_quoted_command_line(server: str) -> None:
@@ -257,7 +260,7 @@ def terminal(server: str) -> Iterator[Terminal]:
 
 
 def prompt(number: int) -> str:
-    return rf"^\[zk: [0-9.:]+\(CONNECTED\) {number}\] "
+    return rf"^\[zk: [0-9.:]+\(CONNECTED\) {number}\]"  # capture-pane drops the trailing space
 
 
 @needs_tmux
@@ -271,21 +274,21 @@ def test_tab_completes_a_znode_path_and_up_recalls_history(server: str, terminal
     terminal.wait_for(prompt(2))
     terminal.type(f"get /{name[:-2]}")
     terminal.send("Tab")
-    terminal.wait_for(prompt(2) + re.escape(f"get /{name}") + r"\s*$")
+    terminal.wait_for(prompt(2) + re.escape(f" get /{name}") + r"\s*$")
     terminal.type("/chi")
     terminal.send("Tab")
-    terminal.wait_for(prompt(2) + re.escape(f"get /{name}/child_alpha") + r"\s*$")
+    terminal.wait_for(prompt(2) + re.escape(f" get /{name}/child_alpha") + r"\s*$")
     terminal.send("Enter")
     terminal.wait_for(r"^42\s*$")
     terminal.wait_for(prompt(3))
     terminal.send("Up")
-    terminal.wait_for(prompt(3) + re.escape(f"get /{name}/child_alpha") + r"\s*$")
+    terminal.wait_for(prompt(3) + re.escape(f" get /{name}/child_alpha") + r"\s*$")
     terminal.send("Up")
-    terminal.wait_for(prompt(3) + re.escape(f"create /{name}/child_alpha 42") + r"\s*$")
+    terminal.wait_for(prompt(3) + re.escape(f" create /{name}/child_alpha 42") + r"\s*$")
     terminal.send("C-u")
     terminal.type("hist")
     terminal.send("Tab")  # command names complete too
-    terminal.wait_for(prompt(3) + r"history\s*$")
+    terminal.wait_for(prompt(3) + r" history\s*$")
     terminal.send("Enter")
     terminal.wait_for(r"^2 - " + re.escape(f"get /{name}/child_alpha") + r"\s*$")
     terminal.type(f"deleteall /{name}")
@@ -293,7 +296,7 @@ def test_tab_completes_a_znode_path_and_up_recalls_history(server: str, terminal
     terminal.wait_for(prompt(5))
     terminal.type("quit")
     terminal.send("Enter")
-    terminal.wait_for(r"^EXITED 0\s*$")
+    terminal.wait_for(r"EXITED 0\s*$")
 
 
 @needs_tmux
@@ -327,6 +330,6 @@ def test_without_prompt_toolkit_the_shell_says_how_to_install_it(server: str) ->
         term.send("Enter")
         term.wait_for(r"^\[config, quota\]|^\[quota\]|^\[config\]|^\[\]")
         term.send("C-d")
-        term.wait_for(r"^EXITED 0\s*$")
+        term.wait_for(r"EXITED 0\s*$")
     finally:
         term.close()

@@ -59,6 +59,7 @@ def _interactive(shell: Shell) -> None:
             try:
                 line = input(shell.prompt())
             except EOFError:
+                print()
                 return
             shell.execute_line(line)
     else:

@@ -38,7 +38,7 @@ class ShellSession:
         self.on_event = on_event
         self.persistent: dict[str, set[int]] = {}  # path -> {0 PERSISTENT, 1 PERSISTENT_RECURSIVE}
         self.closed = False
-        self._connecting: threading.Event | None = None
+        self._connected = threading.Event()  # set after the connection event is printed
         self.client = KazooClient(hosts=hosts, timeout=timeout_ms / 1000,
                                   connection_retry={"max_tries": -1, "delay": 0.1, "max_delay": 1})
         self.client.add_listener(self._state_changed)
@@ -55,18 +55,17 @@ class ShellSession:
 
     def start(self) -> None:
         """Start connecting (kazoo keeps trying, as the Java client does)."""
-        self._connecting = self.client.start_async()
+        self.client.start_async()
 
     def wait_connected(self, timeout: float) -> bool:
-        if self._connecting is not None:
-            self._connecting.wait(timeout)
-        return self.client.connected
+        return self._connected.wait(timeout)
 
     def _state_changed(self, state: str) -> None:
         if self.closed:
             return
         if state == KazooState.CONNECTED:
             self.on_event("SyncConnected", "None", None)
+            self._connected.set()
         elif state == KazooState.SUSPENDED:
             self.on_event("Disconnected", "None", None)
         elif state == KazooState.LOST:
