@@ -231,6 +231,10 @@ def _ensemble(args: argparse.Namespace) -> int:
 
 def _shell(args: argparse.Namespace) -> int:
     """zkCli's command line: `zkpy shell [-server host:port] [-timeout ms] [-c "cmd"] [cmd args...]`."""
+    try:
+        import kazoo  # noqa: F401
+    except ImportError:
+        raise BadInput("needs kazoo: pip install 'zkpy[shell]' (kazoo and prompt_toolkit)") from None
     from .shell import run
 
     try:
@@ -238,7 +242,7 @@ def _shell(args: argparse.Namespace) -> int:
     except ValueError:
         raise BadInput(f"-timeout {args.timeout}: give the session timeout in milliseconds") from None
     command = [args.c] if args.c is not None else args.cmd
-    return run(args.server, timeout, command)
+    return run(args.server, timeout, command, read_only=args.r)
 
 
 def _op_name(op: int) -> str:
@@ -299,6 +303,7 @@ def main(argv: list[str] | None = None) -> int:
                               "completion) or from stdin / -c / trailing arguments")
     p.add_argument("-server", default="localhost:2181", help="host:port[,host:port...] (default localhost:2181)")
     p.add_argument("-timeout", default="30000", help="session timeout in ms (default 30000)")
+    p.add_argument("-r", action="store_true", help="read-only: accept a read-only server (as zkCli's -r)")
     p.add_argument("-c", metavar="CMD", help="run this one command line and exit with its code")
     p.add_argument("cmd", nargs=argparse.REMAINDER, help="a command and its arguments, as zkCli.sh takes them")
     # -D arguments look like options to argparse: split them off first.

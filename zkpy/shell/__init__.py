@@ -18,12 +18,12 @@ from .commands import Shell
 __all__ = ["Shell", "run"]
 
 
-def run(server: str, timeout_ms: int = 30000, command: list[str] | None = None) -> int:
+def run(server: str, timeout_ms: int = 30000, command: list[str] | None = None, read_only: bool = False) -> int:
     """Connect, then run `command` (zkCli's trailing arguments) or the lines of stdin;
     the exit code is the last command's (0, 1 for a failed command, 127 for an unknown one)."""
     from .texts import split_command
 
-    shell = Shell(server, timeout_ms)
+    shell = Shell(server, timeout_ms, read_only=read_only)
     shell.out(f"Connecting to {server}")
     shell.connect(server, wait=False)
     try:

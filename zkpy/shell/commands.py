@@ -40,9 +40,10 @@ class Shell:
     """The state zkCli keeps between commands: the session, history, printwatches, exit code."""
 
     def __init__(self, server: str, timeout_ms: int = 30000, out: TextIO | None = None,
-                 err: TextIO | None = None) -> None:
+                 err: TextIO | None = None, read_only: bool = False) -> None:
         self.host = server
         self.timeout_ms = timeout_ms
+        self.read_only = read_only
         self._out, self._err = out, err  # None: sys.stdout / sys.stderr at the time of writing
         self._lock = threading.Lock()  # watch events come from kazoo's thread
         self.history: dict[int, str] = {}
@@ -77,7 +78,7 @@ class Shell:
         if self.session is not None:
             self.session.close(report=False)
         self.host = host
-        self.session = ShellSession(host, self.timeout_ms, self._event)
+        self.session = ShellSession(host, self.timeout_ms, self._event, self.read_only)
         self.session.start()
         if wait:
             self.wait_connected()

@@ -32,14 +32,15 @@ class ShellSession:
     """One ZooKeeper session, with the watches zkCli's client-side watch manager would know
     (needed to answer `removewatches` as the Java client does: locally first)."""
 
-    def __init__(self, hosts: str, timeout_ms: int, on_event: Callable[[str, str, str | None], None]) -> None:
+    def __init__(self, hosts: str, timeout_ms: int, on_event: Callable[[str, str, str | None], None],
+                 read_only: bool = False) -> None:
         logging.getLogger("kazoo").setLevel(logging.CRITICAL)  # zkCli's log goes to a file, not the terminal
         self.hosts = hosts
         self.on_event = on_event
         self.persistent: dict[str, set[int]] = {}  # path -> {0 PERSISTENT, 1 PERSISTENT_RECURSIVE}
         self.closed = False
         self._connected = threading.Event()  # set after the connection event is printed
-        self.client = KazooClient(hosts=hosts, timeout=timeout_ms / 1000,
+        self.client = KazooClient(hosts=hosts, timeout=timeout_ms / 1000, read_only=read_only,
                                   connection_retry={"max_tries": -1, "delay": 0.1, "max_delay": 1})
         self.client.add_listener(self._state_changed)
         connection = self.client._connection
