@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 import uuid
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 from kazoo.client import KazooClient
@@ -165,12 +165,12 @@ def split_events(lines: list[str]) -> tuple[list[str], list[str]]:
 
 def zkpy_shell(server: str, *args: str, stdin: str = "", timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "zkpy", "shell", "-server", server, *args], input=stdin,
-                          capture_output=True, text=True, env=ENV, timeout=timeout)
+                          capture_output=True, text=True, env=ENV, timeout=timeout, check=False)
 
 
 def zkcli(server: str, *args: str, stdin: str = "", timeout: float = 90) -> subprocess.CompletedProcess:
     return subprocess.run([ZKCLI, "-server", server, *args], input=stdin, capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, check=False)
 
 
 needs_zookeeper = pytest.mark.skipif(not (apache_zookeeper_available() and os.path.exists(ZKCLI)),
@@ -255,14 +255,14 @@ class Terminal:
         deadline = time.monotonic() + timeout
         while True:
             text = self.screen()
-            if re.search(pattern, text, re.M):
+            if re.search(pattern, text, re.MULTILINE):
                 return text
             if time.monotonic() > deadline:
                 raise AssertionError(f"{pattern!r} not on the screen after {timeout}s:\n{text}")
             time.sleep(0.1)
 
     def close(self) -> None:
-        subprocess.run(self.tmux + ["kill-server"], capture_output=True, timeout=10)
+        subprocess.run(self.tmux + ["kill-server"], capture_output=True, timeout=10, check=False)
 
 
 needs_tmux = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux not installed")

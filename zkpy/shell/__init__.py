@@ -49,8 +49,9 @@ def run(server: str, timeout_ms: int = 30000, command: list[str] | None = None, 
 
 def _interactive(shell: Shell) -> None:
     try:
-        from .terminal import interactive
         import prompt_toolkit  # noqa: F401
+
+        from .terminal import interactive
     except ImportError:
         from .terminal import INSTALL_HINT
 

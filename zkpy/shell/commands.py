@@ -5,17 +5,35 @@ from __future__ import annotations
 
 import sys
 import threading
-from typing import Callable, TextIO
+from collections.abc import Callable
+from typing import TextIO
 
 from kazoo.exceptions import KazooException, NoNodeError
-from kazoo.security import ACL, Id, OPEN_ACL_UNSAFE
+from kazoo.security import ACL, OPEN_ACL_UNSAFE, Id
 
 from . import quotas
-from .requests import (AddWatch, CreateContainer, CreateTTL, GetAllChildrenNumber, GetEphemerals, RemoveWatches,
-                       WhoAmI)
+from .requests import (
+    AddWatch,
+    CreateContainer,
+    CreateTTL,
+    GetAllChildrenNumber,
+    GetEphemerals,
+    RemoveWatches,
+    WhoAmI,
+)
 from .session import ShellSession
-from .texts import (CliError, cli_message, error_code, id_string, keeper_message, parse_options, perm_string,
-                    split_command, stat_lines, validate_path)
+from .texts import (
+    CliError,
+    cli_message,
+    error_code,
+    id_string,
+    keeper_message,
+    parse_options,
+    perm_string,
+    split_command,
+    stat_lines,
+    validate_path,
+)
 
 ADD_WATCH_USAGE = ("[-m mode] path # optional mode is one of [PERSISTENT, PERSISTENT_RECURSIVE] - "
                    "default is PERSISTENT_RECURSIVE")

@@ -23,7 +23,7 @@ class StatsTrack(dict):
     """org.apache.zookeeper.StatsTrack: key=value pairs; a missing key reads as -1."""
 
     @classmethod
-    def parse(cls, data: bytes | None) -> "StatsTrack":
+    def parse(cls, data: bytes | None) -> StatsTrack:
         track = cls()
         for pair in re.split(r"[,;]+", (data or b"").decode("utf-8")):
             if pair:
@@ -58,7 +58,7 @@ def _quota_options(args: list[str], takes_value: bool, required: bool) -> tuple[
     return opts, pos
 
 
-def set_quota(shell: "Shell", args: list[str]) -> None:
+def set_quota(shell: Shell, args: list[str]) -> None:
     opts, pos = _quota_options(args, True, True)
     if len(pos) < 2:
         raise CliError("setquota -n|-b|-N|-B val path")
@@ -86,7 +86,7 @@ def set_quota(shell: "Shell", args: list[str]) -> None:
         raise CliError(cli_message(e, path)) from None
 
 
-def _create_quota(shell: "Shell", path: str, quota: StatsTrack) -> None:
+def _create_quota(shell: Shell, path: str, quota: StatsTrack) -> None:
     """SetQuotaCommand.createQuota."""
     zk = shell.zk
     validate_path(path)
@@ -122,7 +122,7 @@ def _create_quota(shell: "Shell", path: str, quota: StatsTrack) -> None:
     zk.set(limit_path, limits.encode())
 
 
-def _check_no_quota_around(shell: "Shell", path: str) -> None:
+def _check_no_quota_around(shell: Shell, path: str) -> None:
     """checkIfChildQuota and checkIfParentQuota: quotas do not nest."""
     zk = shell.zk
     own = QUOTA_ROOT + path
@@ -151,7 +151,7 @@ def _check_no_quota_around(shell: "Shell", path: str) -> None:
             raise CliError(f"{path} has a parent {quota_path[len(QUOTA_ROOT):]} which has a quota")
 
 
-def _warn(shell: "Shell", limits: StatsTrack, stats: StatsTrack) -> None:
+def _warn(shell: Shell, limits: StatsTrack, stats: StatsTrack) -> None:
     count, size = stats.get_value("count"), stats.get_value("bytes")
     if (-1 < limits.get_value("count") < count) or (-1 < limits.get_value("countHardLimit") < count):
         shell.out(f"[Warning]: the count quota you create is less than the existing count:{count}")
@@ -159,7 +159,7 @@ def _warn(shell: "Shell", limits: StatsTrack, stats: StatsTrack) -> None:
         shell.out(f"[Warning]: the bytes quota you create is less than the existing bytes:{size}")
 
 
-def list_quota(shell: "Shell", args: list[str]) -> None:
+def list_quota(shell: Shell, args: list[str]) -> None:
     _, pos = parse_options(args, {})
     if len(pos) < 2:
         raise CliError("listquota path")
@@ -177,7 +177,7 @@ def list_quota(shell: "Shell", args: list[str]) -> None:
     shell.out(f"Output stat for {path} {StatsTrack.parse(stats)}")
 
 
-def del_quota(shell: "Shell", args: list[str]) -> None:
+def del_quota(shell: Shell, args: list[str]) -> None:
     opts, pos = _quota_options(args, False, False)
     if len(pos) < 2:
         raise CliError("delquota [-n|-b|-N|-B] path")

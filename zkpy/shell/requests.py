@@ -8,7 +8,12 @@ from __future__ import annotations
 import struct
 from collections import namedtuple
 
-from kazoo.protocol.serialization import int_struct, read_string, write_buffer, write_string
+from kazoo.protocol.serialization import (
+    int_struct,
+    read_string,
+    write_buffer,
+    write_string,
+)
 
 _long = struct.Struct("!q")
 

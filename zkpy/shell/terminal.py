@@ -3,7 +3,8 @@ completion of command names and znode paths (what zkCli does with JLine)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .commands import Shell
@@ -12,7 +13,7 @@ INSTALL_HINT = ("zkpy shell: the interactive shell needs prompt_toolkit: pip ins
                 "(or pip install prompt_toolkit); piped input and -c work without it")
 
 
-def interactive(shell: "Shell") -> None:
+def interactive(shell: Shell) -> None:
     """Read lines until EOF (Ctrl-D) or `quit`; Ctrl-C clears the line."""
     from prompt_toolkit import PromptSession
     from prompt_toolkit.history import InMemoryHistory
@@ -31,7 +32,7 @@ def interactive(shell: "Shell") -> None:
             shell.execute_line(line)
 
 
-def _completer(shell: "Shell"):
+def _completer(shell: Shell):
     from prompt_toolkit.completion import Completer, Completion
 
     from .commands import COMMANDS
@@ -54,13 +55,15 @@ def _completer(shell: "Shell"):
     return ZNodeCompleter()
 
 
-def _paths(shell: "Shell", word: str) -> list[str]:
+def _paths(shell: Shell, word: str) -> list[str]:
+    from kazoo.exceptions import KazooException
+
     parent, _, prefix = word.rpartition("/")
     session = shell.session
     if session is None or not session.alive or not session.client.connected:
         return []
     try:
         children = session.client.get_children(parent or "/")
-    except Exception:  # a path that does not exist (or cannot be read) completes to nothing
+    except KazooException:  # a path that does not exist (or cannot be read) completes to nothing
         return []
     return [f"{parent}/{c}" for c in sorted(children) if c.startswith(prefix)]

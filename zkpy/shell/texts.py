@@ -117,9 +117,7 @@ def validate_path(path: str) -> None:
             reason = f"null character not allowed @{i}"
         elif c == "/" and last == "/":
             reason = f"empty node name specified @{i}"
-        elif c == "." and last == "." and path[i - 2] == "/" and (i + 1 == len(path) or path[i + 1] == "/"):
-            reason = f"relative paths not allowed @{i}"
-        elif c == "." and last == "/" and (i + 1 == len(path) or path[i + 1] == "/"):
+        elif c == "." and last == "." and path[i - 2] == "/" and (i + 1 == len(path) or path[i + 1] == "/") or c == "." and last == "/" and (i + 1 == len(path) or path[i + 1] == "/"):
             reason = f"relative paths not allowed @{i}"
         elif ("\x00" < c <= "\x1f" or "\x7f" <= c <= "\x9f" or "\ud800" <= c <= "\uf8ff"
               or "\ufff0" <= c <= "\uffff"):
@@ -130,7 +128,7 @@ def validate_path(path: str) -> None:
 
 
 _ARG = re.compile(r"""\s*([^"']\S*|"[^"]*"|'[^']*')\s*""")
-_QUOTED = re.compile(r"""^(['"])(.*)(\1)$""", re.S)
+_QUOTED = re.compile(r"""^(['"])(.*)(\1)$""", re.DOTALL)
 
 
 def split_command(line: str) -> list[str]:
