@@ -84,6 +84,8 @@ getEphemerals /nope
 getAllChildrenNumber /sh
 getAllChildrenNumber /nope
 sync /sh
+config
+config -c
 create /sh/q
 create /sh/q/c1 d
 setquota -n 5 /sh/q

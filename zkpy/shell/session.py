@@ -25,10 +25,6 @@ KEEPER_STATES = {0: "Disconnected", 3: "SyncConnected", 4: "AuthFailed", 5: "Con
                  6: "SaslAuthenticated", -112: "Expired", 7: "Closed"}
 
 
-def _ignore(_event: Any) -> None:
-    """The callback given to kazoo for a one-shot watch: printing is done by the event tap."""
-
-
 class ShellSession:
     """One ZooKeeper session, with the watches zkCli's client-side watch manager would know
     (needed to answer `removewatches` as the Java client does: locally first)."""
@@ -101,4 +97,6 @@ class ShellSession:
             if report:
                 self.on_event("Closed", "None", None)
 
-    watch = staticmethod(_ignore)
+    def watch(self, event: Any) -> None:
+        """The callback given to kazoo for a one-shot watch (`get -w`): kazoo asks the server for
+        a watch only with one; the event itself was printed by the tap."""
