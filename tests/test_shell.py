@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -234,10 +235,12 @@ def test_dash_c_runs_one_quoted_command_line(server: str) -> None:
 # ---------------------------------------------------------------------- in a real terminal
 
 class Terminal:
-    """`command` in a detached tmux session on a private server socket, 200x50."""
+    """`command` in a detached tmux session, 200x50, on a private tmux server (its socket in a
+    temp dir that close() removes)."""
 
     def __init__(self, command: str) -> None:
-        self.tmux = ["tmux", "-L", f"zkpy-shell-test-{uuid.uuid4().hex[:8]}"]
+        self.dir = tempfile.mkdtemp(prefix="zkpy-shell-tmux-")  # the private server's socket
+        self.tmux = ["tmux", "-S", os.path.join(self.dir, "socket")]
         # The pane outlives the command (so its last words stay readable), until close().
         subprocess.run(self.tmux + ["new-session", "-d", "-x", "200", "-y", "50", "-s", "t",
                                     f"{command}; echo EXITED $?; sleep 600"], check=True, timeout=10, env=ENV)
@@ -265,6 +268,7 @@ class Terminal:
 
     def close(self) -> None:
         subprocess.run(self.tmux + ["kill-server"], capture_output=True, timeout=10, check=False)
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 needs_tmux = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux not installed")
