@@ -1,4 +1,4 @@
-"""The `zkpy` command: `zkpy serve [zoo.cfg] [-Dkey=value ...]`."""
+"""The `zkpy` command: `zkpy serve [zoo.cfg] [-Dkey=value ...]`, `zkpy shell -server host:port`, ..."""
 
 from __future__ import annotations
 
@@ -273,6 +273,22 @@ def _java_shim(args: argparse.Namespace) -> int:
     return 0
 
 
+def _shell(args: argparse.Namespace) -> int:
+    """zkCli's command line: `zkpy shell [-server host:port] [-timeout ms] [-c "cmd"] [cmd args...]`."""
+    try:
+        import kazoo  # noqa: F401
+    except ImportError:
+        raise BadInput("needs kazoo: pip install 'zkpy[shell]' (kazoo and prompt_toolkit)") from None
+    from .shell import run
+
+    try:
+        timeout = int(args.timeout)
+    except ValueError:
+        raise BadInput(f"-timeout {args.timeout}: give the session timeout in milliseconds") from None
+    command = [args.c] if args.c is not None else args.cmd
+    return run(args.server, timeout, command, read_only=args.r)
+
+
 def _op_name(op: int) -> str:
     from .protocol.codes import Op
 
@@ -335,6 +351,13 @@ def main(argv: list[str] | None = None) -> int:
     p = command("java-shim", help="write DIR/java, which runs `java ... QuorumPeerMain zoo.cfg` as "
                                            "`zkpy serve` (for test harnesses that start ZooKeeper)")
     p.add_argument("dir")
+    p = command("shell", help="zkCli without a JVM: zkCli's commands and output, interactive (history, Tab "
+                              "completion) or from stdin / -c / trailing arguments")
+    p.add_argument("-server", default="localhost:2181", help="host:port[,host:port...] (default localhost:2181)")
+    p.add_argument("-timeout", default="30000", help="session timeout in ms (default 30000)")
+    p.add_argument("-r", action="store_true", help="read-only: accept a read-only server (as zkCli's -r)")
+    p.add_argument("-c", metavar="CMD", help="run this one command line and exit with its code")
+    p.add_argument("cmd", nargs=argparse.REMAINDER, help="a command and its arguments, as zkCli.sh takes them")
     # -D arguments look like options to argparse: split them off first.
     props = [a for a in argv if a.startswith("-D")]
     rest = [a for a in argv if not a.startswith("-D")]
@@ -342,7 +365,8 @@ def main(argv: list[str] | None = None) -> int:
     args.properties = props
     logs.configure(getattr(args, "log_level", "INFO"))
     commands = {"serve": _serve, "purge": _purge, "dump-log": _dump_log, "dump-snapshot": _dump_snapshot,
-                "check": _check, "simulate": _simulate, "ensemble": _ensemble, "java-shim": _java_shim}
+                "check": _check, "simulate": _simulate, "ensemble": _ensemble, "java-shim": _java_shim,
+                "shell": _shell}
     if args.command in ("dump-log", "dump-snapshot", "check", "purge"):
         # Tools that print: `zkpy dump-log FILE | head` ends quietly, as cat does.
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
