@@ -144,6 +144,8 @@ def read_snapshot(path: str) -> ZkSnapshot:
             _check_seal(r, data, where)
     except JuteError as e:
         raise ZooKeeperFormatError(where, r.pos, f"{e}: truncated or corrupt snapshot") from None
+    except UnicodeDecodeError as e:  # pragma: no cover - Reader decodes with replacement
+        raise ZooKeeperFormatError(where, r.pos, f"{e}: corrupt snapshot") from None
     if not snap.nodes or snap.nodes[0].path != "":
         raise ZooKeeperFormatError(where, _FILE_HEADER.size, "snapshot has no root node")
     return snap
@@ -152,6 +154,7 @@ def read_snapshot(path: str) -> ZkSnapshot:
 def _read_sessions(r: Reader) -> dict[int, int]:
     count = r.int()
     if count < 0 or count * 12 > r.remaining():
+        r.pos -= 4  # the error is the count's
         raise JuteError(f"bad session count {count}")
     sessions = {}
     for _ in range(count):
@@ -163,6 +166,7 @@ def _read_sessions(r: Reader) -> dict[int, int]:
 def _read_acl_cache(r: Reader) -> dict[int, tuple]:
     count = r.int()
     if count < 0 or count * 12 > r.remaining():
+        r.pos -= 4
         raise JuteError(f"bad ACL cache size {count}")
     acls: dict[int, tuple] = {_OPEN_ACL_KEY: OPEN_ACL_UNSAFE}
     for _ in range(count):
@@ -195,7 +199,8 @@ def _read_nodes(r: Reader, acls: dict[int, tuple], out: list[ZkNode], path: str)
         r.pos += _STAT_PERSISTED.size
         acl = acls.get(key)
         if acl is None:
-            raise ZooKeeperFormatError(path, at, f"node {node_path!r} refers to ACL {key}, not in the ACL cache")
+            raise ZooKeeperFormatError(path, at, f"node {node_path!r} refers to ACL {key}, not in the ACL cache: "
+                                                 "corrupt snapshot")
         out.append(ZkNode(node_path, data, acl, *stat))
 
 
@@ -235,20 +240,16 @@ def read_log(path: str, newest: bool) -> Iterator[tuple[int, Txn]]:
     end marker, with only zeros after it): a write torn by a crash, never acknowledged.  A
     short record followed by a valid one, a short record in an older segment, and any
     checksum mismatch are corruption: `ZooKeeperFormatError` names the file and offset."""
-    with open(path, "rb") as f:
-        data = f.read()
+    data = _without_zero_tail(path)
     if not data and newest:
-        return  # created, not yet written to
+        return  # created (and preallocated), not yet written to
     _check_header(path, data, LOG_MAGIC)
     pos, size = _FILE_HEADER.size, len(data)
-    while pos < size:
+    while pos < size:  # past `size` there are only zeros, or nothing
         if pos + _RECORD_HEAD.size > size:
-            if data.count(0, pos) != size - pos:
-                _torn(data, path, pos, newest, "truncated record header")
+            _torn(data, path, pos, newest, "truncated record header")
             return
         crc, length = _RECORD_HEAD.unpack_from(data, pos)
-        if crc == 0 and length == 0 and data.count(0, pos) == size - pos:
-            return  # the preallocated tail
         end = pos + _RECORD_HEAD.size + length  # where the 'B' marker belongs
         if length <= 0 or end >= size or data[end] != 0x42:
             _torn(data, path, pos, newest, "record cut short" if length > 0 else f"record length {length}")
@@ -262,6 +263,22 @@ def read_log(path: str, newest: bool) -> Iterator[tuple[int, Txn]]:
             raise ZooKeeperFormatError(path, pos, f"undecodable txn: {e}") from None
         yield pos, txn
         pos = end + 1
+
+
+def _without_zero_tail(path: str) -> bytes:
+    """The file's bytes up to its last non-zero one: ZooKeeper preallocates logs in 64 MB steps."""
+    with open(path, "rb") as f:
+        end = size = f.seek(0, os.SEEK_END)
+        while end > 0:
+            start = max(0, end - (1 << 20))
+            f.seek(start)
+            chunk = f.read(end - start).rstrip(b"\0")
+            if chunk:
+                end = start + len(chunk)
+                break
+            end = start
+        f.seek(0)
+        return f.read(max(end, min(size, _FILE_HEADER.size)))  # the header's dbid may end in zeros
 
 
 def _torn(data: bytes, path: str, offset: int, newest: bool, reason: str) -> None:
@@ -280,9 +297,8 @@ def _valid_record_after(data: bytes, offset: int) -> bool:
     """Does a whole record (length, 'B' marker and checksum right) start after `offset`?  A
     torn write is the log's last: a flipped bit in a length field is not (and cutting there
     would drop acknowledged txns)."""
-    stop = len(data.rstrip(b"\0"))
     unpack = _RECORD_HEAD.unpack_from
-    for p in range(offset + 1, stop - _RECORD_HEAD.size):
+    for p in range(offset + 1, len(data) - _RECORD_HEAD.size):
         crc, length = unpack(data, p)
         end = p + _RECORD_HEAD.size + length
         if 0 < length and end < len(data) and data[end] == 0x42 and crc == zlib.adler32(data[p + 12:end]):
