@@ -25,6 +25,7 @@ from kazoo.security import make_digest_acl, make_acl, OPEN_ACL_UNSAFE
 
 from zkpy.storage.zookeeper_format import (ZooKeeperFormatError, log_files, read_log, read_snapshot,
                                            snapshot_files)
+from zkpy.testing.ensemble import Ensemble
 from zkpy.testing.external import ApacheZooKeeper, ZkpyProcess, apache_zookeeper_available, four_letter_word
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -33,13 +34,17 @@ PROPS = {"zookeeper.extendedTypesEnabled": "true", "znode.container.checkInterva
 SESSION_TIMEOUT = 40.0  # seconds: the surviving session must outlive the stop, import and start
 
 
-@pytest.fixture(autouse=True)
-def _require_zookeeper() -> None:
+def _need_zookeeper() -> None:
     if not apache_zookeeper_available():
         message = "Apache ZooKeeper 3.8 is not installed: apt-get install zookeeper zookeeper-bin"
         if os.environ.get("CI"):
             pytest.fail(message, pytrace=False)
         pytest.skip(message)
+
+
+@pytest.fixture
+def _require_zookeeper() -> None:
+    _need_zookeeper()
 
 
 # ---------------------------------------------------------------- kazoo requests it lacks
@@ -79,7 +84,8 @@ def _client(connect: str, auth: list[tuple[str, str]] = (), timeout: float = 10.
 def _workload(connect: str, data_dir: str) -> KazooClient:
     """A mixed workload; returns a client whose session (with ephemerals) is alive at the stop."""
     alice = _client(connect, [ALICE], timeout=SESSION_TIMEOUT)
-    closed = _client(connect)  # a session closed before the stop: its ephemerals go
+    closed = _client(connect)  # a session closed early (in a snapshot): its ephemerals go
+    closed_late = _client(connect)  # one closed after the newest snapshot (in the log alone)
     survivor = _client(connect, [ALICE], timeout=SESSION_TIMEOUT)
     alice.create("/app/config", b"v0", makepath=True)
     for i in range(30):
@@ -92,6 +98,8 @@ def _workload(connect: str, data_dir: str) -> KazooClient:
     alice.delete("/app/queue/job-0000000001")
     closed.create("/app/locks/closed-", ephemeral=True, sequence=True, makepath=True)
     closed.create("/app/closed-ephemeral", b"gone", ephemeral=True)
+    closed_late.create("/app/locks/closed-late-", ephemeral=True, sequence=True)
+    closed_late.create("/app/closed-late-ephemeral", b"gone", ephemeral=True)
     survivor.create("/app/locks/survivor-", b"held", ephemeral=True, sequence=True, makepath=True)
     survivor.create("/app/survivor", b"alive", ephemeral=True)
     _send(alice, _CreateContainer("/app/container", b"c", OPEN_ACL_UNSAFE, 4))
@@ -119,24 +127,29 @@ def _workload(connect: str, data_dir: str) -> KazooClient:
     alice.stop()
     alice.close()
     _write_until_newest_log_is_short(survivor, "/app/survivor", data_dir, int(CONFIG["snapCount"]))
+    closed_late.stop()
+    closed_late.close()
     return survivor
 
 
 def _write_until_newest_log_is_short(client: KazooClient, path: str, data_dir: str, snap_count: int) -> None:
-    """setData until the newest log holds a few txns: ZooKeeper rolls its log as it starts a
-    snapshot and starts the next one only after snapCount / 2 more txns, so the newest
-    snapshot then precedes txns that only the log holds."""
+    """setData until ZooKeeper has rolled its log once more and the new one holds a few txns.
+    It rolls the log as it starts a snapshot, and starts the next one only after snapCount / 2
+    more txns: so everything before is in the newest snapshot, and txns follow it that only
+    the log holds."""
+    before = _newest_log(data_dir)
     for i in range(4 * snap_count):
         client.set(path, f"late {i}".encode())
-        if 3 <= _newest_log_count(data_dir) < snap_count // 2 - 2:
+        newest = _newest_log(data_dir)
+        if newest != before and 3 <= len(list(read_log(newest, newest=True))) < snap_count // 2 - 2:
             time.sleep(0.5)  # the snapshot the roll started is written by then
             return
-    raise AssertionError("the newest log never held a few txns")
+    raise AssertionError("ZooKeeper's log did not roll")
 
 
-def _newest_log_count(data_dir: str) -> int:
+def _newest_log(data_dir: str) -> str | None:
     logs = log_files(os.path.join(data_dir, "version-2"))
-    return len(list(read_log(logs[-1][1], newest=True))) if logs else 0
+    return logs[-1][1] if logs else None
 
 
 def _walk(connect: str) -> dict[str, tuple]:
@@ -180,6 +193,10 @@ def _import(zk_data: str, out: str) -> str:
     return checked.stdout
 
 
+def _digest(check_report: str) -> str:
+    return check_report.split("digest ")[1].split()[0]
+
+
 def _assert_same(expected: dict, got: dict) -> None:
     missing, extra = sorted(set(expected) - set(got)), sorted(set(got) - set(expected))
     assert not missing and not extra, f"missing under zkpy: {missing}; only under zkpy: {extra}"
@@ -199,7 +216,7 @@ def _assert_txns_after_last_snapshot(data_dir: str) -> None:
 # ---------------------------------------------------------------- the differential tests
 
 
-def test_import_after_a_clean_stop_serves_the_same_tree_and_keeps_sessions(tmp_path) -> None:
+def test_import_after_a_clean_stop_serves_the_same_tree_and_keeps_sessions(_require_zookeeper, tmp_path) -> None:
     zk = ApacheZooKeeper(config=CONFIG, java_props=PROPS, startup_timeout=60)
     zkpy = None
     survivor = None
@@ -217,6 +234,12 @@ def test_import_after_a_clean_stop_serves_the_same_tree_and_keeps_sessions(tmp_p
         out = str(tmp_path / "zkpy-data")
         report = _import(zk.data_dir, out)
         assert f"last zxid 0x{last_zxid:x}," in report
+        # Every txn of the workload, replayed from the log onto ZooKeeper's first (empty)
+        # snapshot, gives the same tree and sessions (the digest covers both).
+        from_logs = str(tmp_path / "from-logs")
+        _copytree(zk.data_dir, from_logs)
+        _only_the_first_snapshot(os.path.join(from_logs, "version-2"))
+        assert _digest(_import(from_logs, str(tmp_path / "zkpy-from-logs"))) == _digest(report)
         zkpy = ZkpyProcess(data_dir=out, port=zk.port, config={"maxSessionTimeout": "60000"}, java_props=PROPS)
         zkpy.start()
         _assert_same(expected, _walk(zkpy.connect_string))
@@ -254,7 +277,7 @@ def _tear_last_record(data_dir: str) -> int:
     return txn.zxid
 
 
-def test_import_after_sigkill_with_a_torn_tail_matches_zookeepers_own_recovery(tmp_path) -> None:
+def test_import_after_sigkill_with_a_torn_tail_matches_zookeepers_own_recovery(_require_zookeeper, tmp_path) -> None:
     zk = ApacheZooKeeper(config=CONFIG, java_props=PROPS, startup_timeout=60)
     servers = [zk]
     survivor = None
@@ -290,14 +313,55 @@ def test_import_after_sigkill_with_a_torn_tail_matches_zookeepers_own_recovery(t
             server.stop()
 
 
+def test_an_imported_ensemble_keeps_its_tree_epochs_and_zxids(_require_zookeeper) -> None:
+    """Each member of an Apache ZooKeeper ensemble imported (myid and epoch files come along):
+    the zkpy ensemble on the results serves the same tree, and its zxids go on after ZooKeeper's."""
+    apache = Ensemble(3, apache=True, apache_heap="256m", settings={"snapCount": "40"}, startup_timeout=90)
+    zkpy = Ensemble(3, startup_timeout=60)
+    try:
+        apache.start()
+        c = _client(apache.connect_string, [ALICE])
+        for i in range(60):
+            c.create(f"/ens/n{i:02}", b"%d" % i, makepath=True, acl=[make_digest_acl(*ALICE, all=True)] if i % 7 == 0
+                     else None)
+            c.set(f"/ens/n{i // 2:02}", b"again")
+        c.stop()
+        c.close()
+        expected = _walk(apache.connect_string)
+        last_zxid = max(stat[1] for _, stat, _ in expected.values())  # the newest mzxid: a setData
+        apache.stop_members()
+        epochs = {}
+        for sid in apache.ids:
+            src = os.path.join(apache.base, f"server{sid}")
+            with open(os.path.join(src, "version-2", "currentEpoch")) as f:
+                epochs[sid] = int(f.read())
+            done = _zkpy("import", src, os.path.join(zkpy.base, f"server{sid}"))
+            assert done.returncode == 0, done.stderr
+            with open(os.path.join(zkpy.base, f"server{sid}", "myid")) as f:
+                assert f.read().strip() == str(sid)
+        assert min(epochs.values()) >= 1 and last_zxid >> 32 >= 1
+        zkpy.start()
+        for sid in zkpy.ids:  # every member serves it (/zookeeper/config lists other ports)
+            got = _walk(zkpy.address(sid))
+            _assert_same({p: v for p, v in expected.items() if p != "/zookeeper/config"},
+                         {p: v for p, v in got.items() if p != "/zookeeper/config"})
+        c = _client(zkpy.connect_string, [ALICE])
+        stat = c.set("/ens/n01", b"under zkpy")
+        c.stop()
+        c.close()
+        assert stat.mzxid >> 32 > max(epochs.values()) and stat.mzxid > last_zxid
+    finally:
+        apache.stop()
+        zkpy.stop()
+
+
 # ---------------------------------------------------------------- the readers on bad input
 
 
 @pytest.fixture(scope="module")
 def zookeeper_dir(tmp_path_factory) -> str:
     """A dataDir Apache ZooKeeper wrote (several snapshots and logs), shared read-only."""
-    if not apache_zookeeper_available():
-        pytest.skip("Apache ZooKeeper 3.8 is not installed")
+    _need_zookeeper()
     zk = ApacheZooKeeper(config={"snapCount": "20"}, startup_timeout=60)
     try:
         zk.start()
@@ -457,3 +521,28 @@ def test_every_flipped_byte_is_caught(zookeeper_dir) -> None:
                 assert e.value.path.startswith(copy) and 0 <= e.value.offset <= limit, (offset, str(e.value))
             finally:
                 os.unlink(copy)
+
+
+def test_replay_over_a_fuzzy_snapshot_raises_the_parents_cversion_as_zookeeper() -> None:
+    """A snapshot written while txns were applied may hold a node whose `create` comes after it
+    in the log, with its parent's cversion not yet raised: replaying that create finds the node
+    (NODEEXISTS) and, as DataTree.processTxn does for type create, still sets the parent's
+    cversion and pzxid from the txn.  create2 is left alone, as ZooKeeper leaves it."""
+    from zkpy.protocol.codes import Op
+    from zkpy.storage.importer import apply_zookeeper_txn
+    from zkpy.tree.acl import OPEN_ACL_UNSAFE
+    from zkpy.tree.datatree import DataTree, Txn
+
+    tree = DataTree()
+    tree.apply(Txn(1, 1000, 5, 1, Op.CREATE, ("/a", b"", OPEN_ACL_UNSAFE, 0, 1)))
+    tree.apply(Txn(2, 1000, 5, 2, Op.CREATE, ("/a/b", b"", OPEN_ACL_UNSAFE, 0, 1)))
+    tree.nodes["/a"].cversion, tree.nodes["/a"].pzxid = 0, 1  # as the fuzzy snapshot caught /a
+    apply_zookeeper_txn(tree, Txn(2, 1000, 5, 2, Op.CREATE2, ("/a/b", b"", OPEN_ACL_UNSAFE, 0, 1)))
+    assert (tree.nodes["/a"].cversion, tree.nodes["/a"].pzxid) == (0, 1)
+    apply_zookeeper_txn(tree, Txn(2, 1000, 5, 2, Op.CREATE, ("/a/b", b"", OPEN_ACL_UNSAFE, 0, 1)))
+    assert (tree.nodes["/a"].cversion, tree.nodes["/a"].pzxid) == (1, 2)
+    multi = [(Op.CREATE, ("/a/c", b"", OPEN_ACL_UNSAFE, 0, 2)), (Op.CREATE, ("/a/b", b"", OPEN_ACL_UNSAFE, 0, 3))]
+    tree.apply(Txn(3, 1000, 5, 3, Op.CREATE, multi[0][1]))
+    tree.nodes["/a"].cversion = 1
+    apply_zookeeper_txn(tree, Txn(4, 1000, 5, 4, Op.MULTI, (multi,)))  # both exist now
+    assert (tree.nodes["/a"].cversion, tree.nodes["/a"].pzxid) == (3, 4)
