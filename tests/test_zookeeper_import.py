@@ -21,10 +21,9 @@ from collections import namedtuple
 import pytest
 from kazoo.client import KazooClient, KazooState
 from kazoo.protocol.serialization import Create2
-from kazoo.security import make_digest_acl, make_acl, OPEN_ACL_UNSAFE
+from kazoo.security import OPEN_ACL_UNSAFE, make_acl, make_digest_acl
 
-from zkpy.storage.zookeeper_format import (ZooKeeperFormatError, log_files, read_log, read_snapshot,
-                                           snapshot_files)
+from zkpy.storage.zookeeper_format import ZooKeeperFormatError, log_files, read_log, read_snapshot, snapshot_files
 from zkpy.testing.ensemble import Ensemble
 from zkpy.testing.external import ApacheZooKeeper, ZkpyProcess, apache_zookeeper_available, four_letter_word
 
@@ -181,7 +180,7 @@ def _last_zxid(server) -> int:
 
 def _zkpy(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    return subprocess.run([sys.executable, "-m", "zkpy", *args], capture_output=True, text=True, env=env,
+    return subprocess.run([sys.executable, "-m", "zkpy", *args], capture_output=True, text=True, env=env, check=False,
                           timeout=120)
 
 
@@ -460,7 +459,7 @@ def test_torn_newest_log_is_cut_and_the_rest_imported(zookeeper_dir, tmp_path) -
 
 def test_corrupt_newest_snapshot_falls_back_and_truncated_snapshot_names_offset(zookeeper_dir, tmp_path) -> None:
     data, v2 = _copy(zookeeper_dir, tmp_path)
-    (newest_zxid, newest), (older_zxid, _) = snapshot_files(v2)[:2]
+    (_, newest), (older_zxid, _) = snapshot_files(v2)[:2]
     size = os.path.getsize(newest)
     with open(newest, "rb") as f:
         inside_data = f.read().index(b"data 1")  # a node's data: only the checksum can tell
@@ -487,6 +486,34 @@ def test_missing_log_segment_is_a_gap(zookeeper_dir, tmp_path) -> None:
     logs = log_files(v2)
     os.unlink(logs[1][1])
     assert f"gap in the log: zxid {logs[2][0]:#x} follows {logs[1][0] - 1:#x}" in _refused(data, tmp_path)
+
+
+def test_zkpy_on_a_zookeeper_dir_points_to_import(zookeeper_dir) -> None:
+    done = _zkpy("check", zookeeper_dir)
+    assert done.returncode == 1 and "Apache ZooKeeper's log" in done.stderr and "zkpy import" in done.stderr
+
+
+def test_gzip_snapshots_are_read(_require_zookeeper, tmp_path) -> None:
+    """zookeeper.snapshot.compression.method=gz: snapshot.<zxid>.gz files."""
+    zk = ApacheZooKeeper(config={"snapCount": "20"}, startup_timeout=60,
+                         java_props={"zookeeper.snapshot.compression.method": "gz"})
+    try:
+        zk.start()
+        c = _client(zk.connect_string)
+        for i in range(40):
+            c.create(f"/gz{i}", b"compressed %d" % i)
+        _write_until_newest_log_is_short(c, "/gz1", zk.data_dir, 20)
+        c.stop()
+        c.close()
+        expected = _walk(zk.connect_string)
+        zk.stop(cleanup=False)
+        assert snapshot_files(os.path.join(zk.data_dir, "version-2"))[0][1].endswith(".gz")
+        out = str(tmp_path / "out")
+        assert f"{len(expected)} nodes" in _import(zk.data_dir, out)
+        with ZkpyProcess(data_dir=out) as zkpy:
+            _assert_same(expected, _walk(zkpy.connect_string))
+    finally:
+        zk.stop()
 
 
 def test_not_a_zookeeper_dir_or_an_occupied_output_is_refused(zookeeper_dir, tmp_path) -> None:

@@ -137,7 +137,7 @@ def _parent(path: str) -> str:
 
 def import_data_dir(zk_data_dir: str, zkpy_data_dir: str, zk_log_dir: str | None = None) -> Imported:
     """Convert; the zkpy dataDir must not hold a zkpy server's files already."""
-    out_snap_dir, out_log_dir = data_paths(zkpy_data_dir, None)
+    out_snap_dir = data_paths(zkpy_data_dir, None)[0]
     if os.path.isdir(out_snap_dir) and any(n.startswith(("snapshot.", "log.")) for n in os.listdir(out_snap_dir)):
         raise CannotImport(f"{zkpy_data_dir} already holds a data dir ({out_snap_dir} has snapshots or logs): "
                            "give a new or empty directory")
