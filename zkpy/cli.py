@@ -179,7 +179,7 @@ def _import(args: argparse.Namespace) -> int:
     tree = done.tree
     print(f"imported {done.snapshot or 'no snapshot'} and {done.replayed} txns after it: last zxid "
           f"0x{tree.last_zxid:x}, {len(tree.nodes)} nodes, {len(tree.sessions)} sessions; wrote {done.written} "
-          f"(digest {tree.digest()}); `zkpy check {args.zkpy_data_dir}` reads it back")
+          f"(digest {done.digest}); `zkpy check {args.zkpy_data_dir}` reads it back")
     return 0
 
 
