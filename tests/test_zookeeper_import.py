@@ -488,6 +488,19 @@ def test_missing_log_segment_is_a_gap(zookeeper_dir, tmp_path) -> None:
     assert f"gap in the log: zxid {logs[2][0]:#x} follows {logs[1][0] - 1:#x}" in _refused(data, tmp_path)
 
 
+def test_a_separate_data_log_dir(zookeeper_dir, tmp_path) -> None:
+    """dataLogDir apart from dataDir: the logs are read from --zk-data-log-dir/version-2."""
+    data, v2 = _copy(zookeeper_dir, tmp_path)
+    logs = tmp_path / "zk-logs" / "version-2"
+    logs.mkdir(parents=True)
+    for _, path in log_files(v2):
+        shutil.move(path, logs / os.path.basename(path))
+    intact = _digest(_import(zookeeper_dir, str(tmp_path / "intact")))
+    done = _zkpy("import", data, str(tmp_path / "out"), "--zk-data-log-dir", str(logs.parent))
+    assert done.returncode == 0, done.stderr
+    assert _digest(_zkpy("check", str(tmp_path / "out")).stdout) == intact
+
+
 def test_zkpy_on_a_zookeeper_dir_points_to_import(zookeeper_dir) -> None:
     done = _zkpy("check", zookeeper_dir)
     assert done.returncode == 1 and "Apache ZooKeeper's log" in done.stderr and "zkpy import" in done.stderr
