@@ -174,6 +174,24 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _import(args: argparse.Namespace) -> int:
+    """An Apache ZooKeeper dataDir converted into a zkpy dataDir (see zkpy/storage/importer.py)."""
+    from .storage.importer import CannotImport, import_data_dir
+    from .storage.zookeeper_format import ZooKeeperFormatError
+
+    try:
+        done = import_data_dir(args.zk_data_dir, args.zkpy_data_dir, args.zk_data_log_dir)
+    except (CannotImport, ZooKeeperFormatError) as e:
+        raise BadInput(str(e)) from None
+    except OSError as e:
+        raise BadInput(f"{e.filename}: {e.strerror}") from None
+    tree = done.tree
+    print(f"imported {done.snapshot or 'no snapshot'} and {done.replayed} txns after it: last zxid "
+          f"0x{tree.last_zxid:x}, {len(tree.nodes)} nodes, {len(tree.sessions)} sessions; wrote {done.written} "
+          f"(digest {done.digest}); `zkpy check {args.zkpy_data_dir}` reads it back")
+    return 0
+
+
 def _simulate(args: argparse.Namespace) -> int:
     """Seeded simulations of real members; stops at (and prints) the first failing seed, which
     replays exactly with --seed."""
@@ -333,6 +351,11 @@ def main(argv: list[str] | None = None) -> int:
     p = command("check", help="recover a data dir read-only-ish (cuts a torn tail) and report")
     p.add_argument("data_dir")
     p.add_argument("--data-log-dir")
+    p = command("import", help="convert an Apache ZooKeeper 3.x dataDir (snapshots and txn logs) into a "
+                               "new zkpy dataDir")
+    p.add_argument("zk_data_dir", help="the ZooKeeper server's dataDir (stopped)")
+    p.add_argument("zkpy_data_dir", help="a new or empty directory for the zkpy server's dataDir")
+    p.add_argument("--zk-data-log-dir", help="the ZooKeeper server's dataLogDir, if not its dataDir")
     p = command("ensemble", help="run a local ensemble of N servers and print its connect string")
     p.add_argument("-n", type=int, default=3, help="servers (default 3; 1 runs a standalone server)")
     p.add_argument("--tick-time", type=int, default=2000)
@@ -365,8 +388,8 @@ def main(argv: list[str] | None = None) -> int:
     args.properties = props
     logs.configure(getattr(args, "log_level", "INFO"))
     commands = {"serve": _serve, "purge": _purge, "dump-log": _dump_log, "dump-snapshot": _dump_snapshot,
-                "check": _check, "simulate": _simulate, "ensemble": _ensemble, "java-shim": _java_shim,
-                "shell": _shell}
+                "check": _check, "import": _import, "simulate": _simulate, "ensemble": _ensemble,
+                "java-shim": _java_shim, "shell": _shell}
     if args.command in ("dump-log", "dump-snapshot", "check", "purge"):
         # Tools that print: `zkpy dump-log FILE | head` ends quietly, as cat does.
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)

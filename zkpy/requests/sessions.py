@@ -6,16 +6,23 @@ tick, as ZooKeeper does, so that expiry is checked once per tick for a whole buc
 
 from __future__ import annotations
 
-import hashlib
-
-# Passwords derive from the session id and this secret, so that every server of an
-# ensemble can check a reconnecting client's password without replicating it
-# (ZooKeeper derives them from a fixed secret the same way).
-_SECRET = b"zkpy-session-secret-v1"
+# Passwords derive from the session id and a fixed secret, so that every server of an
+# ensemble can check a reconnecting client's password without replicating it.  They are
+# ZooKeeper's own (ZooKeeperServer.generatePasswd: 16 bytes of java.util.Random seeded with
+# id ^ 0xB3415C00), so a client of an Apache ZooKeeper server that moves to zkpy
+# (`zkpy import`) reconnects with the password it holds and keeps its session.
+_SECRET = 0xB3415C00
+_MULTIPLIER = 0x5DEECE66D
+_MASK = (1 << 48) - 1
 
 
 def session_password(session_id: int) -> bytes:
-    return hashlib.sha256(_SECRET + session_id.to_bytes(8, "big", signed=True)).digest()[:16]
+    seed = ((session_id ^ _SECRET) ^ _MULTIPLIER) & _MASK  # new Random(seed)
+    out = bytearray()
+    for _ in range(4):  # nextBytes(16): four nextInt()s, each low byte first
+        seed = (seed * _MULTIPLIER + 0xB) & _MASK
+        out += (seed >> 16).to_bytes(4, "little")
+    return bytes(out)
 
 
 class SessionTracker:

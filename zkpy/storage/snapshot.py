@@ -152,6 +152,14 @@ def _load_snapshot(path: str, data: bytes | None) -> DataTree:
             tree.nodes[path_] = n
     if not footer_seen:
         raise SnapshotInvalid(f"{path}: incomplete (no footer)")
+    link_nodes(tree, path)
+    tree.last_zxid = header["zxid"]
+    return tree
+
+
+def link_nodes(tree: DataTree, path: str) -> None:
+    """Fill in what a snapshot does not store: children sets, the ephemeral, container and TTL
+    indexes (for a tree whose `nodes` were loaded by path; `zkpy import` uses it too)."""
     for p, n in tree.nodes.items():
         if p != "/":
             i = p.rfind("/")
@@ -167,9 +175,7 @@ def _load_snapshot(path: str, data: bytes | None) -> DataTree:
                 tree.ttls.add(p)
             else:
                 tree.ephemerals.setdefault(n.owner, {})[p] = None
-    tree.last_zxid = header["zxid"]
     tree.ephemeral_peak = {sid: len(paths) for sid, paths in tree.ephemerals.items()}
-    return tree
 
 
 def load_latest(snap_dir: str) -> DataTree | None:

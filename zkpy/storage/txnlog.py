@@ -184,9 +184,13 @@ def segment_records(path: str, is_last: bool, repair: bool = False) -> Iterator[
     and hands the record to ZAB as it is, reading the log once."""
     size = os.path.getsize(path)
     with open(path, "rb") as f:
-        if f.read(len(MAGIC)) != MAGIC:
+        magic = f.read(len(MAGIC))
+        if magic != MAGIC:
             if size == 0 and is_last:
                 return
+            if magic.startswith(b"ZKLG"):
+                raise LogCorrupt(path, 0, "bad magic: this is Apache ZooKeeper's log, not zkpy's; convert the "
+                                          "dataDir with `zkpy import ZK_DATADIR NEW_DATADIR`")
             raise LogCorrupt(path, 0, "bad magic")
         offset = len(MAGIC)
         while offset + FRAME.size <= size:
