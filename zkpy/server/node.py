@@ -22,6 +22,7 @@ from ..storage.datadir import DataDir, Memory, read_myid
 from ..storage.recovery import recover_with_log
 from ..tree.datatree import DataTree
 from . import fourletter
+from .admin import HttpEndpoints
 from .clients import ClientTable
 from .config import Config
 from .faults import FaultTable
@@ -86,6 +87,7 @@ class ZkServer:
         if self.ensemble:
             self._init_config_node(tree)
         self._server: asyncio.AbstractServer | None = None
+        self.http = HttpEndpoints(self)  # AdminServer and Prometheus, when the config enables them
         self._tick_handle: asyncio.TimerHandle | None = None
         self._last_drop_log = -1.0
         self.host = config.client_port_address
@@ -111,9 +113,11 @@ class ZkServer:
         if self.peers is not None:
             await self.peers.start()
         self.member.process()
-        log.info("serving", host=self.host, port=self.port, tick_time=self.config.tick_time)
+        await self.http.start()
+        log.info("serving", host=self.host, port=self.port, tick_time=self.config.tick_time, **self.http.ports())
 
     async def stop(self) -> None:
+        await self.http.stop()
         if self._tick_handle is not None:
             self._tick_handle.cancel()
         if self.ticker is not None:
