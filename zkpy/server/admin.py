@@ -148,7 +148,7 @@ def _envi(s: "ZkServer", kw: dict[str, str]) -> dict[str, Any]:
             "python.version": sys.version.split()[0], "python.implementation": platform.python_implementation(),
             "os.name": platform.system(), "os.arch": platform.machine(), "os.version": platform.release(),
             "user.name": _user(), "user.home": os.path.expanduser("~"), "user.dir": os.getcwd(),
-            "process.id": os.getpid()}
+            "process.id": str(os.getpid())}
 
 
 def _user() -> str:

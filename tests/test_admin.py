@@ -1,0 +1,356 @@
+"""The AdminServer (`admin.enableServer`): ZooKeeper 3.8's /commands JSON over real HTTP.
+
+In-process and `zkpy serve` servers, standalone and a 3-node ensemble, driven by kazoo; and a
+differential test that runs every command against Debian's Apache ZooKeeper 3.8 (its own
+Jetty AdminServer, once the jetty, servlet-api and jackson jars are on its classpath) and a
+zkpy process after the same operations, comparing each answer's keys and JSON types and the
+values that must agree.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+import urllib.request
+
+import pytest
+from kazoo.client import KazooClient
+
+from zkpy.testing import ZkpyServer
+from zkpy.testing.ensemble import Ensemble
+from zkpy.testing.external import ApacheZooKeeper, ZkpyProcess, apache_zookeeper_available
+from zkpy.testing.ports import PortBlock
+
+# ZooKeeper 3.8's commands (Commands.java): primary name first, then its short names.
+ZK38_COMMANDS = {
+    "configuration": ("conf", "config"), "connection_stat_reset": ("crst",), "connections": ("cons",),
+    "dirs": (), "dump": (), "environment": ("env", "envi"), "get_trace_mask": ("gtmk",), "hash": (),
+    "initial_configuration": ("icfg",), "is_read_only": ("isro",), "last_snapshot": ("lsnp",),
+    "leader": ("lead",), "monitor": ("mntr",), "observer_connection_stat_reset": ("orst",),
+    "observers": ("obsr",), "ruok": (), "server_stats": ("srvr",), "set_trace_mask": ("stmk",),
+    "stat_reset": ("srst",), "stats": ("stat",), "system_properties": ("sysp",), "voting_view": (),
+    "watch_summary": ("wchs",), "watches": ("wchc",), "watches_by_path": ("wchp",), "zabstate": (),
+}
+# The jars Debian's ZooKeeper needs for its JettyAdminServer (libjetty9-java, libservlet-api-java,
+# libjackson2-*: dependencies of libzookeeper-java).
+ADMIN_JARS = [f"/usr/share/java/{j}.jar" for j in (
+    "jetty9-server", "jetty9-http", "jetty9-io", "jetty9-util", "jetty9-util-ajax", "jetty9-servlet",
+    "jetty9-security", "servlet-api", "jackson-databind", "jackson-core", "jackson-annotations")]
+
+
+def get(port: int, path: str) -> tuple[int, str, str]:
+    """(status, content type, body) of a GET on 127.0.0.1:port."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
+        return r.status, r.headers.get_content_type(), r.read().decode()
+
+
+def command(port: int, name: str, query: str = "") -> dict:
+    status, ctype, body = get(port, f"/commands/{name}{query}")
+    assert status == 200 and ctype == "application/json", (status, ctype, body)
+    return json.loads(body)
+
+
+def wait_for(condition, timeout: float = 20.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def admin_server():
+    with ZkpyServer(tick_time=200, admin_enable_server=True, admin_server_port=0) as s:
+        yield s
+
+
+@pytest.fixture
+def client(admin_server):
+    c = KazooClient(hosts=admin_server.connect_string, timeout=10)
+    c.start(timeout=10)
+    yield c
+    c.stop()
+    c.close()
+
+
+# ---------------------------------------------------------------- in-process
+
+
+def test_disabled_by_default():
+    with ZkpyServer() as s:
+        assert s.server.http.admin_port is None and s.server.http.runners == []
+
+
+def test_command_list_names_and_aliases(admin_server):
+    port = admin_server.server.http.admin_port
+    status, ctype, body = get(port, "/commands")
+    assert status == 200 and ctype == "text/html"
+    assert re.findall(r'<a href="/commands/(\w+)">\1</a>', body) == sorted(ZK38_COMMANDS)
+    for primary, aliases in ZK38_COMMANDS.items():
+        for name in (primary, *aliases):
+            answer = command(port, name)
+            assert answer["command"] == primary, name
+            assert "error" in answer, name
+    assert command(port, "nosuch") == {"command": "nosuch", "error": "Unknown command: nosuch"}
+
+
+def test_values_follow_the_clients_operations(admin_server, client):
+    port = admin_server.server.http.admin_port
+    session = client.client_id[0]
+    client.create("/a", b"xyz")
+    client.create("/a/e", ephemeral=True)
+    client.get("/a", watch=lambda e: None)
+    mntr = command(port, "mntr")
+    assert mntr["error"] is None and mntr["server_state"] == "standalone"
+    assert (mntr["znode_count"], mntr["ephemerals_count"], mntr["watch_count"], mntr["global_sessions"]) == (7, 1, 1, 1)
+    assert mntr["packets_received"] >= 4 and mntr["num_alive_connections"] == 1
+    assert command(port, "dump")["session_id_to_ephemeral_paths"] == {str(session): ["/a/e"]}
+    assert command(port, "wchc")["session_id_to_watched_paths"] == {str(session): ["/a"]}
+    assert command(port, "wchp")["path_to_session_ids"] == {"/a": [session]}
+    assert command(port, "wchs") == {"num_connections": 1, "num_paths": 1, "num_total_watches": 1,
+                                     "command": "watch_summary", "error": None}
+    [conn] = command(port, "cons")["connections"]
+    assert conn["session_id"] == session and conn["packets_received"] >= 4
+    assert abs(conn["established"] - time.time() * 1000) < 60_000  # epoch milliseconds
+    srvr = command(port, "srvr")
+    assert srvr["node_count"] == 7 and srvr["server_stats"]["last_processed_zxid"] == client.exists("/a/e").czxid
+    assert command(port, "isro")["read_only"] is False
+    assert command(port, "conf")["client_port"] == admin_server.port
+
+    client.set("/a", b"1")  # fires the watch
+    assert command(port, "wchs")["num_total_watches"] == 0
+    command(port, "crst")
+    assert command(port, "cons")["connections"][0]["packets_received"] == 0
+    command(port, "srst")
+    assert command(port, "srvr")["server_stats"]["max_latency"] == 0
+
+
+def test_trace_mask_is_kept(admin_server):
+    port = admin_server.server.http.admin_port
+    assert command(port, "gtmk")["tracemask"] == 306
+    assert command(port, "stmk")["error"] == "setTraceMask requires long traceMask argument"
+    assert command(port, "stmk", "?traceMask=x")["error"] == "setTraceMask requires long traceMask argument, got x"
+    assert command(port, "stmk", "?traceMask=0")["tracemask"] == 0
+    assert command(port, "gtmk")["tracemask"] == 0
+
+
+def test_command_url_setting():
+    with ZkpyServer(admin_enable_server=True, admin_server_port=0, admin_command_url="/zk/cmds") as s:
+        port = s.server.http.admin_port
+        assert command_at(port, "/zk/cmds/ruok") == {"command": "ruok", "error": None}
+        with pytest.raises(urllib.error.HTTPError):
+            get(port, "/commands/ruok")
+
+
+def command_at(port: int, path: str) -> dict:
+    return json.loads(get(port, path)[2])
+
+
+# ---------------------------------------------------------------- processes
+
+
+def serving_ports(log_text: str) -> dict[str, int]:
+    m = re.search(r"\] serving\s.*", log_text)
+    return {k: int(v) for k, v in re.findall(r"\b(\w+_port)=(\d+)", m.group(0))} if m else {}
+
+
+def test_zkpy_serve_process():
+    with ZkpyProcess(config={"admin.enableServer": "true", "admin.serverPort": "0"}) as zk:
+        port = wait_for(lambda: serving_ports(open(zk.stderr_path).read()).get("admin_port"), what="admin port")
+        c = KazooClient(hosts=zk.connect_string, timeout=10)
+        c.start(timeout=10)
+        try:
+            c.create("/p", b"")
+            assert command(port, "monitor")["znode_count"] == 6
+            with open(os.path.join(zk.workdir, "zoo.cfg")) as f:
+                assert command(port, "icfg")["initial_configuration"] == f.read()
+            assert command(port, "conf")["data_dir"].endswith("version-2")
+            assert command(port, "dirs")["logdir_size"] > 0
+        finally:
+            c.stop()
+            c.close()
+
+
+def test_three_node_ensemble():
+    settings = {"admin.enableServer": "true", "admin.serverPort": "0"}
+    with Ensemble(3, settings=settings) as ens:
+        def admin_ports():
+            ports = {}
+            for sid in ens.ids:
+                with open(os.path.join(ens.base, f"server{sid}", "server.log")) as f:
+                    ports[sid] = serving_ports(f.read()).get("admin_port")
+            return ports if all(ports.values()) else None
+        ports = wait_for(admin_ports, what="three admin ports")
+        c = KazooClient(hosts=ens.connect_string, timeout=10)
+        c.start(timeout=10)
+        try:
+            c.create("/q", b"", ephemeral=True)
+            leads = {sid: command(p, "leader") for sid, p in ports.items()}
+            leader = ens.leader()
+            assert [sid for sid, a in leads.items() if a["is_leader"]] == [leader]
+            assert {a["leader_id"] for a in leads.values()} == {leader}
+            for sid, p in ports.items():
+                zab = command(p, "zabstate")
+                assert (zab["myid"], zab["zabstate"], zab["voting"], zab["is_leader"]) == (sid, "broadcast", True,
+                                                                                          sid == leader)
+                assert sorted(command(p, "voting_view")["current_config"]) == ["1", "2", "3"]
+                assert command(p, "conf")["server_id"] == sid
+                mntr = wait_for(lambda: (m := command(p, "mntr"))["ephemerals_count"] == 1 and m,
+                                what=f"the ephemeral on member {sid}")
+                assert mntr["quorum_size"] == 3
+                assert mntr["server_state"] == ("leader" if sid == leader else "follower")
+            assert command(ports[leader], "mntr")["learners"] == 2
+        finally:
+            c.stop()
+            c.close()
+
+
+# ---------------------------------------------------------------- differential against Apache ZooKeeper 3.8
+
+
+class ApacheWithAdmin(ApacheZooKeeper):
+    """Debian's ZooKeeper with its Jetty AdminServer on `admin_port`."""
+
+    def __init__(self, admin_port: int, **kw) -> None:
+        config = {"admin.enableServer": "true", "admin.serverAddress": "127.0.0.1", "admin.serverPort": str(admin_port)}
+        super().__init__(config=config, java_props={"zookeeper.admin.enableServer": "true"}, **kw)
+
+    def _command(self, cfg: str) -> list[str]:
+        cmd = super()._command(cfg)
+        cmd[cmd.index("-cp") + 1] += ":" + ":".join(ADMIN_JARS)
+        return cmd
+
+
+def _require_admin_zookeeper() -> None:
+    missing = [j for j in ADMIN_JARS if not os.path.exists(j)]
+    if not apache_zookeeper_available() or missing:
+        message = f"Apache ZooKeeper 3.8 with its AdminServer jars is not installed (missing: {missing})"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def shape(value):
+    """A JSON value's layout: dicts by key, lists by their first element, scalars by type."""
+    if isinstance(value, dict):
+        if value and all(k == "S" or k.isdigit() or k.startswith("/") for k in value):
+            return {"<id or path>": shape(next(iter(value.values())))}  # a map keyed by data
+        return {k: shape(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [shape(value[0])] if value else []
+    return type(value).__name__
+
+
+# Keys that name the platform, not the server: the JVM's in ZooKeeper, Python's in zkpy.
+PLATFORM_KEY = re.compile(r"^(java|sun|jdk|jetty|file|line|path|native|os\.memory|log4j)\.|^java\.")
+
+
+def workload(connect_string: str) -> KazooClient:
+    c = KazooClient(hosts=connect_string, timeout=10)
+    c.start(timeout=10)
+    c.create("/d", b"data")
+    c.create("/d/e1", ephemeral=True)
+    c.create("/d/e2", b"x", ephemeral=True)
+    c.set("/d", b"more")
+    c.get("/d", watch=lambda e: None)
+    c.exists("/d/e1", watch=lambda e: None)
+    c.get_children("/d")
+    return c
+
+
+def normalise_sessions(answer, session: int):
+    """Session ids differ between servers: name the workload's session "S"."""
+    if isinstance(answer, dict):
+        return {("S" if k == str(session) else k): normalise_sessions(v, session) for k, v in answer.items()}
+    if isinstance(answer, list):
+        return [normalise_sessions(v, session) for v in answer]
+    return "S" if answer == session and type(answer) is int else answer
+
+
+def test_differential_against_apache_zookeeper():
+    _require_admin_zookeeper()
+    ports = PortBlock(2)
+    zk = ApacheWithAdmin(ports.ports[0])
+    ours = ZkpyProcess(config={"admin.enableServer": "true", "admin.serverPort": str(ports.ports[1])})
+    clients = []
+    try:
+        zk.start()
+        ours.start()
+        answers = {}
+        for name, server, port in (("zk", zk, ports.ports[0]), ("zkpy", ours, ports.ports[1])):
+            c = workload(server.connect_string)
+            clients.append(c)
+            # stat_reset and crst go last: they change what the others report.
+            order = sorted(ZK38_COMMANDS, key=lambda n: n in ("stat_reset", "connection_stat_reset"))
+            answers[name] = {n: normalise_sessions(command(port, n), c.client_id[0]) for n in order}
+        compare(answers["zk"], answers["zkpy"])
+    finally:
+        for c in clients:
+            c.stop()
+            c.close()
+        ours.stop()
+        zk.stop()
+        ports.release()
+
+
+# The values that must be the same on both after the same operations.
+AGREE = {
+    "monitor": ("server_state", "znode_count", "ephemerals_count", "watch_count", "global_sessions",
+                "num_alive_connections", "outstanding_requests", "approximate_data_size", "local_sessions"),
+    "server_stats": ("read_only", "node_count"),
+    "stats": ("read_only", "node_count"),
+    "configuration": ("tick_time", "max_client_cnxns", "min_session_timeout", "max_session_timeout", "server_id",
+                      "client_port_listen_backlog"),
+    "is_read_only": ("read_only",), "watch_summary": ("num_connections", "num_paths", "num_total_watches"),
+    "watches": ("session_id_to_watched_paths",), "watches_by_path": ("path_to_session_ids",),
+    "leader": ("error",), "zabstate": ("voting", "zabstate"), "voting_view": ("current_config",),
+    "observers": ("synced_observers", "observers"), "get_trace_mask": ("tracemask",), "hash": ("digests",),
+    "set_trace_mask": ("error",),
+}
+
+
+def canonical(value):
+    """Sets are sets: ZooKeeper lists a set in hash order."""
+    if isinstance(value, dict):
+        return {k: canonical(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return sorted((canonical(v) for v in value), key=json.dumps)
+    return value
+
+
+def compare(theirs: dict, ours: dict) -> None:
+    problems = []
+    for name in ZK38_COMMANDS:
+        a, b = theirs[name], ours[name]
+        if name in ("environment", "system_properties"):
+            # Platform keys aside, ZooKeeper's keys are zkpy's, every value a string.
+            missing = {k for k in a if not PLATFORM_KEY.match(k)} - set(b)
+            if name == "system_properties":
+                missing = set()  # the JVM's own properties; zkpy lists its -D properties
+            if missing:
+                problems.append(f"{name}: keys missing {sorted(missing)}")
+            wrong = {k for k, v in b.items() if k not in ("command", "error") and not isinstance(v, str)}
+            if wrong:
+                problems.append(f"{name}: values not strings: {sorted(wrong)}")
+            continue
+        if name == "monitor":
+            # zkpy has a subset of ZooKeeper's 500 keys (the rest it does not measure): same types.
+            sa, sb = shape(a), shape(b)
+            extra = {k for k in sb if k not in sa}
+            wrong = {k: (sa[k], sb[k]) for k in sb if k in sa and sa[k] != sb[k]}
+            if extra or wrong:
+                problems.append(f"monitor: keys ZooKeeper lacks {sorted(extra)}, types differing {wrong}")
+        elif shape(a) != shape(b):
+            problems.append(f"{name}: layout differs\n  zk:   {shape(a)}\n  zkpy: {shape(b)}")
+        for key in AGREE.get(name, ()):
+            if canonical(a.get(key)) != canonical(b.get(key)):
+                problems.append(f"{name}.{key}: zk {a.get(key)!r} != zkpy {b.get(key)!r}")
+        if name == "dump":
+            if canonical(a["session_id_to_ephemeral_paths"]) != canonical(b["session_id_to_ephemeral_paths"]):
+                problems.append(f"dump: ephemerals {a} != {b}")
+    assert not problems, "\n".join(problems)
