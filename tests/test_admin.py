@@ -20,7 +20,11 @@ from kazoo.client import KazooClient
 
 from zkpy.testing import ZkpyServer
 from zkpy.testing.ensemble import Ensemble
-from zkpy.testing.external import ApacheZooKeeper, ZkpyProcess, apache_zookeeper_available
+from zkpy.testing.external import (
+    ApacheZooKeeper,
+    ZkpyProcess,
+    apache_zookeeper_available,
+)
 from zkpy.testing.ports import PortBlock
 
 # ZooKeeper 3.8's commands (Commands.java): primary name first, then its short names.
@@ -161,7 +165,10 @@ def serving_ports(log_text: str) -> dict[str, int]:
 
 def test_zkpy_serve_process():
     with ZkpyProcess(config={"admin.enableServer": "true", "admin.serverPort": "0"}) as zk:
-        port = wait_for(lambda: serving_ports(open(zk.stderr_path).read()).get("admin_port"), what="admin port")
+        def admin_port() -> int | None:
+            with open(zk.stderr_path) as f:
+                return serving_ports(f.read()).get("admin_port")
+        port = wait_for(admin_port, what="admin port")
         c = KazooClient(hosts=zk.connect_string, timeout=10)
         c.start(timeout=10)
         try:
@@ -200,7 +207,7 @@ def test_three_node_ensemble():
                                                                                           sid == leader)
                 assert sorted(command(p, "voting_view")["current_config"]) == ["1", "2", "3"]
                 assert command(p, "conf")["server_id"] == sid
-                mntr = wait_for(lambda: (m := command(p, "mntr"))["ephemerals_count"] == 1 and m,
+                mntr = wait_for(lambda p=p: (m := command(p, "mntr"))["ephemerals_count"] == 1 and m,
                                 what=f"the ephemeral on member {sid}")
                 assert mntr["quorum_size"] == 3
                 assert mntr["server_state"] == ("leader" if sid == leader else "follower")
@@ -350,7 +357,7 @@ def compare(theirs: dict, ours: dict) -> None:
         for key in AGREE.get(name, ()):
             if canonical(a.get(key)) != canonical(b.get(key)):
                 problems.append(f"{name}.{key}: zk {a.get(key)!r} != zkpy {b.get(key)!r}")
-        if name == "dump":
-            if canonical(a["session_id_to_ephemeral_paths"]) != canonical(b["session_id_to_ephemeral_paths"]):
-                problems.append(f"dump: ephemerals {a} != {b}")
+        ephemerals = "session_id_to_ephemeral_paths"
+        if name == "dump" and canonical(a[ephemerals]) != canonical(b[ephemerals]):
+            problems.append(f"dump: ephemerals {a} != {b}")
     assert not problems, "\n".join(problems)

@@ -18,15 +18,15 @@ import os
 import platform
 import sys
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from . import metrics
 from .config import PROMETHEUS_PROVIDER
+from .metrics import ZkServer
 
 if TYPE_CHECKING:
     from aiohttp import web
-
-    from .node import ZkServer
 
 NOT_SERVING = "This ZooKeeper instance is not currently serving requests"
 DEFAULT_TRACE_MASK = 306  # ZooTrace's default: client ping, request and server traces
@@ -34,7 +34,7 @@ Handler = Callable[["ZkServer", dict[str, str]], dict[str, Any]]
 
 
 class Command:
-    __slots__ = ("names", "handler", "server_required")
+    __slots__ = ("handler", "names", "server_required")
 
     def __init__(self, names: tuple[str, ...], handler: Handler, server_required: bool = True) -> None:
         self.names = names
@@ -62,7 +62,7 @@ def primary_names() -> list[str]:
     return sorted({c.primary for c in COMMANDS.values()})
 
 
-def run(server: "ZkServer", name: str, kwargs: dict[str, str] | None = None) -> dict[str, Any]:
+def run(server: ZkServer, name: str, kwargs: dict[str, str] | None = None) -> dict[str, Any]:
     """The JSON object ZooKeeper's Commands.runCommand answers for `name`."""
     cmd = COMMANDS.get(name)
     if cmd is None:
@@ -79,15 +79,13 @@ def run(server: "ZkServer", name: str, kwargs: dict[str, str] | None = None) -> 
 
 
 @command("connection_stat_reset", "crst")
-def _crst(s: "ZkServer", kw: dict[str, str]) -> dict[str, Any]:
-    for c in s.connections:
-        c.packets_received = 0
-        c.packets_sent = 0
+def _crst(s: ZkServer, kw: dict[str, str]) -> dict[str, Any]:
+    metrics.reset_connection_stats(s)
     return {}
 
 
 @command("configuration", "conf", "config")
-def _conf(s: "ZkServer", kw: dict[str, str]) -> dict[str, Any]:
+def _conf(s: ZkServer, kw: dict[str, str]) -> dict[str, Any]:
     c = s.config
     snap_dir, log_dir = metrics.data_dirs(s)
     return {"client_port": s.port, "data_dir": snap_dir or "", "data_log_dir": log_dir or "",
@@ -96,7 +94,7 @@ def _conf(s: "ZkServer", kw: dict[str, str]) -> dict[str, Any]:
             "server_id": s.server_id(), "client_port_listen_backlog": -1}
 
 
-def connection_info(s: "ZkServer", conn: Any, brief: bool) -> dict[str, Any]:
+def connection_info(s: ZkServer, conn: Any, brief: bool) -> dict[str, Any]:
     """ServerCnxn.getConnectionInfo.  zkpy does not track a connection's last operation, cxid or
     per-connection latencies: those keys keep the values ZooKeeper shows before any request."""
     info: dict[str, Any] = {"remote_socket_address": f"{conn.peer[0]}:{conn.peer[1]}", "interest_ops": 1,
@@ -111,30 +109,30 @@ def connection_info(s: "ZkServer", conn: Any, brief: bool) -> dict[str, Any]:
     return info
 
 
-def _sorted_connections(s: "ZkServer") -> list[Any]:
+def _sorted_connections(s: ZkServer) -> list[Any]:
     return sorted(s.connections, key=lambda c: c.peer)
 
 
 @command("connections", "cons")
-def _cons(s: "ZkServer", kw: dict[str, str]) -> dict[str, Any]:
+def _cons(s: ZkServer, kw: dict[str, str]) -> dict[str, Any]:
     return {"connections": [connection_info(s, c, False) for c in _sorted_connections(s)], "secure_connections": []}
 
 
 @command("hash")
-def _hash(s: "ZkServer", kw: dict[str, str]) -> dict[str, Any]:
+def _hash(s: ZkServer, kw: dict[str, str]) -> dict[str, Any]:
     """ZooKeeper's digest log (digest.enabled); zkpy's tree digests are not kept per zxid: empty,
     as ZooKeeper's is until its first digest interval."""
     return {"digests": []}
 
 
 @command("dirs")
-def _dirs(s: "ZkServer", kw: dict[str, str]) -> dict[str, Any]:
+def _dirs(s: ZkServer, kw: dict[str, str]) -> dict[str, Any]:
     snap_dir, log_dir = metrics.data_dirs(s)
     return {"datadir_size": metrics.dir_size(snap_dir), "logdir_size": metrics.dir_size(log_dir)}
 
 
 @command("dump")
-def _dump(s: "ZkServer", kw: dict[str, str]) -> dict[str, Any]:
+def _dump(s: ZkServer, kw: dict[str, str]) -> dict[str, Any]:
     by_expiry: dict[str, list[int]] = {}
     for sid, at in sorted(s.sessions.expire_at.items()):
         by_expiry.setdefault(str(at), []).append(sid)
@@ -143,7 +141,7 @@ def _dump(s: "ZkServer", kw: dict[str, str]) -> dict[str, Any]:
 
 
 @command("environment", "env", "envi", server_required=False)
-def _envi(s: "ZkServer", kw: dict[str, str]) -> dict[str, Any]:
+def _envi(s: ZkServer, kw: dict[str, str]) -> dict[str, Any]:
     return {"zookeeper.version": metrics.VERSION, "host.name": platform.node(),
             "python.version": sys.version.split()[0], "python.implementation": platform.python_implementation(),
             "os.name": platform.system(), "os.arch": platform.machine(), "os.version": platform.release(),
@@ -161,12 +159,12 @@ def _user() -> str:
 
 
 @command("get_trace_mask", "gtmk", server_required=False)
-def _gtmk(s: "ZkServer", kw: dict[str, str]) -> dict[str, Any]:
+def _gtmk(s: ZkServer, kw: dict[str, str]) -> dict[str, Any]:
     return {"tracemask": getattr(s, "trace_mask", DEFAULT_TRACE_MASK)}
 
 
 @command("set_trace_mask", "stmk", server_required=False)
-def _stmk(s: "ZkServer", kw: dict[str, str]) -> dict[str, Any]:
+def _stmk(s: ZkServer, kw: dict[str, str]) -> dict[str, Any]:
     """Kept and reported, as ZooKeeper's; zkpy writes no per-request trace whatever the mask."""
     value = kw.get("traceMask")
     if value is None:
@@ -180,7 +178,7 @@ def _stmk(s: "ZkServer", kw: dict[str, str]) -> dict[str, Any]:
 
 
 @command("initial_configuration", "icfg")
-def _icfg(s: "ZkServer", kw: dict[str, str]) -> dict[str, Any]:
+def _icfg(s: ZkServer, kw: dict[str, str]) -> dict[str, Any]:
     text = ""
     if s.config.source:
         try:
@@ -192,12 +190,12 @@ def _icfg(s: "ZkServer", kw: dict[str, str]) -> dict[str, Any]:
 
 
 @command("is_read_only", "isro")
-def _isro(s: "ZkServer", kw: dict[str, str]) -> dict[str, Any]:
+def _isro(s: ZkServer, kw: dict[str, str]) -> dict[str, Any]:
     return {"read_only": s.state == "read-only"}
 
 
 @command("last_snapshot", "lsnp")
-def _lsnp(s: "ZkServer", kw: dict[str, str]) -> dict[str, Any]:
+def _lsnp(s: ZkServer, kw: dict[str, str]) -> dict[str, Any]:
     """The newest snapshot file's zxid (hex, no 0x) and modification time in seconds; -1 and -1
     when there is none (no dataDir), as ZooKeeper's."""
     snap_dir, _ = metrics.data_dirs(s)
@@ -218,7 +216,7 @@ def _lsnp(s: "ZkServer", kw: dict[str, str]) -> dict[str, Any]:
 
 
 @command("leader", "lead")
-def _leader(s: "ZkServer", kw: dict[str, str]) -> dict[str, Any]:
+def _leader(s: ZkServer, kw: dict[str, str]) -> dict[str, Any]:
     if not s.ensemble:
         return {"error": "server is not initialized"}
     leader = s.member.soft.leader
@@ -228,19 +226,19 @@ def _leader(s: "ZkServer", kw: dict[str, str]) -> dict[str, Any]:
 
 
 @command("monitor", "mntr", server_required=False)
-def _monitor(s: "ZkServer", kw: dict[str, str]) -> dict[str, Any]:
+def _monitor(s: ZkServer, kw: dict[str, str]) -> dict[str, Any]:
     if s.state in ("looking", "error"):
         return {"error": NOT_SERVING}
     return metrics.monitor(s)
 
 
 @command("observer_connection_stat_reset", "orst")
-def _orst(s: "ZkServer", kw: dict[str, str]) -> dict[str, Any]:
+def _orst(s: ZkServer, kw: dict[str, str]) -> dict[str, Any]:
     return {}  # zkpy's observers keep no per-connection stats to reset
 
 
 @command("observers", "obsr")
-def _obsr(s: "ZkServer", kw: dict[str, str]) -> dict[str, Any]:
+def _obsr(s: ZkServer, kw: dict[str, str]) -> dict[str, Any]:
     observers: list[dict[str, Any]] = []
     if s.is_leader():
         core = s.member.core
@@ -250,11 +248,11 @@ def _obsr(s: "ZkServer", kw: dict[str, str]) -> dict[str, Any]:
 
 
 @command("ruok")
-def _ruok(s: "ZkServer", kw: dict[str, str]) -> dict[str, Any]:
+def _ruok(s: ZkServer, kw: dict[str, str]) -> dict[str, Any]:
     return {}
 
 
-def _server_stats(s: "ZkServer") -> dict[str, Any]:
+def _server_stats(s: ZkServer) -> dict[str, Any]:
     """ServerStats as ZooKeeper's Jackson serialises it.  zkpy does not size its responses:
     client_response_stats keep ZooKeeper's 'none yet' -1s."""
     st = s.stats
@@ -270,19 +268,19 @@ def _server_stats(s: "ZkServer") -> dict[str, Any]:
             "auth_failed_count": 0, "non_mtlsremote_conn_count": 0, "non_mtlslocal_conn_count": 0}
 
 
-def _srvr_body(s: "ZkServer") -> dict[str, Any]:
+def _srvr_body(s: ZkServer) -> dict[str, Any]:
     server_stats = _server_stats(s)
     return {"version": metrics.VERSION, "read_only": s.state == "read-only", "server_stats": server_stats,
             "client_response": server_stats["client_response_stats"], "node_count": metrics.node_count(s)}
 
 
 @command("server_stats", "srvr")
-def _srvr(s: "ZkServer", kw: dict[str, str]) -> dict[str, Any]:
+def _srvr(s: ZkServer, kw: dict[str, str]) -> dict[str, Any]:
     return _srvr_body(s)
 
 
 @command("stats", "stat")
-def _stat(s: "ZkServer", kw: dict[str, str]) -> dict[str, Any]:
+def _stat(s: ZkServer, kw: dict[str, str]) -> dict[str, Any]:
     body = _srvr_body(s)
     body["connections"] = [connection_info(s, c, True) for c in _sorted_connections(s)]
     body["secure_connections"] = []
@@ -290,19 +288,19 @@ def _stat(s: "ZkServer", kw: dict[str, str]) -> dict[str, Any]:
 
 
 @command("stat_reset", "srst")
-def _srst(s: "ZkServer", kw: dict[str, str]) -> dict[str, Any]:
-    s.stats.reset()
+def _srst(s: ZkServer, kw: dict[str, str]) -> dict[str, Any]:
+    metrics.reset_server_stats(s)
     return {}
 
 
 @command("system_properties", "sysp", server_required=False)
-def _sysp(s: "ZkServer", kw: dict[str, str]) -> dict[str, Any]:
+def _sysp(s: ZkServer, kw: dict[str, str]) -> dict[str, Any]:
     """zkpy's system properties: the -D properties it was given (ZooKeeper's JVM has its own)."""
     return dict(sorted(s.config.properties.items()))
 
 
 @command("voting_view")
-def _voting_view(s: "ZkServer", kw: dict[str, str]) -> dict[str, Any]:
+def _voting_view(s: ZkServer, kw: dict[str, str]) -> dict[str, Any]:
     if not s.ensemble:
         return {"current_config": {}}
     view = {}
@@ -316,13 +314,13 @@ def _voting_view(s: "ZkServer", kw: dict[str, str]) -> dict[str, Any]:
     return {"current_config": view}
 
 
-def _data_watches(s: "ZkServer") -> Any:
+def _data_watches(s: ZkServer) -> Any:
     """ZooKeeper's watch commands report its data watch table only (DataTree.getWatches & co.)."""
     return s.tree.data_watches
 
 
 @command("watches", "wchc")
-def _wchc(s: "ZkServer", kw: dict[str, str]) -> dict[str, Any]:
+def _wchc(s: ZkServer, kw: dict[str, str]) -> dict[str, Any]:
     by_session: dict[int, set[str]] = {}
     for conn, paths in _data_watches(s).by_watcher.items():
         by_session.setdefault(getattr(conn, "session_id", 0), set()).update(paths)
@@ -330,14 +328,14 @@ def _wchc(s: "ZkServer", kw: dict[str, str]) -> dict[str, Any]:
 
 
 @command("watches_by_path", "wchp")
-def _wchp(s: "ZkServer", kw: dict[str, str]) -> dict[str, Any]:
+def _wchp(s: ZkServer, kw: dict[str, str]) -> dict[str, Any]:
     by_path = {path: sorted({getattr(w, "session_id", 0) for w in watchers})
                for path, watchers in sorted(_data_watches(s).by_path.items()) if watchers}
     return {"path_to_session_ids": by_path}
 
 
 @command("watch_summary", "wchs")
-def _wchs(s: "ZkServer", kw: dict[str, str]) -> dict[str, Any]:
+def _wchs(s: ZkServer, kw: dict[str, str]) -> dict[str, Any]:
     table = _data_watches(s)
     return {"num_connections": sum(1 for paths in table.by_watcher.values() if paths),
             "num_paths": sum(1 for watchers in table.by_path.values() if watchers),
@@ -345,7 +343,7 @@ def _wchs(s: "ZkServer", kw: dict[str, str]) -> dict[str, Any]:
 
 
 @command("zabstate", server_required=False)
-def _zabstate(s: "ZkServer", kw: dict[str, str]) -> dict[str, Any]:
+def _zabstate(s: ZkServer, kw: dict[str, str]) -> dict[str, Any]:
     if not s.ensemble:
         return {"voting": False, "zabstate": ""}
     m = s.member
@@ -367,7 +365,7 @@ def _zabstate(s: "ZkServer", kw: dict[str, str]) -> dict[str, Any]:
 # ---------------------------------------------------------------- HTTP
 
 
-def admin_app(server: "ZkServer") -> "web.Application":
+def admin_app(server: ZkServer) -> web.Application:
     """The aiohttp application: `<commandURL>` (the list) and `<commandURL>/<name>`."""
     from aiohttp import web
 
@@ -391,7 +389,7 @@ def admin_app(server: "ZkServer") -> "web.Application":
 class HttpEndpoints:
     """The AdminServer and the Prometheus endpoint a ZkServer's config asks for, on its loop."""
 
-    def __init__(self, server: "ZkServer") -> None:
+    def __init__(self, server: ZkServer) -> None:
         self.server = server
         self.runners: list[Any] = []
         self.admin_port: int | None = None
@@ -411,8 +409,10 @@ class HttpEndpoints:
         ports = {"admin_port": self.admin_port, "metrics_port": self.metrics_port}
         return {k: v for k, v in ports.items() if v is not None}
 
-    async def _serve(self, app: "web.Application", host: str, port: int) -> int:
-        from aiohttp import web  # the `admin` extra: imported only when an endpoint is enabled
+    async def _serve(self, app: web.Application, host: str, port: int) -> int:
+        from aiohttp import (
+            web,  # the `admin` extra: imported only when an endpoint is enabled
+        )
 
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()

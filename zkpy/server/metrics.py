@@ -19,14 +19,35 @@ from __future__ import annotations
 
 import os
 import time
-from typing import TYPE_CHECKING, Any, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .. import __version__
 
 if TYPE_CHECKING:
     from aiohttp import web
 
-    from .node import ZkServer
+
+class ZkServer(Protocol):
+    """What the values are read from (node.ZkServer provides it; named here, not imported, so
+    that node can import this module)."""
+
+    config: Any
+    host: str
+    port: int
+    ensemble: bool
+    member: Any
+    storage: Any
+    clients: Any
+    loop: Any
+    state: str
+    tree: Any
+    sessions: Any
+    connections: set
+    stats: Any
+
+    def server_id(self) -> int: ...
+    def is_leader(self) -> bool: ...
 
 VERSION = f"3.8.4-zkpy-{__version__}, built on 1970-01-01 00:00 UTC"
 
@@ -35,12 +56,12 @@ COUNTERS = frozenset({"connection_request_count", "snap_count", "proposal_count"
 STRINGS = frozenset({"version", "server_state", "peer_state"})
 
 
-def node_count(server: "ZkServer") -> int:
+def node_count(server: ZkServer) -> int:
     """As ZooKeeper reports it: its node table holds the root twice, as "" and as "/"."""
     return server.tree.node_count() + 1
 
 
-def packets(server: "ZkServer") -> tuple[int, int]:
+def packets(server: ZkServer) -> tuple[int, int]:
     """(received, sent) since the server started (or the last `srst`): the closed connections'
     counts live in the stats, the open ones' on each connection."""
     st = server.stats
@@ -51,12 +72,31 @@ def packets(server: "ZkServer") -> tuple[int, int]:
     return received, sent
 
 
-def avg_latency(server: "ZkServer") -> float:
+def reset_connection_stats(server: ZkServer) -> None:
+    """crst: the open connections' counts start again; the server's totals keep them."""
+    st = server.stats
+    for c in server.connections:
+        st.packets_received += c.packets_received
+        st.packets_sent += c.packets_sent
+        c.packets_received = c.packets_sent = 0
+
+
+def reset_server_stats(server: ZkServer) -> None:
+    """srst: the server's totals start again from 0, the open connections' own counts stay
+    (the totals hold minus what the open connections have counted so far)."""
+    st = server.stats
+    st.reset()
+    for c in server.connections:
+        st.packets_received -= c.packets_received
+        st.packets_sent -= c.packets_sent
+
+
+def avg_latency(server: ZkServer) -> float:
     st = server.stats
     return round(st.total_latency / st.count, 4) if st.count else 0.0
 
 
-def watch_count(server: "ZkServer") -> int:
+def watch_count(server: ZkServer) -> int:
     t = server.tree
     return t.data_watches.count() + t.child_watches.count()
 
@@ -76,7 +116,7 @@ def dir_size(path: str | None) -> int:
     return total
 
 
-def data_dirs(server: "ZkServer") -> tuple[str | None, str | None]:
+def data_dirs(server: ZkServer) -> tuple[str | None, str | None]:
     """(snapshot dir, log dir): dataDir/version-2 and dataLogDir/version-2, as ZooKeeper names them."""
     storage = server.storage
     snap_dir = getattr(storage, "snap_dir", None)
@@ -100,7 +140,7 @@ def max_fds() -> int:
         return -1
 
 
-def monitor(server: "ZkServer") -> dict[str, Any]:
+def monitor(server: ZkServer) -> dict[str, Any]:
     """ZooKeeper's monitor values for this server, in ZooKeeper's order where it has one."""
     t = server.tree
     st = server.stats
@@ -137,7 +177,7 @@ def monitor(server: "ZkServer") -> dict[str, Any]:
     return values
 
 
-def _quorum_values(server: "ZkServer") -> dict[str, Any]:
+def _quorum_values(server: ZkServer) -> dict[str, Any]:
     """The keys ZooKeeper adds on ensemble members (quorum_size) and on the leader (Leader's gauges)."""
     if not server.ensemble:
         return {}
@@ -164,11 +204,15 @@ def _quorum_values(server: "ZkServer") -> dict[str, Any]:
 class MonitorCollector:
     """A prometheus-client collector that reads `monitor(server)` at each scrape."""
 
-    def __init__(self, server: "ZkServer") -> None:
+    def __init__(self, server: ZkServer) -> None:
         self.server = server
 
     def collect(self) -> Iterator[Any]:
-        from prometheus_client.core import GaugeMetricFamily, SummaryMetricFamily, UnknownMetricFamily
+        from prometheus_client.core import (
+            GaugeMetricFamily,
+            SummaryMetricFamily,
+            UnknownMetricFamily,
+        )
 
         values = monitor(self.server)
         summaries = {k[4:] for k in values if k.startswith("cnt_")}
@@ -181,7 +225,7 @@ class MonitorCollector:
             yield SummaryMetricFamily(name, name, count_value=values["cnt_" + name], sum_value=values["sum_" + name])
 
 
-def metrics_app(server: "ZkServer") -> "web.Application":
+def metrics_app(server: ZkServer) -> web.Application:
     """The `/metrics` endpoint (any path answers, as ZooKeeper's exporter does), on the server's loop."""
     from aiohttp import web
     from prometheus_client import CollectorRegistry
