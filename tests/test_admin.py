@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import time
 import urllib.request
 
@@ -88,6 +89,15 @@ def client(admin_server):
 def test_disabled_by_default():
     with ZkpyServer() as s:
         assert s.server.http.admin_port is None and s.server.http.runners == []
+
+
+def test_a_taken_admin_port_fails_the_start():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(OSError, match="address already in use"):
+            ZkpyServer(admin_enable_server=True, admin_server_port=port).start()
 
 
 def test_command_list_names_and_aliases(admin_server):

@@ -398,22 +398,30 @@ class HttpEndpoints:
     async def start(self) -> None:
         """Listen on each enabled endpoint (port 0: one the kernel picks, read back here)."""
         c = self.server.config
-        if c.admin_enable_server:
-            self.admin_port = await self._serve(admin_app(self.server), c.admin_server_address, c.admin_server_port)
-        if c.metrics_provider_class == PROMETHEUS_PROVIDER:
-            self.metrics_port = await self._serve(metrics.metrics_app(self.server), c.metrics_http_host,
-                                                  c.metrics_http_port)
+        try:
+            if c.admin_enable_server:
+                self.admin_port = await self._serve("admin.enableServer=true", "admin", admin_app,
+                                                    c.admin_server_address, c.admin_server_port)
+            if c.metrics_provider_class == PROMETHEUS_PROVIDER:
+                self.metrics_port = await self._serve(f"metricsProvider.className={PROMETHEUS_PROVIDER}", "metrics",
+                                                      metrics.metrics_app, c.metrics_http_host, c.metrics_http_port)
+        except BaseException:
+            await self.stop()  # one endpoint up and the other failed: close the first
+            raise
 
     def ports(self) -> dict[str, int]:
         """The endpoints' ports, for the "serving" log line (empty when none is enabled)."""
         ports = {"admin_port": self.admin_port, "metrics_port": self.metrics_port}
         return {k: v for k, v in ports.items() if v is not None}
 
-    async def _serve(self, app: web.Application, host: str, port: int) -> int:
-        from aiohttp import (
-            web,  # the `admin` extra: imported only when an endpoint is enabled
-        )
+    async def _serve(self, setting: str, extra: str, make_app: Callable[[ZkServer], web.Application],
+                     host: str, port: int) -> int:
+        try:  # the extras' libraries are imported only when an endpoint is enabled
+            from aiohttp import web
 
+            app = make_app(self.server)
+        except ImportError as e:
+            raise RuntimeError(f"{setting} needs {e.name}: pip install 'zkpy[{extra}]'") from e
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         self.runners.append(runner)

@@ -98,6 +98,7 @@ class ZkServer:
     async def start(self) -> None:
         self.loop = loop = asyncio.get_running_loop()
         self.clients.loop = loop
+        await self.http.start()  # first: a missing library or a taken port leaves nothing else open
         self.member.refresh_clock()
         connection = connection_class(self.clients)
         self._server = await loop.create_server(lambda: connection(self.clients), self.config.client_port_address,
@@ -113,7 +114,6 @@ class ZkServer:
         if self.peers is not None:
             await self.peers.start()
         self.member.process()
-        await self.http.start()
         log.info("serving", host=self.host, port=self.port, tick_time=self.config.tick_time, **self.http.ports())
 
     async def stop(self) -> None:
