@@ -314,32 +314,20 @@ def _voting_view(s: ZkServer, kw: dict[str, str]) -> dict[str, Any]:
     return {"current_config": view}
 
 
-def _data_watches(s: ZkServer) -> Any:
-    """ZooKeeper's watch commands report its data watch table only (DataTree.getWatches & co.)."""
-    return s.tree.data_watches
-
-
 @command("watches", "wchc")
 def _wchc(s: ZkServer, kw: dict[str, str]) -> dict[str, Any]:
-    by_session: dict[int, set[str]] = {}
-    for conn, paths in _data_watches(s).by_watcher.items():
-        by_session.setdefault(getattr(conn, "session_id", 0), set()).update(paths)
-    return {"session_id_to_watched_paths": {str(sid): sorted(p) for sid, p in sorted(by_session.items())}}
+    return {"session_id_to_watched_paths": {str(sid): p for sid, p in metrics.watches_by_session(s).items()}}
 
 
 @command("watches_by_path", "wchp")
 def _wchp(s: ZkServer, kw: dict[str, str]) -> dict[str, Any]:
-    by_path = {path: sorted({getattr(w, "session_id", 0) for w in watchers})
-               for path, watchers in sorted(_data_watches(s).by_path.items()) if watchers}
-    return {"path_to_session_ids": by_path}
+    return {"path_to_session_ids": metrics.watches_by_path(s)}
 
 
 @command("watch_summary", "wchs")
 def _wchs(s: ZkServer, kw: dict[str, str]) -> dict[str, Any]:
-    table = _data_watches(s)
-    return {"num_connections": sum(1 for paths in table.by_watcher.values() if paths),
-            "num_paths": sum(1 for watchers in table.by_path.values() if watchers),
-            "num_total_watches": table.count()}
+    connections, paths, total = metrics.watch_summary(s)
+    return {"num_connections": connections, "num_paths": paths, "num_total_watches": total}
 
 
 @command("zabstate", server_required=False)

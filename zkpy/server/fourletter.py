@@ -107,37 +107,24 @@ def _mntr(s: ZkServer) -> str:
 
 
 def _wchs(s: ZkServer) -> str:
-    t = s.tree
-    conns = set(t.data_watches.by_watcher) | set(t.child_watches.by_watcher)
-    paths = set(t.data_watches.by_path) | set(t.child_watches.by_path)
-    total = t.data_watches.count() + t.child_watches.count()
-    return f"{len(conns)} connections watching {len(paths)} paths\nTotal watches:{total}\n"
+    connections, paths, total = metrics.watch_summary(s)
+    return f"{connections} connections watching {paths} paths\nTotal watches:{total}\n"
 
 
 def _wchc(s: ZkServer) -> str:
-    t = s.tree
-    by_session: dict[int, set[str]] = {}
-    for table in (t.data_watches, t.child_watches):
-        for conn, paths in table.by_watcher.items():
-            by_session.setdefault(getattr(conn, "session_id", 0), set()).update(paths)
     out = []
-    for sid in sorted(by_session):
+    for sid, paths in metrics.watches_by_session(s).items():
         out.append(f"0x{sid:x}\n")
-        out.extend(f"\t{p}\n" for p in sorted(by_session[sid]))
-    return "".join(out)
+        out.extend(f"\t{p}\n" for p in paths)
+    return "".join(out) + "\n"
 
 
 def _wchp(s: ZkServer) -> str:
-    t = s.tree
-    by_path: dict[str, set[int]] = {}
-    for table in (t.data_watches, t.child_watches):
-        for path, watchers in table.by_path.items():
-            by_path.setdefault(path, set()).update(getattr(w, "session_id", 0) for w in watchers)
     out = []
-    for path in sorted(by_path):
+    for path, sessions in metrics.watches_by_path(s).items():
         out.append(f"{path}\n")
-        out.extend(f"\t0x{sid:x}\n" for sid in sorted(by_path[path]))
-    return "".join(out)
+        out.extend(f"\t0x{sid:x}\n" for sid in sessions)
+    return "".join(out) + "\n"
 
 
 def _dump(s: ZkServer) -> str:

@@ -101,6 +101,29 @@ def watch_count(server: ZkServer) -> int:
     return t.data_watches.count() + t.child_watches.count()
 
 
+# ZooKeeper's watch commands (wchs/wchc/wchp, watch_summary/watches/watches_by_path) report its data
+# watch table only (DataTree.getWatches & co.): a getChildren watch is in watch_count, not in these.
+
+def watches_by_session(server: ZkServer) -> dict[int, list[str]]:
+    by_session: dict[int, set[str]] = {}
+    for conn, paths in server.tree.data_watches.by_watcher.items():
+        if paths:
+            by_session.setdefault(getattr(conn, "session_id", 0), set()).update(paths)
+    return {sid: sorted(paths) for sid, paths in sorted(by_session.items())}
+
+
+def watches_by_path(server: ZkServer) -> dict[str, list[int]]:
+    return {path: sorted({getattr(w, "session_id", 0) for w in watchers})
+            for path, watchers in sorted(server.tree.data_watches.by_path.items()) if watchers}
+
+
+def watch_summary(server: ZkServer) -> tuple[int, int, int]:
+    """(connections, paths, watches)."""
+    table = server.tree.data_watches
+    return (sum(1 for paths in table.by_watcher.values() if paths),
+            sum(1 for watchers in table.by_path.values() if watchers), table.count())
+
+
 def dir_size(path: str | None) -> int:
     """Bytes in the regular files of `path` (not recursive), as ZooKeeper's FileTxnSnapLog sums them."""
     if not path:
