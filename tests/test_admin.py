@@ -20,6 +20,7 @@ import pytest
 from kazoo.client import KazooClient
 
 from zkpy.testing import ZkpyServer
+from zkpy.testing import ensemble as ensemble_module
 from zkpy.testing.ensemble import Ensemble
 from zkpy.testing.external import (
     ApacheZooKeeper,
@@ -332,7 +333,8 @@ AGREE = {
                       "client_port_listen_backlog"),
     "is_read_only": ("read_only",), "watch_summary": ("num_connections", "num_paths", "num_total_watches"),
     "watches": ("session_id_to_watched_paths",), "watches_by_path": ("path_to_session_ids",),
-    "leader": ("error",), "zabstate": ("voting", "zabstate"), "voting_view": ("current_config",),
+    "leader": ("error", "is_leader", "leader_id"), "zabstate": ("voting", "zabstate", "is_leader", "zab_epoch"),
+
     "observers": ("synced_observers", "observers"), "get_trace_mask": ("tracemask",), "hash": ("digests",),
     "set_trace_mask": ("error",),
 }
@@ -345,6 +347,21 @@ def canonical(value):
     if isinstance(value, list):
         return sorted((canonical(v) for v in value), key=json.dumps)
     return value
+
+
+def same_layout(a, b) -> bool:
+    """Equal shapes, an empty list matching any list (ZooKeeper keeps empty expiry buckets)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same_layout(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return not a or not b or same_layout(a[0], b[0])
+    return a == b
+
+
+def voting_view(answer: dict) -> tuple:
+    """Members and roles, and how many show a client address (the answering one): ports differ."""
+    view = answer["current_config"]
+    return [(sid, v["learner_type"]) for sid, v in sorted(view.items())], sum(bool(v["client_address"]) for v in view.values())
 
 
 def compare(theirs: dict, ours: dict) -> None:
@@ -369,12 +386,69 @@ def compare(theirs: dict, ours: dict) -> None:
             wrong = {k: (sa[k], sb[k]) for k in sb if k in sa and sa[k] != sb[k]}
             if extra or wrong:
                 problems.append(f"monitor: keys ZooKeeper lacks {sorted(extra)}, types differing {wrong}")
-        elif shape(a) != shape(b):
+        elif not same_layout(shape(a), shape(b)):
             problems.append(f"{name}: layout differs\n  zk:   {shape(a)}\n  zkpy: {shape(b)}")
         for key in AGREE.get(name, ()):
             if canonical(a.get(key)) != canonical(b.get(key)):
                 problems.append(f"{name}.{key}: zk {a.get(key)!r} != zkpy {b.get(key)!r}")
+        if name == "voting_view" and voting_view(a) != voting_view(b):
+            problems.append(f"voting_view: {voting_view(a)} != {voting_view(b)}")
         ephemerals = "session_id_to_ephemeral_paths"
         if name == "dump" and canonical(a[ephemerals]) != canonical(b[ephemerals]):
             problems.append(f"dump: ephemerals {a} != {b}")
     assert not problems, "\n".join(problems)
+
+
+def test_differential_three_node_ensembles(monkeypatch):
+    """The same on a 3-node Apache ZooKeeper ensemble and a 3-node zkpy one: the leader's and a
+    follower's answers, layouts and the values that must agree (modes, ids, counts)."""
+    _require_admin_zookeeper()
+    classpath = ensemble_module.apache_zookeeper_classpath
+    monkeypatch.setattr(ensemble_module, "apache_zookeeper_classpath",
+                        lambda: classpath() + ":" + ":".join(ADMIN_JARS))
+    ports = PortBlock(3)
+    answers = {}
+    try:
+        theirs = Ensemble(3, apache=True, settings={"admin.enableServer": "true", "admin.serverAddress": "127.0.0.1"},
+                          member_env={sid: {"JAVA_TOOL_OPTIONS": f"-Dzookeeper.admin.serverPort={ports.ports[sid - 1]}"}
+                                      for sid in (1, 2, 3)})
+        with theirs:
+            answers["zk"] = ensemble_answers(theirs, {sid: ports.ports[sid - 1] for sid in (1, 2, 3)})
+        with Ensemble(3, settings={"admin.enableServer": "true", "admin.serverPort": "0"}) as ours:
+            answers["zkpy"] = ensemble_answers(ours, wait_for(lambda: ensemble_admin_ports(ours), what="admin ports"))
+    finally:
+        ports.release()
+    if os.environ.get("ZKPY_ADMIN_DUMP"):  # both sides' answers, to read when this fails
+        with open(os.environ["ZKPY_ADMIN_DUMP"], "w") as f:
+            json.dump(answers, f, indent=1)
+    for role in ("leader", "follower"):
+        compare(answers["zk"][role], answers["zkpy"][role])
+
+
+def ensemble_admin_ports(ens: Ensemble) -> dict[int, int] | None:
+    ports = {}
+    for sid in ens.ids:
+        with open(os.path.join(ens.base, f"server{sid}", "server.log")) as f:
+            ports[sid] = serving_ports(f.read()).get("admin_port")
+    return ports if all(ports.values()) else None
+
+
+def ensemble_answers(ens: Ensemble, ports: dict[int, int]) -> dict[str, dict]:
+    """Every command's answer on the leader and on one follower, after the workload through the
+    follower (its session is "S"), with ids named by role: the leader's sid is "L"."""
+    leader = ens.leader()
+    follower = min(sid for sid in ens.ids if sid != leader)
+    c = workload(ens.address(follower))
+    try:
+        c.sync("/")
+        wait_for(lambda: command(ports[leader], "mntr").get("ephemerals_count") == 2, what="the leader's tree")
+        order = sorted(ZK38_COMMANDS, key=lambda n: n in ("stat_reset", "connection_stat_reset"))
+        out = {}
+        for role, sid in (("leader", leader), ("follower", follower)):
+            out[role] = {n: normalise_sessions(command(ports[sid], n), c.client_id[0]) for n in order}
+            out[role]["leader"]["leader_id"] = "L" if out[role]["leader"]["leader_id"] == leader else "?"
+            out[role]["configuration"]["server_id"] = role
+        return out
+    finally:
+        c.stop()
+        c.close()

@@ -179,6 +179,10 @@ def _stmk(s: ZkServer, kw: dict[str, str]) -> dict[str, Any]:
 
 @command("initial_configuration", "icfg")
 def _icfg(s: ZkServer, kw: dict[str, str]) -> dict[str, Any]:
+    """The zoo.cfg as read at start; null on ensemble members, as ZooKeeper 3.8's QuorumPeer
+    never sets it."""
+    if s.ensemble:
+        return {"initial_configuration": None}
     text = ""
     if s.config.source:
         try:
@@ -270,8 +274,12 @@ def _server_stats(s: ZkServer) -> dict[str, Any]:
 
 def _srvr_body(s: ZkServer) -> dict[str, Any]:
     server_stats = _server_stats(s)
-    return {"version": metrics.VERSION, "read_only": s.state == "read-only", "server_stats": server_stats,
-            "client_response": server_stats["client_response_stats"], "node_count": metrics.node_count(s)}
+    body = {"version": metrics.VERSION, "read_only": s.state == "read-only", "server_stats": server_stats,
+            "client_response": server_stats["client_response_stats"]}
+    if s.is_leader():  # zkpy does not size its proposals: ZooKeeper's 'none yet'
+        body["proposal_stats"] = {"last_buffer_size": -1, "min_buffer_size": -1, "max_buffer_size": -1}
+    body["node_count"] = metrics.node_count(s)
+    return body
 
 
 @command("server_stats", "srvr")
@@ -307,10 +315,13 @@ def _voting_view(s: ZkServer, kw: dict[str, str]) -> dict[str, Any]:
     for sid, spec in sorted(s.config.servers.items()):
         if spec.role != "participant":
             continue
-        client = f"{spec.client_host or '0.0.0.0'}:{spec.client_port}" if spec.client_port else ""
-        view[str(sid)] = {"serverAddresses": [f"{spec.host}:{spec.peer_port}"],
-                          "electionAddresses": [f"{spec.host}:{spec.election_port}"],
-                          "clientAddress": client, "learnerType": spec.role}
+        if sid == s.server_id():  # as ZooKeeper's, a member knows its own client address
+            client = f"{s.host}:{s.port}"
+        else:
+            client = f"{spec.client_host or '0.0.0.0'}:{spec.client_port}" if spec.client_port else ""
+        view[str(sid)] = {"server_addresses": [f"{spec.host}:{spec.peer_port}"],
+                          "election_addresses": [f"{spec.host}:{spec.election_port}"],
+                          "client_address": client, "learner_type": spec.role}
     return {"current_config": view}
 
 
@@ -344,10 +355,18 @@ def _zabstate(s: ZkServer, kw: dict[str, str]) -> dict[str, Any]:
     else:
         phase = "synchronization"
     client = f"{s.host}:{s.port}"
-    return {"myid": m.sid, "is_leader": s.is_leader(), "quorum_address": f"{spec.host}:{spec.peer_port}",
-            "election_address": f"{spec.host}:{spec.election_port}", "client_address": client,
+    return {"myid": m.sid, "is_leader": s.is_leader(), "quorum_address": _addresses(spec.host, spec.peer_port),
+            "election_address": _addresses(spec.host, spec.election_port), "client_address": client,
             "voting": spec.role == "participant", "last_zxid": f"0x{zxid:x}", "zab_epoch": zxid >> 32,
             "zab_counter": zxid & 0xFFFFFFFF, "zabstate": phase}
+
+
+def _addresses(host: str, port: int) -> dict[str, Any]:
+    """A MultipleAddresses of one address, as ZooKeeper's Jackson writes its getters."""
+    address = f"{host}:{port}"
+    return {"empty": False, "all_addresses": [address], "all_reachable_addresses": [address], "one": address,
+            "reachable_address": address, "wildcard_addresses": [f"0.0.0.0:{port}"], "all_ports": [port],
+            "all_host_strings": [host], "all_reachable_addresses_or_all": [address], "reachable_or_one": address}
 
 
 # ---------------------------------------------------------------- HTTP

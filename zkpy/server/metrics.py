@@ -185,7 +185,7 @@ def monitor(server: ZkServer) -> dict[str, Any]:
         "open_file_descriptor_count": open_fds(),
         "max_file_descriptor_count": max_fds(),
         "uptime": int((time.time() - st.started) * 1000),
-        "global_sessions": len(server.sessions.timeouts),
+        "global_sessions": len(t.sessions),  # every member applies the session txns, as ZooKeeper's learners
         "local_sessions": len(server.member.local_sessions),
         "connection_request_count": st.connections_total,
     }
