@@ -19,6 +19,7 @@ import urllib.request
 import pytest
 from kazoo.client import KazooClient
 
+from zkpy.server.config import load
 from zkpy.testing import ZkpyServer
 from zkpy.testing import ensemble as ensemble_module
 from zkpy.testing.ensemble import Ensemble
@@ -167,6 +168,15 @@ def test_command_url_setting():
         assert command_at(port, "/zk/cmds/ruok") == {"command": "ruok", "error": None}
         with pytest.raises(urllib.error.HTTPError):
             get(port, "/commands/ruok")
+
+
+def test_admin_settings_from_zoo_cfg(tmp_path):
+    cfg = tmp_path / "zoo.cfg"
+    cfg.write_text("admin.enableServer=true\nadmin.serverPort=9181\nadmin.serverAddress=127.0.0.2\n"
+                   "admin.commandURL=/zk/cmds/\n")
+    c = load(str(cfg))
+    assert (c.admin_enable_server, c.admin_server_port, c.admin_server_address, c.admin_command_url) == (
+        True, 9181, "127.0.0.2", "/zk/cmds")
 
 
 def command_at(port: int, path: str) -> dict:

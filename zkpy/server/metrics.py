@@ -215,7 +215,8 @@ def _quorum_values(server: ZkServer) -> dict[str, Any]:
             "synced_observers": len(core.synced & core.observers),
             "pending_syncs": 0,  # a follower's sync is answered at once on the leader
             "leader_uptime": max(0, m.clock() - m.leader_since_ms),
-            "last_proposal_size": 0,
+            # zkpy does not size its proposals: ZooKeeper's BufferStats before the first one.
+            "last_proposal_size": -1, "min_proposal_size": -1, "max_proposal_size": -1,
         })
     values["peer_state"] = f"{m.soft.state} - {'broadcast' if m.serving else 'election'}"
     return values
