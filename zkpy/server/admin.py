@@ -6,10 +6,8 @@ Apache ZooKeeper by tests/test_admin.py).  Every answer carries `"command"` (the
 name) and `"error"` (null, or why the command did not run), with HTTP 200 as in ZooKeeper;
 `<commandURL>` alone lists the primary names as links.  ZooKeeper 3.8 authenticates no
 admin command (its auth and the snapshot/restore commands came with 3.9), so neither does zkpy.
-
-Served by aiohttp on the server's own event loop: a command reads the server's state between
-two Ready passes, so it sees a consistent view and needs no lock; it is never on the client
-request path.
+The commands only read (and, for the resets, zero) the server's state: endpoints.py serves
+them over HTTP.
 """
 
 from __future__ import annotations
@@ -19,14 +17,10 @@ import platform
 import sys
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import metrics
-from .config import PROMETHEUS_PROVIDER
 from .metrics import ZkServer
-
-if TYPE_CHECKING:
-    from aiohttp import web
 
 NOT_SERVING = "This ZooKeeper instance is not currently serving requests"
 DEFAULT_TRACE_MASK = 306  # ZooTrace's default: client ping, request and server traces
@@ -367,77 +361,3 @@ def _addresses(host: str, port: int) -> dict[str, Any]:
     return {"empty": False, "all_addresses": [address], "all_reachable_addresses": [address], "one": address,
             "reachable_address": address, "wildcard_addresses": [f"0.0.0.0:{port}"], "all_ports": [port],
             "all_host_strings": [host], "all_reachable_addresses_or_all": [address], "reachable_or_one": address}
-
-
-# ---------------------------------------------------------------- HTTP
-
-
-def admin_app(server: ZkServer) -> web.Application:
-    """The aiohttp application: `<commandURL>` (the list) and `<commandURL>/<name>`."""
-    from aiohttp import web
-
-    base = server.config.admin_command_url.rstrip("/") or "/commands"
-
-    async def listing(request: web.Request) -> web.Response:
-        links = "".join(f'<a href="{base}/{n}">{n}</a>\n<br/>\n' for n in primary_names())
-        return web.Response(text=links, content_type="text/html")
-
-    async def one(request: web.Request) -> web.Response:
-        kwargs = dict(request.query)
-        return web.json_response(run(server, request.match_info["name"], kwargs))
-
-    app = web.Application()
-    app.router.add_get(base, listing)
-    app.router.add_get(base + "/", listing)
-    app.router.add_get(base + "/{name}", one)
-    return app
-
-
-class HttpEndpoints:
-    """The AdminServer and the Prometheus endpoint a ZkServer's config asks for, on its loop."""
-
-    def __init__(self, server: ZkServer) -> None:
-        self.server = server
-        self.runners: list[Any] = []
-        self.admin_port: int | None = None
-        self.metrics_port: int | None = None
-
-    async def start(self) -> None:
-        """Listen on each enabled endpoint (port 0: one the kernel picks, read back here)."""
-        c = self.server.config
-        try:
-            if c.admin_enable_server:
-                self.admin_port = await self._serve("admin.enableServer=true", "admin", admin_app,
-                                                    c.admin_server_address, c.admin_server_port)
-            if c.metrics_provider_class == PROMETHEUS_PROVIDER:
-                self.metrics_port = await self._serve(f"metricsProvider.className={PROMETHEUS_PROVIDER}", "metrics",
-                                                      metrics.metrics_app, c.metrics_http_host, c.metrics_http_port)
-        except BaseException:
-            await self.stop()  # one endpoint up and the other failed: close the first
-            raise
-
-    def ports(self) -> dict[str, int]:
-        """The endpoints' ports, for the "serving" log line (empty when none is enabled)."""
-        ports = {"admin_port": self.admin_port, "metrics_port": self.metrics_port}
-        return {k: v for k, v in ports.items() if v is not None}
-
-    async def _serve(self, setting: str, extra: str, make_app: Callable[[ZkServer], web.Application],
-                     host: str, port: int) -> int:
-        try:  # the extras' libraries are imported only when an endpoint is enabled
-            from aiohttp import web
-
-            app = make_app(self.server)
-        except ImportError as e:
-            raise RuntimeError(f"{setting} needs {e.name}: pip install 'zkpy[{extra}]'") from e
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await runner.setup()
-        self.runners.append(runner)
-        site = web.TCPSite(runner, host, port, reuse_address=True)
-        await site.start()
-        return runner.addresses[-1][1]
-
-    async def stop(self) -> None:
-        for runner in reversed(self.runners):
-            await runner.cleanup()
-        self.runners = []
-

@@ -1,4 +1,5 @@
-"""The server's monitor values (ZooKeeper's `mntr`/`monitor` keys) and their Prometheus endpoint.
+"""The server's monitor values (ZooKeeper's `mntr`/`monitor` keys), and the other status values
+the four-letter words and the AdminServer share.
 
 Every value is read from counters the server keeps anyway, at the moment it is asked for: the
 four-letter `mntr`, the AdminServer's `monitor` and a Prometheus scrape cost the request path
@@ -6,7 +7,7 @@ nothing.  Names are ZooKeeper 3.8's (ServerMetrics, ZooKeeperServer.registerMetr
 so dashboards built for ZooKeeper read zkpy unchanged:
 
 - `mntr` prints `zk_<key>`, the AdminServer's `monitor` gives `<key>`;
-- Prometheus exposes each numeric key as a metric of the same name (no prefix): ZooKeeper's
+- Prometheus (endpoints.py) exposes each numeric key as a metric of the same name (no prefix): ZooKeeper's
   gauges as gauges, its counters (`*_count`, `snap_count`, ...) as untyped samples of exactly
   that name (prometheus-client would rename a counter `<name>_total`, ZooKeeper 3.8's
   simpleclient 0.9 does not), and `sync_processor_batch_size` as a summary (`_count`, `_sum`).
@@ -19,13 +20,9 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from .. import __version__
-
-if TYPE_CHECKING:
-    from aiohttp import web
 
 
 class ZkServer(Protocol):
@@ -220,45 +217,3 @@ def _quorum_values(server: ZkServer) -> dict[str, Any]:
         })
     values["peer_state"] = f"{m.soft.state} - {'broadcast' if m.serving else 'election'}"
     return values
-
-
-# ---------------------------------------------------------------- Prometheus
-
-
-class MonitorCollector:
-    """A prometheus-client collector that reads `monitor(server)` at each scrape."""
-
-    def __init__(self, server: ZkServer) -> None:
-        self.server = server
-
-    def collect(self) -> Iterator[Any]:
-        from prometheus_client.core import (
-            GaugeMetricFamily,
-            SummaryMetricFamily,
-            UnknownMetricFamily,
-        )
-
-        values = monitor(self.server)
-        summaries = {k[4:] for k in values if k.startswith("cnt_")}
-        for key, value in values.items():
-            if key in STRINGS or key[:4] in ("cnt_", "sum_", "avg_") and key[4:] in summaries:
-                continue
-            family = UnknownMetricFamily if key in COUNTERS else GaugeMetricFamily
-            yield family(key, key, value=value)
-        for name in sorted(summaries):
-            yield SummaryMetricFamily(name, name, count_value=values["cnt_" + name], sum_value=values["sum_" + name])
-
-
-def metrics_app(server: ZkServer) -> web.Application:
-    """The `/metrics` endpoint (any path answers, as ZooKeeper's exporter does), on the server's loop."""
-    from aiohttp import web
-    from prometheus_client import CollectorRegistry
-    from prometheus_client.aiohttp import make_aiohttp_handler
-
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(MonitorCollector(server))  # type: ignore[arg-type]
-    app = web.Application()
-    handler = make_aiohttp_handler(registry)
-    app.router.add_get("/metrics", handler)
-    app.router.add_get("/", handler)
-    return app

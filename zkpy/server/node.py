@@ -14,7 +14,8 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import structlog
 
@@ -22,9 +23,9 @@ from ..storage.datadir import DataDir, Memory, read_myid
 from ..storage.recovery import recover_with_log
 from ..tree.datatree import DataTree
 from . import fourletter
-from .admin import HttpEndpoints
 from .clients import ClientTable
 from .config import Config
+from .endpoints import HttpEndpoints
 from .faults import FaultTable
 from .member import Member
 from .peers import Peers
@@ -42,8 +43,8 @@ class Ticker(Protocol):
     """What calls a started server's `tick()` instead of the event loop's timers (a test's
     virtual clock: zkpy.testing.clock); it must call it on the server's own loop thread."""
 
-    def attach(self, server: "ZkServer") -> None: ...
-    def detach(self, server: "ZkServer") -> None: ...
+    def attach(self, server: ZkServer) -> None: ...
+    def detach(self, server: ZkServer) -> None: ...
 
 
 class ZkServer:
@@ -220,7 +221,7 @@ class ZkServer:
         return self.member.tree
 
     @property
-    def sessions(self):  # noqa: ANN201 - the member's SessionTracker
+    def sessions(self):
         return self.member.sessions
 
     @property
@@ -228,7 +229,7 @@ class ZkServer:
         return self.clients.connections
 
     @property
-    def stats(self):  # noqa: ANN201
+    def stats(self):
         return self.clients.stats
 
     @property
