@@ -19,6 +19,7 @@ import urllib.request
 import pytest
 from kazoo.client import KazooClient
 
+from zkpy.server import admin
 from zkpy.server.config import load
 from zkpy.testing import ZkpyServer
 from zkpy.testing import ensemble as ensemble_module
@@ -187,8 +188,8 @@ def command_at(port: int, path: str) -> dict:
 
 
 def serving_ports(log_text: str) -> dict[str, int]:
-    m = re.search(r"\] serving\s.*", log_text)
-    return {k: int(v) for k, v in re.findall(r"\b(\w+_port)=(\d+)", m.group(0))} if m else {}
+    """The HTTP ports a zkpy process logged: "admin server started ... admin_port=N" and the like."""
+    return {k: int(v) for k, v in re.findall(r"server started\s.*\b(admin_port|metrics_port)=(\d+)", log_text)}
 
 
 def test_zkpy_serve_process():
@@ -243,6 +244,21 @@ def test_three_node_ensemble():
         finally:
             c.stop()
             c.close()
+
+
+def test_a_member_without_a_quorum_is_not_serving():
+    """One member of three, alone: it looks for a leader, and the commands that need a serving
+    server say so (ZooKeeper's runCommand), while those that do not still answer."""
+    ens = Ensemble(3, settings={"admin.enableServer": "true", "admin.serverPort": "0"})
+    try:
+        ens.start_server(1)
+        port = wait_for(lambda: ensemble_admin_ports(ens, [1]), what="the admin port")[1]
+        assert command(port, "srvr") == {"command": "server_stats", "error": admin.NOT_SERVING}
+        assert command(port, "mntr")["error"] == admin.NOT_SERVING
+        assert command(port, "zabstate")["zabstate"] == "election"
+        assert command(port, "envi")["error"] is None
+    finally:
+        ens.stop()
 
 
 # ---------------------------------------------------------------- differential against Apache ZooKeeper 3.8
@@ -435,9 +451,10 @@ def test_differential_three_node_ensembles(monkeypatch):
         compare(answers["zk"][role], answers["zkpy"][role])
 
 
-def ensemble_admin_ports(ens: Ensemble) -> dict[int, int] | None:
+def ensemble_admin_ports(ens: Ensemble, sids: list[int] | None = None) -> dict[int, int] | None:
+    """The members' admin ports from their "serving" lines, once every one has logged it."""
     ports = {}
-    for sid in ens.ids:
+    for sid in sids or ens.ids:
         with open(os.path.join(ens.base, f"server{sid}", "server.log")) as f:
             ports[sid] = serving_ports(f.read()).get("admin_port")
     return ports if all(ports.values()) else None

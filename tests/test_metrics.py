@@ -110,7 +110,7 @@ def test_three_node_ensemble_metrics():
             ports = {}
             for sid in ens.ids:
                 with open(os.path.join(ens.base, f"server{sid}", "server.log")) as f:
-                    m = re.search(r"\] serving\s.*\bmetrics_port=(\d+)", f.read())
+                    m = re.search(r"metrics server started\s.*\bmetrics_port=(\d+)", f.read())
                 ports[sid] = int(m.group(1)) if m else None
             return ports if all(ports.values()) else None
         ports = wait_for(metrics_ports, what="three metrics ports")

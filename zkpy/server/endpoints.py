@@ -15,12 +15,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
+import structlog
+
 from . import admin, metrics
 from .config import PROMETHEUS_PROVIDER
 from .metrics import ZkServer
 
 if TYPE_CHECKING:
     from aiohttp import web
+
+log = structlog.get_logger("zkpy.server")
 
 
 def admin_app(server: ZkServer) -> web.Application:
@@ -100,17 +104,15 @@ class HttpEndpoints:
             if c.admin_enable_server:
                 self.admin_port = await self._serve("admin.enableServer=true", "admin", admin_app,
                                                     c.admin_server_address, c.admin_server_port)
+                log.info("admin server started", host=c.admin_server_address, admin_port=self.admin_port,
+                         command_url=c.admin_command_url)
             if c.metrics_provider_class == PROMETHEUS_PROVIDER:
                 self.metrics_port = await self._serve(f"metricsProvider.className={PROMETHEUS_PROVIDER}", "metrics",
                                                       metrics_app, c.metrics_http_host, c.metrics_http_port)
+                log.info("metrics server started", host=c.metrics_http_host, metrics_port=self.metrics_port)
         except BaseException:
             await self.stop()  # one endpoint up and the other failed: close the first
             raise
-
-    def ports(self) -> dict[str, int]:
-        """The endpoints' ports, for the "serving" log line (empty when none is enabled)."""
-        ports = {"admin_port": self.admin_port, "metrics_port": self.metrics_port}
-        return {k: v for k, v in ports.items() if v is not None}
 
     async def _serve(self, setting: str, extra: str, make_app: Callable[[ZkServer], web.Application],
                      host: str, port: int) -> int:

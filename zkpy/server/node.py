@@ -14,8 +14,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import structlog
 
@@ -43,8 +42,8 @@ class Ticker(Protocol):
     """What calls a started server's `tick()` instead of the event loop's timers (a test's
     virtual clock: zkpy.testing.clock); it must call it on the server's own loop thread."""
 
-    def attach(self, server: ZkServer) -> None: ...
-    def detach(self, server: ZkServer) -> None: ...
+    def attach(self, server: "ZkServer") -> None: ...
+    def detach(self, server: "ZkServer") -> None: ...
 
 
 class ZkServer:
@@ -115,7 +114,7 @@ class ZkServer:
         if self.peers is not None:
             await self.peers.start()
         self.member.process()
-        log.info("serving", host=self.host, port=self.port, tick_time=self.config.tick_time, **self.http.ports())
+        log.info("serving", host=self.host, port=self.port, tick_time=self.config.tick_time)
 
     async def stop(self) -> None:
         await self.http.stop()
@@ -221,7 +220,7 @@ class ZkServer:
         return self.member.tree
 
     @property
-    def sessions(self):
+    def sessions(self):  # noqa: ANN201 - the member's SessionTracker
         return self.member.sessions
 
     @property
@@ -229,7 +228,7 @@ class ZkServer:
         return self.clients.connections
 
     @property
-    def stats(self):
+    def stats(self):  # noqa: ANN201
         return self.clients.stats
 
     @property
