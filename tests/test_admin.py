@@ -178,6 +178,11 @@ def test_admin_settings_from_zoo_cfg(tmp_path):
     c = load(str(cfg))
     assert (c.admin_enable_server, c.admin_server_port, c.admin_server_address, c.admin_command_url) == (
         True, 9181, "127.0.0.2", "/zk/cmds")
+    # -Dzookeeper.admin.* says the same, and zoo.cfg wins (ZooKeeper turns admin.X into that property).
+    c = load(str(cfg), {"zookeeper.admin.serverPort": "9999", "zookeeper.admin.commandURL": "/c"})
+    assert (c.admin_server_port, c.admin_command_url) == (9181, "/zk/cmds")
+    c = load(None, {"zookeeper.admin.serverPort": "9999", "zookeeper.admin.commandURL": "/c"})
+    assert (c.admin_server_port, c.admin_command_url) == (9999, "/c")
 
 
 def command_at(port: int, path: str) -> dict:

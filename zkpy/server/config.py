@@ -321,6 +321,10 @@ def _apply_properties(cfg: Config, props: dict[str, str], cfg_keys: set[str]) ->
             cfg.force_sync = _bool(key, value)
         elif key == "zookeeper.admin.enableServer":
             cfg.admin_enable_server = _bool(key, value)
+        elif key in ("zookeeper.admin.serverPort", "zookeeper.admin.serverAddress", "zookeeper.admin.commandURL"):
+            # -Dzookeeper.admin.X is ZooKeeper's other spelling of zoo.cfg's admin.X (which wins).
+            if key[len("zookeeper."):] not in cfg_keys:
+                _apply_cfg_key(cfg, key[len("zookeeper."):], value, {})
         elif key == "zookeeper.maxCnxns" and "maxCnxns" not in cfg_keys:
             cfg.max_cnxns = _int(key, value, 0)
         elif key == "zkpy.wireTrace":
