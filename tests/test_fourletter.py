@@ -31,3 +31,18 @@ def test_whitelist():
     with ZkpyServer(four_letter_words=frozenset({"srvr"})) as s:
         assert s.four_letter_word("ruok") == "ruok is not executed because it is not in the whitelist.\n"
         assert "Zookeeper version" in s.four_letter_word("srvr")
+
+
+def test_watch_words_list_data_watches_only(zk, server):
+    """As ZooKeeper 3.8's (DataTree.getWatches & co.): a getChildren watch counts in mntr's
+    zk_watch_count but not in wchs, wchc, wchp, whose lists end with a blank line."""
+    zk.create("/c")
+    zk.get_children("/c", watch=lambda e: None)
+    assert server.four_letter_word("wchs") == "0 connections watching 0 paths\nTotal watches:0\n"
+    assert server.four_letter_word("wchc") == server.four_letter_word("wchp") == "\n"
+    zk.exists("/c", watch=lambda e: None)
+    sid = f"0x{zk.client_id[0]:x}"
+    assert server.four_letter_word("wchc") == f"{sid}\n\t/c\n\n"
+    assert server.four_letter_word("wchp") == f"/c\n\t{sid}\n\n"
+    mntr = dict(line.split("\t", 1) for line in server.four_letter_word("mntr").splitlines())
+    assert mntr["zk_watch_count"] == "2"

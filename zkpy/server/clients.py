@@ -80,6 +80,9 @@ class ClientTable:
     def unregister(self, conn: Any) -> None:
         if conn in self.connections:
             self.connections.discard(conn)
+            # The server's packet counts are since its start (or srst), not per open connection.
+            self.stats.packets_received += conn.packets_received
+            self.stats.packets_sent += conn.packets_sent
             ip = conn.peer[0]
             n = self.per_ip.get(ip, 1) - 1
             if n <= 0:

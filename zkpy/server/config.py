@@ -71,6 +71,11 @@ class Config:
     admin_enable_server: bool = False
     admin_server_port: int = 8080
     admin_server_address: str = "127.0.0.1"
+    admin_command_url: str = "/commands"
+    # metricsProvider.*: Prometheus metrics are served only when the class names ZooKeeper's provider.
+    metrics_provider_class: str | None = None
+    metrics_http_host: str = "127.0.0.1"
+    metrics_http_port: int = 7000
     servers: dict[int, ServerSpec] = field(default_factory=dict)
     properties: dict[str, str] = field(default_factory=dict)
     source: str | None = None
@@ -123,11 +128,11 @@ _SERVER_RE = re.compile(r"^server\.(\d+)$")
 # Core zoo.cfg keys handled by name; anything else becomes the property zookeeper.<key>.
 _IGNORED_KEYS = frozenset({
     "electionAlg", "peerType", "standaloneEnabled", "reconfigEnabled", "syncEnabled", "quorumListenOnAllIPs",
-    "localSessionsEnabled", "localSessionsUpgradingEnabled", "dynamicConfigFile", "metricsProvider.className",
+    "localSessionsEnabled", "localSessionsUpgradingEnabled", "dynamicConfigFile",
     "audit.enable", "preAllocSize", "connectToLearnerMasterLimit", "clientCnxnSocket", "serverCnxnFactory",
     "digest.enabled", "closeSessionTxn.enabled", "snapshot.trust.empty", "skipACL", "sslQuorum", "portUnification",
     "secureClientPort", "secureClientPortAddress", "multiAddress.enabled", "initLimit", "syncLimit",
-    "admin.commandURL", "admin.idleTimeout", "minSessionTimeout", "maxSessionTimeout", "4lw.commands.whitelist",
+    "admin.idleTimeout", "minSessionTimeout", "maxSessionTimeout", "4lw.commands.whitelist",
     "leaderServes", "cnxTimeout", "electionPortBindRetry", "forceSync", "snapCount",
     "globalOutstandingLimit", "readonlymode.enabled", "autopurge.snapRetainCount",
     "autopurge.purgeInterval", "admin.enableServer", "admin.serverPort", "admin.serverAddress",
@@ -258,6 +263,10 @@ def _apply_cfg_key(cfg: Config, key: str, value: str, props: dict[str, str]) -> 
         cfg.admin_server_port = _int(key, value, 0)
     elif key == "admin.serverAddress":
         cfg.admin_server_address = value
+    elif key == "admin.commandURL":
+        cfg.admin_command_url = "/" + value.strip().strip("/")
+    elif key.startswith("metricsProvider."):
+        _apply_metrics_key(cfg, key, value)
     elif key in _IGNORED_KEYS:
         pass
     else:
@@ -265,6 +274,25 @@ def _apply_cfg_key(cfg: Config, key: str, value: str, props: dict[str, str]) -> 
         props["zookeeper." + key] = value
         if "zookeeper." + key not in _KNOWN_PROPERTIES and not key.startswith(("ssl", "authProvider")):
             log.warning("unknown setting in zoo.cfg, kept as a system property", key=key, property="zookeeper." + key)
+
+
+PROMETHEUS_PROVIDER = "org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider"
+DEFAULT_METRICS_PROVIDER = "org.apache.zookeeper.metrics.impl.DefaultMetricsProvider"
+
+
+def _apply_metrics_key(cfg: Config, key: str, value: str) -> None:
+    """metricsProvider.className/httpHost/httpPort; ZooKeeper's other provider keys (exportJvmInfo,
+    numWorkerThreads, ...) tune its Java exporter and have no meaning here."""
+    if key == "metricsProvider.className":
+        if value not in (PROMETHEUS_PROVIDER, DEFAULT_METRICS_PROVIDER):
+            raise ConfigError(f"{key}: {value!r} is not a provider zkpy has: use {PROMETHEUS_PROVIDER}")
+        cfg.metrics_provider_class = value
+    elif key == "metricsProvider.httpHost":
+        cfg.metrics_http_host = value
+    elif key == "metricsProvider.httpPort":
+        cfg.metrics_http_port = _int(key, value, 0)
+    else:
+        log.warning("metricsProvider setting has no effect in zkpy", key=key)
 
 
 def _apply_properties(cfg: Config, props: dict[str, str], cfg_keys: set[str]) -> None:
@@ -293,6 +321,10 @@ def _apply_properties(cfg: Config, props: dict[str, str], cfg_keys: set[str]) ->
             cfg.force_sync = _bool(key, value)
         elif key == "zookeeper.admin.enableServer":
             cfg.admin_enable_server = _bool(key, value)
+        elif key in ("zookeeper.admin.serverPort", "zookeeper.admin.serverAddress", "zookeeper.admin.commandURL"):
+            # -Dzookeeper.admin.X is ZooKeeper's other spelling of zoo.cfg's admin.X (which wins).
+            if key[len("zookeeper."):] not in cfg_keys:
+                _apply_cfg_key(cfg, key[len("zookeeper."):], value, {})
         elif key == "zookeeper.maxCnxns" and "maxCnxns" not in cfg_keys:
             cfg.max_cnxns = _int(key, value, 0)
         elif key == "zkpy.wireTrace":

@@ -24,6 +24,7 @@ from ..tree.datatree import DataTree
 from . import fourletter
 from .clients import ClientTable
 from .config import Config
+from .endpoints import HttpEndpoints
 from .faults import FaultTable
 from .member import Member
 from .peers import Peers
@@ -86,6 +87,7 @@ class ZkServer:
         if self.ensemble:
             self._init_config_node(tree)
         self._server: asyncio.AbstractServer | None = None
+        self.http = HttpEndpoints(self)  # AdminServer and Prometheus, when the config enables them
         self._tick_handle: asyncio.TimerHandle | None = None
         self._last_drop_log = -1.0
         self.host = config.client_port_address
@@ -96,6 +98,7 @@ class ZkServer:
     async def start(self) -> None:
         self.loop = loop = asyncio.get_running_loop()
         self.clients.loop = loop
+        await self.http.start()  # first: a missing library or a taken port leaves nothing else open
         self.member.refresh_clock()
         connection = connection_class(self.clients)
         self._server = await loop.create_server(lambda: connection(self.clients), self.config.client_port_address,
@@ -114,6 +117,7 @@ class ZkServer:
         log.info("serving", host=self.host, port=self.port, tick_time=self.config.tick_time)
 
     async def stop(self) -> None:
+        await self.http.stop()
         if self._tick_handle is not None:
             self._tick_handle.cancel()
         if self.ticker is not None:
