@@ -333,6 +333,8 @@ class TlsListener:
 
 
 def _reason(e: BaseException) -> str:
+    if isinstance(e, ssl.SSLCertVerificationError):
+        return f"client certificate refused: {e.verify_message}"
     if isinstance(e, ssl.SSLError):
         return e.reason or str(e)
     if isinstance(e, TimeoutError) or "taking longer" in str(e):
