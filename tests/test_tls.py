@@ -21,10 +21,13 @@ from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.security import make_acl, make_digest_acl
 
 import tls_support as certs
+from java_support import MARK, java_missing, zkcli_script
+from java_support import classpath as java_classpath
 from zkpy.protocol import jute
 from zkpy.server.config import ConfigError, load
 from zkpy.server.node import ZkServer
 from zkpy.testing import ZkpyServer
+from zkpy.testing.external import ApacheZooKeeper, ZkpyProcess, free_port
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -405,3 +408,76 @@ def test_zkpy_serve_exits_2_with_one_line_naming_the_extra_when_it_is_missing(tm
                        env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.abspath(__file__)))})
     assert r.returncode == 2, r.stderr
     assert "pip install 'zkpy[tls]'" in r.stderr.strip().splitlines()[-1]
+
+
+# ---------------------------------------------------------------------------- the official Java client
+
+JAVA_COMMANDS = [
+    "create /jtls over-tls",
+    "get /jtls",
+    "whoami",
+    "setAcl /jtls x509:CN=javaclient:r",
+    "getAcl /jtls",
+    "get /jtls",
+    "set /jtls changed",
+]
+
+
+def _zkcli_over_tls(server, secure_port: int, directory: str, pki) -> list[str]:
+    """zkCli (ClientCnxnSocketNetty, zookeeper.client.secure) on `secure_port`, one output
+    piece per command (zkCli does not echo them: a marker `ls` follows each)."""
+    client_dir = os.path.join(directory, "javaclient")  # apart: ZooKeeper reloads its own stores on change
+    os.makedirs(client_dir, exist_ok=True)
+    keystore, truststore = certs.write_stores(client_dir, "JKS", pki["javaclient"], [], [pki["ca"]])
+    props = {"zookeeper.client.secure": "true",
+             "zookeeper.clientCnxnSocket": "org.apache.zookeeper.ClientCnxnSocketNetty",
+             "zookeeper.ssl.keyStore.location": keystore, "zookeeper.ssl.keyStore.password": certs.PASSWORD,
+             "zookeeper.ssl.trustStore.location": truststore, "zookeeper.ssl.trustStore.password": certs.PASSWORD}
+    r = subprocess.run(["java", "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1"]
+                       + [f"-D{k}={v}" for k, v in props.items()]
+                       + ["-cp", java_classpath(), "org.apache.zookeeper.ZooKeeperMain",
+                          "-server", f"127.0.0.1:{secure_port}"],
+                       input=zkcli_script(JAVA_COMMANDS), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       text=True, timeout=90)
+    text = "\n".join(line for line in r.stdout.splitlines()
+                     if not line.startswith(("log4j:", "SLF4J", "Connecting to ", "Welcome to", "JLine", "WATCHER::"))
+                     and "type:None path:null" not in line)
+    pieces = []
+    for i, cmd in enumerate(JAVA_COMMANDS):
+        marker = f"Node does not exist: {MARK.format(i)}"
+        assert marker in text, f"no output after {cmd!r} from {server!r}:\n{r.stdout[-3000:]}"
+        piece, text = text.split(marker, 1)
+        pieces.append(piece.strip("\n"))
+    return pieces
+
+
+@pytest.fixture(scope="module")
+def java_pki(pki):
+    return {**pki, "javaclient": certs.make([(certs.NameOID.COMMON_NAME, "javaclient")], pki["ca"])}
+
+
+def test_java_client_over_tls_as_on_zookeeper(tmp_path, java_pki):
+    """The Java client's TLS (Netty) against `zkpy serve` and Apache ZooKeeper 3.8, both with
+    the server's stores given as -Dzookeeper.ssl.* properties: the same zkCli output, and the
+    certificate's x509 id in whoami and in an ACL."""
+    missing = java_missing()
+    if missing:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI: the Java client tests need {missing}")
+        pytest.skip(f"needs {missing} (Debian's zookeeper package)")
+    keystore, truststore = certs.write_stores(str(tmp_path), "JKS", java_pki["server"], [], [java_pki["ca"]])
+    props = {"zookeeper.ssl.keyStore.location": keystore, "zookeeper.ssl.keyStore.password": certs.PASSWORD,
+             "zookeeper.ssl.trustStore.location": truststore, "zookeeper.ssl.trustStore.password": certs.PASSWORD}
+    outputs = {}
+    for server_class in (ZkpyProcess, ApacheZooKeeper):
+        secure_port = free_port()
+        config = {"secureClientPort": secure_port,
+                  "serverCnxnFactory": "org.apache.zookeeper.server.NettyServerCnxnFactory"}
+        with server_class(config=config, java_props=props) as server:
+            outputs[server_class.name] = _zkcli_over_tls(server, secure_port, str(tmp_path), java_pki)
+    ours, theirs = outputs["zkpy"], outputs["zookeeper"]
+    assert ours == theirs
+    assert ours[1] == "over-tls"
+    assert ours[2] == "Auth scheme: User\nip: 127.0.0.1\nx509: CN=javaclient"
+    assert ours[4] == "'x509,'CN=javaclient\n: r"
+    assert ours[5] == "over-tls" and ours[6] == "Insufficient permission : /jtls"

@@ -15,6 +15,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
+__all__ = ["NameOID", "Party", "ca", "client", "make", "server", "write_stores"]
+
 PASSWORD = "apassword"
 _PEM = serialization.Encoding.PEM
 _DER = serialization.Encoding.DER
