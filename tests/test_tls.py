@@ -119,6 +119,17 @@ def test_kazoo_over_tls_with_each_store_type(tmp_path, pki, kind):
             stop(secure, plain)
 
 
+def test_four_letter_words_name_the_secure_port_and_answer_over_tls(tmp_path, pki):
+    with start(write_cfg(str(tmp_path), pki, extra="4lw.commands.whitelist=conf,ruok\n")) as zk:
+        assert f"secureClientPort={zk.server.secure_port}\n" in zk.four_letter_word("conf")
+        sock = _tls_client_on(zk.server.secure_port, pki, str(tmp_path), "client")
+        with sock:
+            sock.do_handshake()
+            sock.sendall(b"ruok")
+            sock.settimeout(10)
+            assert sock.recv(16) == b"imok"  # as ZooKeeper's Netty port: the words work over TLS
+
+
 def test_secure_client_port_alone_serves_tls_only(tmp_path, pki):
     cfg = write_cfg(str(tmp_path), pki, plaintext=False)
     assert load(cfg).client_port is None

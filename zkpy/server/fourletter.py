@@ -80,7 +80,7 @@ def _stat(s: "ZkServer") -> str:
 def _conf(s: "ZkServer") -> str:
     c = s.config
     return (f"clientPort={s.port}\n"
-            f"secureClientPort=-1\n"
+            f"secureClientPort={s.secure_port if s.secure_port is not None else -1}\n"
             f"dataDir={c.data_dir or ''}\n"
             f"dataDirSize=0\n"
             f"dataLogDir={c.data_log_dir or ''}\n"
