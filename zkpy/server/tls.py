@@ -205,7 +205,7 @@ def server_context(config: Config) -> ssl.SSLContext:
     s = config.ssl
     if not s.keystore_location:
         raise ConfigError("secureClientPort needs ssl.keyStore.location (the server's key and certificate)")
-    _, x509, serialization = _libraries()
+    _, _, serialization = _libraries()
     key, chain = load_keystore(s.keystore_location, s.keystore_password, s.keystore_type)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version, ctx.maximum_version = _versions(s)
@@ -302,6 +302,7 @@ class TlsListener:
 
     async def _handshake(self, transport: asyncio.Transport) -> None:
         peer = transport.get_extra_info("peername") or ("?", 0)
+        peer = f"{peer[0]}:{peer[1]}"
         sock = transport.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -316,11 +317,14 @@ class TlsListener:
         except OSError as e:  # ssl.SSLError, ConnectionError and TimeoutError are OSErrors
             self.failed += 1
             transport.abort()
-            log.warning("closing connection: TLS handshake failed", peer=f"{peer[0]}:{peer[1]}",
-                        reason=_reason(e), timeout_s=self.timeout)
+            log.warning("closing connection: TLS handshake failed", peer=peer, reason=_reason(e),
+                        timeout_s=self.timeout)
             return
-        if tls is None:  # the peer closed during the handshake
+        if tls is None or tls.is_closing():
+            # The client left during the handshake (uvloop then returns a closed transport):
+            # there is no connection to make, and nothing would ever report it lost.
             transport.abort()
+            log.info("TLS connection closed by the client during the handshake", peer=peer)
             return
         conn.connection_made(tls)
 
