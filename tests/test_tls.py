@@ -204,6 +204,23 @@ def test_x509_acl_allows_its_subject_and_refuses_another(tmp_path, pki):
             stop(owner, other, plain)
 
 
+def test_x509_id_is_the_subject_as_zookeeper_prints_it(tmp_path, pki):
+    """Escaped characters, and attribute types RFC 2253 has no keyword for (emailAddress,
+    serialNumber) as hex DER: the id Apache ZooKeeper 3.8 logs for this subject."""
+    pki = {**pki, "odd": certs.make([(certs.NameOID.COUNTRY_NAME, "US"), (certs.NameOID.EMAIL_ADDRESS, "a@b.org"),
+                                     (certs.NameOID.SERIAL_NUMBER, "42"), (certs.NameOID.COMMON_NAME, "x,y+z")],
+                                    pki["ca"])}
+    zookeeper_id = r"CN=x\,y\+z,2.5.4.5=#13023432,1.2.840.113549.1.9.1=#16076140622e6f7267,C=US"
+    with start(write_cfg(str(tmp_path), pki)) as zk:
+        odd = started(tls_client(zk, str(tmp_path), pki, "odd"))
+        try:
+            odd.create("/odd", b"v", acl=[make_acl("x509", zookeeper_id, read=True)])
+            assert odd.get("/odd")[0] == b"v"
+            assert odd.get_acls("/odd")[0][0].id.id == zookeeper_id
+        finally:
+            stop(odd)
+
+
 def test_x509_super_user_may_do_anything(tmp_path, pki):
     props = {"zookeeper.X509AuthenticationProvider.superUser": subject(pki["admin"])}
     with start(write_cfg(str(tmp_path), pki), **props) as zk:

@@ -34,6 +34,9 @@ _EXTRA = "TLS needs zkpy's optional extra 'tls': pip install 'zkpy[tls]'"
 _STORE_TYPES = {".jks": "JKS", ".p12": "PKCS12", ".pfx": "PKCS12", ".pem": "PEM", ".crt": "PEM"}
 _VERSIONS = {"TLSv1": ssl.TLSVersion.TLSv1, "TLSv1.1": ssl.TLSVersion.TLSv1_1,
              "TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLSv1_3}
+# The attribute types RFC 2253 names by keyword: CN, C, L, ST, O, OU, STREET, DC, UID.
+_RFC2253_TYPES = frozenset({"2.5.4.3", "2.5.4.6", "2.5.4.7", "2.5.4.8", "2.5.4.10", "2.5.4.11", "2.5.4.9",
+                            "0.9.2342.19200300.100.1.25", "0.9.2342.19200300.100.1.1"})
 _VERIFY = {"none": ssl.CERT_NONE, "want": ssl.CERT_OPTIONAL, "need": ssl.CERT_REQUIRED}
 
 
@@ -226,9 +229,24 @@ def server_context(config: Config) -> ssl.SSLContext:
 
 def java_subject(der: bytes) -> str:
     """A certificate's subject as Java's X500Principal.getName() prints it (RFC 2253, the id
-    ZooKeeper's X509AuthenticationProvider gives): `CN=client,OU=tests,O=zkpy,C=US`."""
+    ZooKeeper's X509AuthenticationProvider gives): `CN=client,OU=tests,O=zkpy,C=US`.  The
+    attribute types RFC 2253 names (CN, C, L, ST, O, OU, STREET, DC, UID) print as strings, as
+    cryptography's RFC 4514 form does; any other (emailAddress, serialNumber, ...) prints as
+    Java prints it, `1.2.840.113549.1.9.1=#16076140622e6f7267` (the value's DER in hex)."""
     _, x509, _ = _libraries()
-    return x509.load_der_x509_certificate(der).subject.rfc4514_string()
+    subject = x509.load_der_x509_certificate(der).subject
+    if all(a.oid.dotted_string in _RFC2253_TYPES for a in subject):
+        return subject.rfc4514_string()
+    from pyasn1.codec.der import decoder
+    from pyasn1_modules import rfc5280
+
+    asn1, _ = decoder.decode(subject.public_bytes(), asn1Spec=rfc5280.Name())
+    rdns = []
+    for rdn, raw_rdn in zip(reversed(subject.rdns), reversed(list(asn1[0]))):
+        raw = {str(atv["type"]): bytes(atv["value"]).hex() for atv in raw_rdn}
+        rdns.append("+".join(a.rfc4514_string() if a.oid.dotted_string in _RFC2253_TYPES
+                             else f"{a.oid.dotted_string}=#{raw[a.oid.dotted_string]}" for a in rdn))
+    return ",".join(rdns)
 
 
 def x509_identities(transport: asyncio.BaseTransport, super_user: str | None) -> list[tuple[str, str]]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import ipaddress
+import re
 
 from ..protocol.codes import Err, Perm, ZkError
 from . import javaorder
@@ -59,7 +60,7 @@ def is_valid_id(scheme: str, ident: str) -> bool:
         return _ip_network(ident) is not None
     if scheme == "x509":
         # An X500 name (CN=client,OU=...): X509AuthenticationProvider.isValid tries new X500Principal(id).
-        return all("=" in rdn for rdn in ident.split(",")) if ident else False
+        return bool(ident) and all("=" in rdn for rdn in re.split(r"(?<!\\),", ident))
     return False
 
 
