@@ -242,7 +242,7 @@ def java_subject(der: bytes) -> str:
 
     asn1, _ = decoder.decode(subject.public_bytes(), asn1Spec=rfc5280.Name())
     rdns = []
-    for rdn, raw_rdn in zip(reversed(subject.rdns), reversed(list(asn1[0]))):
+    for rdn, raw_rdn in zip(reversed(subject.rdns), reversed(list(asn1[0])), strict=True):
         raw = {str(atv["type"]): bytes(atv["value"]).hex() for atv in raw_rdn}
         rdns.append("+".join(a.rfc4514_string() if a.oid.dotted_string in _RFC2253_TYPES
                              else f"{a.oid.dotted_string}=#{raw[a.oid.dotted_string]}" for a in rdn))
@@ -304,7 +304,6 @@ class TlsListener:
         self.make_connection = make_connection
         self.server: asyncio.AbstractServer | None = None
         self.handshakes: set[asyncio.Task] = set()  # in progress: cancelled on close
-        self.failed = 0
 
     async def start(self, host: str, port: int) -> tuple[str, int]:
         loop = asyncio.get_running_loop()
@@ -333,7 +332,6 @@ class TlsListener:
             transport.abort()
             raise
         except OSError as e:  # ssl.SSLError, ConnectionError and TimeoutError are OSErrors
-            self.failed += 1
             transport.abort()
             log.warning("closing connection: TLS handshake failed", peer=peer, reason=_reason(e),
                         timeout_s=self.timeout)
