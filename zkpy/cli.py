@@ -35,6 +35,9 @@ def _serve(args: argparse.Namespace) -> int:
 
     try:
         server = ZkServer(cfg)
+    except ConfigError as e:  # found while building the server: the TLS key stores, say
+        print(f"zkpy: invalid configuration: {e}", file=sys.stderr)
+        return 2
     except LogCorrupt as e:
         print(f"zkpy: cannot start: {e}", file=sys.stderr)
         return 3

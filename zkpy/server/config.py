@@ -38,14 +38,37 @@ class ServerSpec:
 
 
 @dataclass
+class SslConfig:
+    """The client port's `ssl.*` settings (zoo.cfg `ssl.x` is the property `zookeeper.ssl.x`);
+    server/tls.py reads the stores and builds the SSL context from them."""
+
+    keystore_location: str | None = None
+    keystore_password: str | None = None
+    keystore_type: str | None = None  # JKS, PKCS12, PEM; None: from the file name, as ZooKeeper
+    truststore_location: str | None = None
+    truststore_password: str | None = None
+    truststore_type: str | None = None
+    client_auth: str = "need"  # none, want, need (ZooKeeper's default: need)
+    protocol: str = "TLSv1.2"  # ZooKeeper 3.8's default; enabled alone unless enabledProtocols says more
+    enabled_protocols: tuple[str, ...] = ()
+    ciphersuites: tuple[str, ...] = ()
+    auth_provider: str = "x509"
+    x509_super_user: str | None = None
+    handshake_timeout_ms: int = 10000  # zkpy.ssl.handshakeTimeoutMs (Netty's SslHandler: 10 s)
+
+
+@dataclass
 class Config:
     tick_time: int = 3000
     init_limit: int = 10
     sync_limit: int = 5
     data_dir: str | None = None
     data_log_dir: str | None = None
-    client_port: int = 2181
+    client_port: int | None = 2181  # None: no plaintext port (a zoo.cfg with secureClientPort only)
     client_port_address: str = "127.0.0.1"
+    secure_client_port: int | None = None
+    secure_client_port_address: str | None = None  # None: clientPortAddress
+    ssl: SslConfig = field(default_factory=SslConfig)
     max_client_cnxns: int = 60
     max_cnxns: int = 0  # all clients together (ZooKeeper's maxCnxns); 0: no limit
     min_session_timeout: int = -1
@@ -131,13 +154,13 @@ _IGNORED_KEYS = frozenset({
     "localSessionsEnabled", "localSessionsUpgradingEnabled", "dynamicConfigFile",
     "audit.enable", "preAllocSize", "connectToLearnerMasterLimit", "clientCnxnSocket", "serverCnxnFactory",
     "digest.enabled", "closeSessionTxn.enabled", "snapshot.trust.empty", "skipACL", "sslQuorum", "portUnification",
-    "secureClientPort", "secureClientPortAddress", "multiAddress.enabled", "initLimit", "syncLimit",
+    "multiAddress.enabled", "initLimit", "syncLimit",
     "admin.idleTimeout", "minSessionTimeout", "maxSessionTimeout", "4lw.commands.whitelist",
     "leaderServes", "cnxTimeout", "electionPortBindRetry", "forceSync", "snapCount",
     "globalOutstandingLimit", "readonlymode.enabled", "autopurge.snapRetainCount",
     "autopurge.purgeInterval", "admin.enableServer", "admin.serverPort", "admin.serverAddress",
 })
-_KNOWN_PROPERTY_PREFIXES = ("zookeeper.ssl", "zookeeper.authProvider", "zookeeper.metricsProvider", "zookeeper.admin.")
+_KNOWN_PROPERTY_PREFIXES = ("zookeeper.ssl.quorum.", "zookeeper.authProvider", "zookeeper.metricsProvider", "zookeeper.admin.")
 _KNOWN_PROPERTIES = frozenset({
     "zookeeper.DigestAuthenticationProvider.superDigest", "zookeeper.extendedTypesEnabled", "jute.maxbuffer",
     "zookeeper.jute.maxbuffer", "znode.container.checkIntervalMs", "znode.container.maxPerMinute",
@@ -149,6 +172,8 @@ _KNOWN_PROPERTIES = frozenset({
     "zookeeper.sessionRequireClientSASLAuth", "zookeeper.authProvider.1", "java.net.preferIPv4Stack",
     "zookeeper.log.dir", "zookeeper.root.logger", "zookeeper.snapshot.trust.empty", "zookeeper.audit.enable",
     "zookeeper.localSessionsEnabled", "zookeeper.leaderServes",
+    # Client-side settings (ZKClientConfig), and port unification's detection timeout: nothing to do here.
+    "zookeeper.ssl.hostnameVerification", "zookeeper.ssl.handshakeDetectionTimeoutMillis",
 })
 
 
@@ -194,6 +219,8 @@ def load(path: str | None, overrides: dict[str, str] | None = None) -> Config:
                 raise ConfigError(f"{path}:{lineno}: cannot parse {raw!r}")
             entries.append((lineno, m.group(1), m.group(2).strip()))
     set_keys = {k for _, k, _ in entries}
+    if "secureClientPort" in set_keys and "clientPort" not in set_keys:
+        cfg.client_port = None  # as ZooKeeper: TLS only
     for lineno, key, value in entries:
         try:
             _apply_cfg_key(cfg, key, value, props)
@@ -235,6 +262,12 @@ def _apply_cfg_key(cfg: Config, key: str, value: str, props: dict[str, str]) -> 
             raise ConfigError(f"clientPort: {value} is not a port")
     elif key == "clientPortAddress":
         cfg.client_port_address = value
+    elif key == "secureClientPort":
+        cfg.secure_client_port = _int(key, value, 0)
+        if cfg.secure_client_port > 65535:
+            raise ConfigError(f"secureClientPort: {value} is not a port")
+    elif key == "secureClientPortAddress":
+        cfg.secure_client_port_address = value
     elif key == "maxClientCnxns":
         cfg.max_client_cnxns = _int(key, value, 0)
     elif key == "maxCnxns":
@@ -329,12 +362,67 @@ def _apply_properties(cfg: Config, props: dict[str, str], cfg_keys: set[str]) ->
             cfg.max_cnxns = _int(key, value, 0)
         elif key == "zkpy.wireTrace":
             cfg.wire_trace = _int(key, value, 0)
+        elif _is_client_ssl_key(key):
+            _apply_ssl_property(cfg.ssl, key, value)
         elif key in _KNOWN_PROPERTIES or key.startswith(_KNOWN_PROPERTY_PREFIXES):
             pass
         elif key.startswith("zookeeper.") and key[len("zookeeper."):] in cfg_keys:
             pass  # already warned about as a zoo.cfg key
         else:
             log.warning("unknown system property ignored", property=key)
+
+
+_SSL_OTHER_KEYS = frozenset({"zookeeper.X509AuthenticationProvider.superUser", "zkpy.ssl.handshakeTimeoutMs"})
+_SSL_STRINGS = {
+    "keyStore.location": "keystore_location", "keyStore.password": "keystore_password",
+    "keyStore.type": "keystore_type", "trustStore.location": "truststore_location",
+    "trustStore.password": "truststore_password", "trustStore.type": "truststore_type",
+}
+
+
+def _is_client_ssl_key(key: str) -> bool:
+    return key in _SSL_OTHER_KEYS or (key.startswith("zookeeper.ssl.") and key not in _KNOWN_PROPERTIES
+                                      and not key.startswith("zookeeper.ssl.quorum."))
+
+
+def _apply_ssl_property(ssl: SslConfig, key: str, value: str) -> None:
+    """zookeeper.ssl.* (X509Util's client-port keys) and the x509 provider's superUser."""
+    name = key.removeprefix("zookeeper.ssl.")
+    if name in _SSL_STRINGS:
+        setattr(ssl, _SSL_STRINGS[name], value)
+    elif name in ("keyStore.passwordPath", "trustStore.passwordPath"):
+        try:
+            with open(value, encoding="utf-8") as f:
+                secret = f.read().strip()
+        except OSError as e:
+            raise ConfigError(f"{key} {value}: {e.strerror}") from None
+        setattr(ssl, _SSL_STRINGS[name.replace("Path", "")], secret)
+    elif name == "clientAuth":
+        if value.strip().lower() not in ("none", "want", "need"):
+            raise ConfigError(f"{key}: {value!r} is not one of none, want, need")
+        ssl.client_auth = value.strip().lower()
+    elif name == "protocol":
+        ssl.protocol = value.strip()
+    elif name == "enabledProtocols":
+        ssl.enabled_protocols = tuple(p.strip() for p in value.split(",") if p.strip())
+    elif name == "ciphersuites":
+        ssl.ciphersuites = tuple(c.strip() for c in value.split(",") if c.strip())
+    elif name == "authProvider":
+        if value.strip() != "x509":
+            raise ConfigError(f"{key}: {value!r}: zkpy has the x509 provider only (ssl.authProvider=x509)")
+    elif key == "zookeeper.X509AuthenticationProvider.superUser":
+        ssl.x509_super_user = value
+    elif key == "zkpy.ssl.handshakeTimeoutMs":
+        ssl.handshake_timeout_ms = _int(key, value, 1)
+    elif name in ("crl", "ocsp"):
+        if _bool(key, value):
+            raise ConfigError(f"{key}=true: zkpy does not check certificate revocation; remove the setting "
+                              "rather than run without the check it asks for")
+    elif name == "context.supplier.class":
+        raise ConfigError(f"{key}: a Java SSLContext supplier cannot run in zkpy; "
+                          "give ssl.keyStore.* and ssl.trustStore.* instead")
+    else:
+        log.warning("unknown ssl setting ignored", property=key)
 
 
 def _refuse_unusable_server_line(key: str) -> None:

@@ -63,7 +63,7 @@ def _conf(s: ZkServer) -> str:
     c = s.config
     snap_dir, log_dir = metrics.data_dirs(s)
     return (f"clientPort={s.port}\n"
-            f"secureClientPort=-1\n"
+            f"secureClientPort={s.secure_port if s.secure_port is not None else -1}\n"
             f"dataDir={snap_dir or ''}\n"
             f"dataDirSize={metrics.dir_size(snap_dir)}\n"
             f"dataLogDir={log_dir or ''}\n"

@@ -25,10 +25,12 @@ from . import fourletter
 from .clients import ClientTable
 from .config import Config
 from .endpoints import HttpEndpoints
+from .connection import ClientConnection
 from .faults import FaultTable
 from .member import Member
 from .peers import Peers
 from .peers import encode as encode_frame
+from .tls import TlsListener, tls_connection_class
 from .wiretrace import connection_class
 
 log = structlog.get_logger("zkpy.server")
@@ -91,7 +93,12 @@ class ZkServer:
         self._tick_handle: asyncio.TimerHandle | None = None
         self._last_drop_log = -1.0
         self.host = config.client_port_address
-        self.port = config.client_port
+        self.port = config.client_port or 0
+        self.tls: TlsListener | None = None
+        self._tls_class: type[ClientConnection] | None = None
+        if config.secure_client_port is not None:
+            self.tls = TlsListener(config, self._tls_connection)
+        self.secure_port: int | None = config.secure_client_port
 
     # ------------------------------------------------------------ lifecycle
 
@@ -100,13 +107,19 @@ class ZkServer:
         self.clients.loop = loop
         await self.http.start()  # first: a missing library or a taken port leaves nothing else open
         self.member.refresh_clock()
-        connection = connection_class(self.clients)
-        self._server = await loop.create_server(lambda: connection(self.clients), self.config.client_port_address,
-                                                self.config.client_port, reuse_address=True, backlog=1024)
-        sock = self._server.sockets[0]
-        if sock.family != socket.AF_UNIX:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.host, self.port = sock.getsockname()[:2]
+        if self.config.client_port is not None:
+            connection = connection_class(self.clients)
+            self._server = await loop.create_server(lambda: connection(self.clients), self.config.client_port_address,
+                                                    self.config.client_port, reuse_address=True, backlog=1024)
+            sock = self._server.sockets[0]
+            if sock.family != socket.AF_UNIX:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.host, self.port = sock.getsockname()[:2]
+        if self.tls is not None:
+            host = self.config.secure_client_port_address or self.config.client_port_address
+            secure_host, self.secure_port = await self.tls.start(host, self.config.secure_client_port or 0)
+            if self._server is None:  # TLS only: the server's address is the secure one
+                self.host, self.port = secure_host, self.secure_port
         if self.ticker is None:
             self._schedule_tick()
         else:
@@ -114,7 +127,8 @@ class ZkServer:
         if self.peers is not None:
             await self.peers.start()
         self.member.process()
-        log.info("serving", host=self.host, port=self.port, tick_time=self.config.tick_time)
+        log.info("serving", host=self.host, port=self.port, secure_port=self.secure_port,
+                 tick_time=self.config.tick_time)
 
     async def stop(self) -> None:
         await self.http.stop()
@@ -126,6 +140,8 @@ class ZkServer:
             await self.peers.stop()
         if self._server is not None:
             self._server.close()
+        if self.tls is not None:
+            await self.tls.close()
         self.clients.drop_all()
         if self._server is not None:
             await self._server.wait_closed()
@@ -136,6 +152,13 @@ class ZkServer:
     @property
     def connect_string(self) -> str:
         return f"{self.host}:{self.port}"
+
+    def _tls_connection(self) -> ClientConnection:
+        """A connection of the secure port, once its handshake is done: the plaintext port's
+        class, with the client certificate's x509 ids."""
+        if self._tls_class is None:
+            self._tls_class = tls_connection_class(connection_class(self.clients), self.config.ssl.x509_super_user)
+        return self._tls_class(self.clients)
 
     # ------------------------------------------------------------ what the member hands out
 

@@ -1,4 +1,4 @@
-"""ACL schemes and checks: world, auth, digest, ip, and the super user.
+"""ACL schemes and checks: world, auth, digest, ip, x509, and the super user.
 
 An ACL entry is a tuple (perms, scheme, id); an identity is a tuple (scheme, id).
 """
@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import ipaddress
+import re
 
 from ..protocol.codes import Err, Perm, ZkError
 from . import javaorder
@@ -20,7 +21,7 @@ READ_ACL_UNSAFE: tuple[Acl, ...] = ((Perm.READ.value, "world", "anyone"),)
 SUPER: Identity = ("super", "")
 
 # Schemes whose ids count as "authenticated" for the `auth` ACL scheme.
-_AUTHENTICATED_SCHEMES = frozenset({"digest"})
+_AUTHENTICATED_SCHEMES = frozenset({"digest", "x509"})
 
 
 def digest(user_password: str) -> str:
@@ -57,6 +58,9 @@ def is_valid_id(scheme: str, ident: str) -> bool:
         return len(ident.split(":")) == 2
     if scheme == "ip":
         return _ip_network(ident) is not None
+    if scheme == "x509":
+        # An X500 name (CN=client,OU=...): X509AuthenticationProvider.isValid tries new X500Principal(id).
+        return bool(ident) and all("=" in rdn for rdn in re.split(r"(?<!\\),", ident))
     return False
 
 
