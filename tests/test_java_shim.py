@@ -90,6 +90,7 @@ def test_shim_starts_zkpy_that_kazoo_uses(shim_dir, tmp_path):
     port = free_port()
     (tmp_path / "data").mkdir()
     (tmp_path / "zoo.cfg").write_text(f"tickTime=500\ndataDir={tmp_path}/data\nclientPort={port}\n"
+                                      "clientPortAddress=127.0.0.1\n"
                                       "serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory\n")
     log = tmp_path / "zookeeper.log"
     (tmp_path / "log4j.properties").write_text(f"log4j.appender.ROLLINGFILE.File={log}\n")

@@ -22,6 +22,9 @@ class ConfigError(ValueError):
     pass
 
 
+ALL_INTERFACES = "0.0.0.0"
+
+
 ALL_4LW = ("ruok", "srvr", "stat", "conf", "cons", "crst", "srst", "envi", "mntr", "wchs", "wchc", "wchp",
            "dump", "isro", "dirs")
 
@@ -45,7 +48,7 @@ class Config:
     data_dir: str | None = None
     data_log_dir: str | None = None
     client_port: int = 2181
-    client_port_address: str = "127.0.0.1"
+    client_port_address: str = "127.0.0.1"  # config-less `zkpy serve`; a zoo.cfg without the key: all (load)
     max_client_cnxns: int = 60
     max_cnxns: int = 0  # all clients together (ZooKeeper's maxCnxns); 0: no limit
     min_session_timeout: int = -1
@@ -62,6 +65,7 @@ class Config:
     autopurge_snap_retain_count: int = 3
     autopurge_purge_interval: int = 0
     wire_trace: int = 0  # entries of the client wire trace ring (zkpy.wireTrace); 0: no trace
+    quorum_listen_on_all_ips: bool = False  # peer listener on 0.0.0.0, not this member's server-line host
 
     @property
     def purge_retain(self) -> int | None:
@@ -122,7 +126,7 @@ _SERVER_RE = re.compile(r"^server\.(\d+)$")
 
 # Core zoo.cfg keys handled by name; anything else becomes the property zookeeper.<key>.
 _IGNORED_KEYS = frozenset({
-    "electionAlg", "peerType", "standaloneEnabled", "reconfigEnabled", "syncEnabled", "quorumListenOnAllIPs",
+    "electionAlg", "peerType", "standaloneEnabled", "reconfigEnabled", "syncEnabled",
     "localSessionsEnabled", "localSessionsUpgradingEnabled", "dynamicConfigFile", "metricsProvider.className",
     "audit.enable", "preAllocSize", "connectToLearnerMasterLimit", "clientCnxnSocket", "serverCnxnFactory",
     "digest.enabled", "closeSessionTxn.enabled", "snapshot.trust.empty", "skipACL", "sslQuorum", "portUnification",
@@ -189,6 +193,8 @@ def load(path: str | None, overrides: dict[str, str] | None = None) -> Config:
                 raise ConfigError(f"{path}:{lineno}: cannot parse {raw!r}")
             entries.append((lineno, m.group(1), m.group(2).strip()))
     set_keys = {k for _, k, _ in entries}
+    if path is not None and "clientPortAddress" not in set_keys:
+        cfg.client_port_address = ALL_INTERFACES  # as ZooKeeper: a zoo.cfg without it serves on every interface
     for lineno, key, value in entries:
         try:
             _apply_cfg_key(cfg, key, value, props)
@@ -230,6 +236,8 @@ def _apply_cfg_key(cfg: Config, key: str, value: str, props: dict[str, str]) -> 
             raise ConfigError(f"clientPort: {value} is not a port")
     elif key == "clientPortAddress":
         cfg.client_port_address = value
+    elif key == "quorumListenOnAllIPs":
+        cfg.quorum_listen_on_all_ips = _bool(key, value)
     elif key == "maxClientCnxns":
         cfg.max_client_cnxns = _int(key, value, 0)
     elif key == "maxCnxns":
