@@ -367,3 +367,22 @@ def test_member_on_a_new_address_is_found_by_its_name(ens):
     reader.sync("/moved")
     assert sorted(reader.get_children("/moved")) == [p.rsplit("/", 1)[1] for p in after]
     assert_replicas_identical(ens, after)
+
+
+def test_member_whose_host_vanished_comes_back_on_a_new_address(ens):
+    """As when a machine dies and its replacement gets another address: member 3's link is
+    cut before it is killed, so its connections never see a FIN and the others' links to its
+    old address stay open, unanswered.  They must give up on them (TCP_USER_TIMEOUT of
+    syncLimit ticks) and dial the name again, or member 3 never hears from the leader."""
+    ens.wait_serving()
+    ens.net.cut(3)
+    ens.kill(3)
+    ens.net.move(3, "10.213.0.33")
+    ens.net.heal(3)
+    ens.start(3)
+    ens.wait_serving()
+    after = write_until(ens.client(1), "/vanished/after", 3)
+    reader = ens.client(3)
+    reader.sync("/vanished")
+    assert sorted(reader.get_children("/vanished")) == [p.rsplit("/", 1)[1] for p in after]
+    assert_replicas_identical(ens, after)
