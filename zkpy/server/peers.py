@@ -186,7 +186,13 @@ class Peers:
         port = self.addresses[self.my_sid][1]
         loop = asyncio.get_running_loop()
         # create_server resolves a host name itself (getaddrinfo off the loop) and binds each address.
-        self.server = await loop.create_server(lambda: _Inbound(self), self.listen_host, port, reuse_address=True)
+        try:
+            self.server = await loop.create_server(lambda: _Inbound(self), self.listen_host, port, reuse_address=True)
+        except OSError as e:  # the usual cause across hosts: this member's line names another host
+            reason = e.strerror or str(e)
+            raise OSError(e.errno, f"{reason.rstrip('.')}: the quorum port {self.listen_host}:{port} of this member "
+                          f"(server.{self.my_sid}): its server line must name this host, or set "
+                          "quorumListenOnAllIPs=true") from None
         for sid, (h, p) in sorted(self.addresses.items()):
             if sid != self.my_sid:
                 conn = _Outbound(self, sid, h, p)
