@@ -33,7 +33,7 @@ def one_line(result: subprocess.CompletedProcess, code: int, *words: str) -> str
 
 def write_cfg(tmp_path, text: str, name: str = "zoo.cfg") -> str:
     path = tmp_path / name
-    path.write_text(text)
+    path.write_text(text + "clientPortAddress=127.0.0.1\n")  # last: the line numbers tested stay
     return str(path)
 
 
@@ -201,3 +201,17 @@ def test_version():
 
     result = zkpy("--version")
     assert result.returncode == 0 and result.stdout.strip() == f"zkpy {package.__version__}"
+
+
+def test_own_server_line_naming_another_host(tmp_path):
+    """Across hosts the usual slip: this member's server line names an address this machine
+    does not have (10.213.0.99 is never assigned here; a bind sends nothing)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "myid").write_text("1")
+    cfg = write_cfg(tmp_path, f"dataDir={data}\nclientPort=0\n"
+                    "server.1=10.213.0.99:23001:24001\nserver.2=127.0.0.1:23002:24002\n")
+    result = zkpy("serve", cfg)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert "server.1" in last and "10.213.0.99:23001" in last and "quorumListenOnAllIPs=true" in last, last

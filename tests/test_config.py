@@ -64,13 +64,13 @@ def test_serve_rejects_invalid_config_with_exit_2(tmp_path):
     r = subprocess.run([sys.executable, "-m", "zkpy", "serve", bad], capture_output=True, text=True, timeout=30)
     assert r.returncode == 2 and "tickTime" in r.stderr
     nodir = tmp_path / "nodir.cfg"
-    nodir.write_text("clientPort=0\n")
+    nodir.write_text("clientPort=0\nclientPortAddress=127.0.0.1\n")
     r = subprocess.run([sys.executable, "-m", "zkpy", "serve", str(nodir)], capture_output=True, text=True, timeout=30)
     assert r.returncode == 2 and "dataDir" in r.stderr
 
 
 def test_unknown_key_warns(tmp_path):
-    cfg = _cfg(tmp_path, f"dataDir={tmp_path}\nclientPort=0\nsomeUnknownKey=1\n")
+    cfg = _cfg(tmp_path, f"dataDir={tmp_path}\nclientPort=0\nclientPortAddress=127.0.0.1\nsomeUnknownKey=1\n")
     p = subprocess.Popen([sys.executable, "-m", "zkpy", "serve", cfg], stderr=subprocess.PIPE, text=True)
     try:
         lines = []

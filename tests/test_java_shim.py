@@ -86,7 +86,8 @@ def _env(path: str) -> dict[str, str]:
 def test_shim_starts_zkpy_that_kazoo_uses(shim_dir, tmp_path):
     """kazoo's command line through the shim: a zkpy server whose pid is the one the harness
     started (SIGTERM stops it with exit code 0, as kazoo's harness expects), that has the
-    super user of the -D property, and logs where log4j would have."""
+    super user of the -D property, and logs where log4j would have.  kazoo's zoo.cfg has no
+    clientPortAddress: the shim pins it to loopback (a zoo.cfg without it serves everywhere)."""
     port = free_port()
     (tmp_path / "data").mkdir()
     (tmp_path / "zoo.cfg").write_text(f"tickTime=500\ndataDir={tmp_path}/data\nclientPort={port}\n"
@@ -111,7 +112,8 @@ def test_shim_starts_zkpy_that_kazoo_uses(shim_dir, tmp_path):
         client.close()
         proc.terminate()
         assert proc.wait(timeout=30) == 0
-    assert "serving" in log.read_text()
+    serving = [line for line in log.read_text().splitlines() if "serving" in line]
+    assert serving and "host=127.0.0.1" in serving[0], serving
 
 
 def test_other_java_commands_reach_the_real_java(shim_dir, tmp_path):

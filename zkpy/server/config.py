@@ -22,6 +22,9 @@ class ConfigError(ValueError):
     pass
 
 
+ALL_INTERFACES = "0.0.0.0"
+
+
 ALL_4LW = ("ruok", "srvr", "stat", "conf", "cons", "crst", "srst", "envi", "mntr", "wchs", "wchc", "wchp",
            "dump", "isro", "dirs")
 
@@ -65,7 +68,7 @@ class Config:
     data_dir: str | None = None
     data_log_dir: str | None = None
     client_port: int | None = 2181  # None: no plaintext port (a zoo.cfg with secureClientPort only)
-    client_port_address: str = "127.0.0.1"
+    client_port_address: str = "127.0.0.1"  # config-less `zkpy serve`; a zoo.cfg without the key: all (load)
     secure_client_port: int | None = None
     secure_client_port_address: str | None = None  # None: clientPortAddress
     ssl: SslConfig = field(default_factory=SslConfig)
@@ -85,6 +88,7 @@ class Config:
     autopurge_snap_retain_count: int = 3
     autopurge_purge_interval: int = 0
     wire_trace: int = 0  # entries of the client wire trace ring (zkpy.wireTrace); 0: no trace
+    quorum_listen_on_all_ips: bool = False  # peer listener on 0.0.0.0, not this member's server-line host
 
     @property
     def purge_retain(self) -> int | None:
@@ -150,7 +154,7 @@ _SERVER_RE = re.compile(r"^server\.(\d+)$")
 
 # Core zoo.cfg keys handled by name; anything else becomes the property zookeeper.<key>.
 _IGNORED_KEYS = frozenset({
-    "electionAlg", "peerType", "standaloneEnabled", "reconfigEnabled", "syncEnabled", "quorumListenOnAllIPs",
+    "electionAlg", "peerType", "standaloneEnabled", "reconfigEnabled", "syncEnabled",
     "localSessionsEnabled", "localSessionsUpgradingEnabled", "dynamicConfigFile",
     "audit.enable", "preAllocSize", "connectToLearnerMasterLimit", "clientCnxnSocket", "serverCnxnFactory",
     "digest.enabled", "closeSessionTxn.enabled", "snapshot.trust.empty", "skipACL", "sslQuorum", "portUnification",
@@ -221,6 +225,8 @@ def load(path: str | None, overrides: dict[str, str] | None = None) -> Config:
     set_keys = {k for _, k, _ in entries}
     if "secureClientPort" in set_keys and "clientPort" not in set_keys:
         cfg.client_port = None  # as ZooKeeper: TLS only
+    if path is not None and "clientPortAddress" not in set_keys:
+        cfg.client_port_address = ALL_INTERFACES  # as ZooKeeper: a zoo.cfg without it serves on every interface
     for lineno, key, value in entries:
         try:
             _apply_cfg_key(cfg, key, value, props)
@@ -268,6 +274,8 @@ def _apply_cfg_key(cfg: Config, key: str, value: str, props: dict[str, str]) -> 
             raise ConfigError(f"secureClientPort: {value} is not a port")
     elif key == "secureClientPortAddress":
         cfg.secure_client_port_address = value
+    elif key == "quorumListenOnAllIPs":
+        cfg.quorum_listen_on_all_ips = _bool(key, value)
     elif key == "maxClientCnxns":
         cfg.max_client_cnxns = _int(key, value, 0)
     elif key == "maxCnxns":

@@ -23,7 +23,7 @@ from ..storage.recovery import recover_with_log
 from ..tree.datatree import DataTree
 from . import fourletter
 from .clients import ClientTable
-from .config import Config
+from .config import ALL_INTERFACES, Config
 from .endpoints import HttpEndpoints
 from .connection import ClientConnection
 from .faults import FaultTable
@@ -79,7 +79,11 @@ class ZkServer:
         self.peers: Peers | None = None
         if self.ensemble:
             addresses = {s: (spec.host, spec.peer_port) for s, spec in config.servers.items()}
-            self.peers = Peers(sid, addresses, self._on_peer_message, self._on_peer_down, self._on_peer_up)
+            # The peer listener: on this member's own server-line host (resolved), or on every
+            # interface with quorumListenOnAllIPs (behind NAT, the line's name is not local).
+            listen = ALL_INTERFACES if config.quorum_listen_on_all_ips else None
+            self.peers = Peers(sid, addresses, self._on_peer_message, self._on_peer_down, self._on_peer_up,
+                               listen_host=listen, link_timeout_ms=config.sync_limit * config.tick_time)
         self.member = Member(config, sid, tree, log_tail, self.storage, self._send, self.clients, clock_ms,
                              self._wake, epochs=epochs)
         self.member.on_new_tree = self._init_config_node  # type: ignore[method-assign]

@@ -6,11 +6,18 @@ Frames sent during one turn of the event loop go out together, one write per pee
 (proposals, acks and commits of a whole batch of client requests share a syscall).
 A connection starts with a hello frame naming the sender's server id; frames from an
 unknown id, malformed frames, and peers that flood past a bound are dropped with a log line.
+
+Server lines may name hosts by DNS name.  A link resolves its peer's name each time it dials
+(the event loop's getaddrinfo, off the loop thread), so a member that comes back on another
+address is found again once its old link has died; a link whose sent bytes go unacknowledged
+for `link_timeout_ms` (syncLimit ticks, as ZooKeeper's learner socket timeout) is dropped by
+the kernel (TCP_USER_TIMEOUT) rather than waiting minutes for TCP to give up on a vanished peer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import struct
 from typing import Callable
 
@@ -77,6 +84,8 @@ class _Outbound:
         self.sid = sid
         self.host = host
         self.port = port
+        self.address: str | None = None  # where the last link went: a change is logged
+        self.unresolved = False  # a failed lookup is logged once per outage, not per retry
         self.writer: asyncio.StreamWriter | None = None
         self.task: asyncio.Task | None = None
         self.queue: list[bytes] = []
@@ -88,7 +97,7 @@ class _Outbound:
         backoff = 0.01  # members of an ensemble start together: the first dials come early
         while True:
             try:
-                reader, writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.port), 2)
+                reader, writer = await self._dial()
                 writer.write(encode(["hello", self.peers.my_sid]))
                 self.writer = writer
                 backoff = 0.01
@@ -106,6 +115,38 @@ class _Outbound:
                     self.peers.on_disconnect(self.sid)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 0.1)
+
+    async def _dial(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """Resolve the peer's host now, not once at start (its address may have changed since
+        the last link), then connect to the first address that answers."""
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
+        except socket.gaierror as e:
+            if not self.unresolved:
+                self.unresolved = True
+                log.warning("cannot resolve a peer's host; retrying", sid=self.sid, host=self.host, error=e.strerror)
+            raise
+        self.unresolved = False
+        failure: BaseException = OSError(f"{self.host} has no address")
+        for *_, sockaddr in infos:
+            try:
+                reader, writer = await asyncio.wait_for(asyncio.open_connection(sockaddr[0], sockaddr[1]), 2)
+            except (OSError, asyncio.TimeoutError) as e:
+                failure = e
+                continue
+            self._linked(sockaddr[0], writer)
+            return reader, writer
+        raise failure
+
+    def _linked(self, address: str, writer: asyncio.StreamWriter) -> None:
+        timeout = self.peers.link_timeout_ms
+        sock = writer.get_extra_info("socket")
+        if timeout and sock is not None and hasattr(socket, "TCP_USER_TIMEOUT"):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, timeout)
+        if address != self.address:
+            if self.address is not None:
+                log.info("peer found at a new address", sid=self.sid, host=self.host, old=self.address, new=address)
+            self.address = address
 
     def flush(self) -> None:
         frames, self.queue = self.queue, []
@@ -127,9 +168,12 @@ class _Outbound:
 class Peers:
     def __init__(self, my_sid: int, addresses: dict[int, tuple[str, int]], on_message: Callable[[int, object], None],
                  on_disconnect: Callable[[int], None] = lambda sid: None,
-                 on_connect: Callable[[int], None] = lambda sid: None) -> None:
+                 on_connect: Callable[[int], None] = lambda sid: None, listen_host: str | None = None,
+                 link_timeout_ms: int = 0) -> None:
         self.my_sid = my_sid
-        self.addresses = addresses
+        self.addresses = addresses  # sid -> (host as its server line names it, quorum port)
+        self.listen_host = listen_host if listen_host is not None else addresses[my_sid][0]
+        self.link_timeout_ms = link_timeout_ms  # 0: TCP's own (minutes) for a peer that vanished
         self.known = set(addresses)
         self.on_message = on_message
         self.on_disconnect = on_disconnect  # an established connection we dialled closed
@@ -139,9 +183,16 @@ class Peers:
         self._flush_scheduled = False
 
     async def start(self) -> None:
-        host, port = self.addresses[self.my_sid]
+        port = self.addresses[self.my_sid][1]
         loop = asyncio.get_running_loop()
-        self.server = await loop.create_server(lambda: _Inbound(self), host, port, reuse_address=True)
+        # create_server resolves a host name itself (getaddrinfo off the loop) and binds each address.
+        try:
+            self.server = await loop.create_server(lambda: _Inbound(self), self.listen_host, port, reuse_address=True)
+        except OSError as e:  # the usual cause across hosts: this member's line names another host
+            reason = e.strerror or str(e)
+            raise OSError(e.errno, f"{reason.rstrip('.')}: the quorum port {self.listen_host}:{port} of this member "
+                          f"(server.{self.my_sid}): its server line must name this host, or set "
+                          "quorumListenOnAllIPs=true") from None
         for sid, (h, p) in sorted(self.addresses.items()):
             if sid != self.my_sid:
                 conn = _Outbound(self, sid, h, p)

@@ -87,6 +87,19 @@ def log4j_file(java_args: list[str]) -> str | None:
     return None
 
 
+def pin_loopback(cfg_path: str) -> None:
+    """Add `clientPortAddress=127.0.0.1` to a harness's zoo.cfg that has none (kazoo's has
+    none): without it a zoo.cfg serves on every interface, and test servers stay on loopback."""
+    try:
+        with open(cfg_path, encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError):
+        return  # zkpy serve reports it
+    if not any(line.strip().startswith("clientPortAddress") for line in text.splitlines()):
+        with open(cfg_path, "a", encoding="utf-8") as f:
+            f.write(("" if text.endswith("\n") or not text else "\n") + "clientPortAddress=127.0.0.1\n")
+
+
 def real_java(shim_path: str) -> str | None:
     """The first `java` in PATH that is not this shim."""
     shim = os.path.realpath(shim_path)
@@ -110,6 +123,7 @@ def run(shim_path: str, java_args: list[str]) -> int:
             print(f"zkpy java-shim: no java in PATH besides {shim_path}", file=sys.stderr)
             return 127
         os.execv(java, [java, *java_args])
+    pin_loopback(zkpy_args[1])
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (ZKPY_ROOT, env.get("PYTHONPATH")) if p)
     log_path = log4j_file(java_args)
