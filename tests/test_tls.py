@@ -61,7 +61,7 @@ def write_cfg(directory: str, pki, kind: str = "JKS", extra: str = "", plaintext
     path = os.path.join(directory, "zoo.cfg")
     with open(path, "w") as f:
         f.write(("clientPort=0\n" if plaintext else "") +
-                "secureClientPort=0\n"
+                "clientPortAddress=127.0.0.1\nsecureClientPort=0\n"
                 f"ssl.keyStore.location={keystore}\nssl.keyStore.password={certs.PASSWORD}\n"
                 f"ssl.trustStore.location={truststore}\nssl.trustStore.password={certs.PASSWORD}\n" + extra)
     return path
