@@ -1,4 +1,4 @@
-"""ACL schemes and checks: world, auth, digest, ip, and the super user.
+"""ACL schemes and checks: world, auth, digest, ip, sasl, and the super user.
 
 An ACL entry is a tuple (perms, scheme, id); an identity is a tuple (scheme, id).
 """
@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import ipaddress
+import re
 
 from ..protocol.codes import Err, Perm, ZkError
 from . import javaorder
@@ -20,7 +21,9 @@ READ_ACL_UNSAFE: tuple[Acl, ...] = ((Perm.READ.value, "world", "anyone"),)
 SUPER: Identity = ("super", "")
 
 # Schemes whose ids count as "authenticated" for the `auth` ACL scheme.
-_AUTHENTICATED_SCHEMES = frozenset({"digest"})
+_AUTHENTICATED_SCHEMES = frozenset({"digest", "sasl"})
+# A sasl id as SASLAuthenticationProvider.isValid takes it: a Kerberos name, or any name without '@'.
+_KERBEROS_NAME = re.compile(r"[^/@]*(/[^/@]*)?@[^/@]*")
 
 
 def digest(user_password: str) -> str:
@@ -57,6 +60,8 @@ def is_valid_id(scheme: str, ident: str) -> bool:
         return len(ident.split(":")) == 2
     if scheme == "ip":
         return _ip_network(ident) is not None
+    if scheme == "sasl":
+        return "@" not in ident or _KERBEROS_NAME.fullmatch(ident) is not None
     return False
 
 
@@ -99,6 +104,8 @@ def _matches(scheme: str, have: str, want: str) -> bool:
             return net is not None and ipaddress.ip_address(have) in net
         except ValueError:
             return False
+    if scheme == "sasl":
+        return have == want or have == "super"  # SASLAuthenticationProvider.matches
     return have == want
 
 
