@@ -306,7 +306,7 @@ class ClientConnection(asyncio.Protocol):
         config = self.table.config
         if config.sasl is None:
             # No JAAS Server section: ZooKeeper answers OK with a null token and keeps the connection.
-            self._sasl_answer(xid, _pack_int(20) + _pack_reply(xid, 0, 0) + enc_buffer(None))
+            self._sasl_answer(xid, enc_buffer(None))
             return
         try:
             if self.sasl is None:
@@ -321,19 +321,19 @@ class ClientConnection(asyncio.Protocol):
             self._flush()
             self.close()
             return
-        frame = _pack_int(16 + 4 + len(answer)) + _pack_reply(xid, 0, 0) + enc_buffer(answer)
         if self.sasl.complete:
             user = self.sasl.authorization_id
             log.info("SASL authentication succeeded", peer=self.peer, session=f"0x{self.session_id:x}", user=user)
             self._add_identities([("sasl", user)] + ([SUPER] if user in config.sasl.super_users else []))
-        self._sasl_answer(xid, frame)
+        self._sasl_answer(xid, enc_buffer(answer))
 
-    def _sasl_answer(self, xid: int, frame: bytes) -> None:
+    def _sasl_answer(self, xid: int, body: bytes) -> None:
+        """SetSASLResponse, with zxid 0 as ZooKeeper sends it."""
         if self.pending:  # answered in order, behind this session's writes in flight
-            self.pending.append(_Pending(self, xid, _SASL, None, frame))
+            self.pending.append(_Pending(self, xid, _SASL, None, _pack_int(16 + len(body)) + _pack_reply(xid, 0, 0)
+                                         + body))
         else:
-            self.out.append(frame)
-            self.packets_sent += 1
+            self._reply(xid, 0, 0, body)
 
     def _add_identities(self, ids: list[tuple[str, str]]) -> None:
         for ident in ids:
