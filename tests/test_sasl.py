@@ -13,6 +13,7 @@ import socket
 import subprocess
 import time
 
+import puresasl.client
 import pytest
 from kazoo.client import KazooClient
 from kazoo.exceptions import AuthFailedError, ConnectionClosedError, NoAuthError, SessionClosedRequireSaslError
@@ -31,7 +32,7 @@ from java_support import MARK, classpath, java_missing, zkcli_script
 
 pytestmark = pytest.mark.timeout(120)
 
-USERS = {"alice": "alice-pw", "admin": "admin-pw"}
+USERS = {"alice": "alice-pw", "admin": "admin-pw", "carol": "carol-pw"}
 SERVER_JAAS = """
 /* ZooKeeper's DigestLoginModule users, as zookeeperAdmin shows them */
 Server {
@@ -114,8 +115,11 @@ def test_digest_md5_login_owns_a_sasl_acl_node(client_of):
         assert [(a.id.scheme, a.id.id, a.perms) for a in acl] == [("sasl", "alice", 31)]
         anonymous = client_of()
         anonymous.start(10)
-        with pytest.raises(NoAuthError):
-            anonymous.get("/alice-only")
+        carol = client_of(sasl_options=sasl("carol", "carol-pw"))  # another SASL user
+        carol.start(10)
+        for other in (anonymous, carol):
+            with pytest.raises(NoAuthError):
+                other.get("/alice-only")
     finally:
         alice.delete("/alice-only")
 
@@ -276,6 +280,34 @@ def test_garbage_second_token_closes_with_authfailed(srv, bystander, second):
     finally:
         raw.sock.close()
     _wait_for(lambda: _connections(srv) == before)
+
+
+def _who_am_i(raw: RawClient) -> list[tuple[str, str]]:
+    err, r, _ = raw.call(Op.WHO_AM_I)
+    assert err == 0
+    return sorted((r.ustring(), r.ustring()) for _ in range(r.int()))
+
+
+@pytest.mark.parametrize("password,granted", [("alice-pw", True), ("wrong", False)])
+def test_the_server_itself_checks_the_response(srv, bystander, password, granted):
+    """pure-sasl's exchange by hand: the server grants sasl:alice for the right password only
+    (kazoo would also notice a wrong password in the server's rspauth; the server must not need it)."""
+    raw = RawClient(srv.host, srv.port, io_timeout=10)
+    mech = puresasl.client.SASLClient("zk-sasl-md5", "zookeeper", mechanism="DIGEST-MD5", username="alice",
+                                      password=password)
+    try:
+        err, challenge = _sasl(raw, b"")
+        assert err == 0
+        err, rspauth = _sasl(raw, mech.process(challenge))
+        if granted:
+            assert err == 0 and mech.process(rspauth) is None and mech.complete
+            assert _who_am_i(raw) == [("ip", "127.0.0.1"), ("sasl", "alice")]
+            assert _sasl(raw, b"")[0] == Err.AUTHFAILED  # the exchange is over: a fourth step fails
+        else:
+            assert err == Err.AUTHFAILED
+        assert _closed(raw, 10)
+    finally:
+        raw.sock.close()
 
 
 def test_initial_token_and_a_third_step_are_refused(srv, bystander):
