@@ -9,19 +9,22 @@ and the server holds nothing of it afterwards; a bystander session does not noti
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import time
 
 import puresasl.client
 import pytest
 from kazoo.client import KazooClient
-from kazoo.exceptions import AuthFailedError, ConnectionClosedError, NoAuthError, SessionClosedRequireSaslError
+from kazoo.exceptions import (
+    AuthFailedError,
+    ConnectionClosedError,
+    NoAuthError,
+    SessionClosedRequireSaslError,
+)
 from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.protocol.states import KazooState
 from kazoo.security import make_acl, make_digest_acl
 
-from zkpy.protocol import jute
 from zkpy.protocol.codes import Err, Op
 from zkpy.server.sasl import SaslSettings
 from zkpy.testing import ZkpyServer
@@ -255,7 +258,7 @@ def _closed(raw: RawClient, timeout: float) -> bool:
     raw.sock.settimeout(timeout)
     try:
         return raw.sock.recv(1) == b""
-    except socket.timeout:
+    except TimeoutError:
         return False
     except ConnectionError:
         return True
@@ -263,8 +266,8 @@ def _closed(raw: RawClient, timeout: float) -> bool:
 
 @pytest.mark.parametrize("second", [
     b"\xff\xfe garbage \x00",
-    b'username="alice",nonce="not-ours",cnonce="x",nc=00000001,qop=auth,digest-uri="zookeeper/zk-sasl-md5",'
-    b'response=00000000000000000000000000000000',
+    (b'username="alice",nonce="not-ours",cnonce="x",nc=00000001,qop=auth,digest-uri="zookeeper/zk-sasl-md5",'
+     b'response=00000000000000000000000000000000'),
     b"username=" + b"a" * 5000,
     b'username="alice",username="alice"',
 ])

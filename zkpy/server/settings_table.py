@@ -15,7 +15,7 @@ config.py's TLS block's.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 
 def _true(value: str) -> bool:
@@ -104,4 +104,4 @@ UNUSED: dict[str, str] = {key: why for why, keys in _UNUSED_GROUPS.items() for k
 
 def short_name(key: str) -> str:
     """A system property's setting name: `zookeeper.skipACL` -> `skipACL`."""
-    return key[len("zookeeper."):] if key.startswith("zookeeper.") else key
+    return key.removeprefix("zookeeper.")
