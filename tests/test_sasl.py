@@ -424,3 +424,30 @@ def test_java_client_digest_md5_as_against_zookeeper(tmp_path):
     assert "'sasl,'alice" in ours[3] and ": cdrwa" in ours[3], ours[3]  # getAcl
     assert ours[4].splitlines()[-1] == "data", ours[4]
     assert ours == theirs
+
+
+def test_java_client_wrong_password_is_auth_failed_as_against_zookeeper(tmp_path):
+    """The Java client with a wrong password: an AuthFailed event and AuthFailed for its request."""
+    missing = java_missing()
+    if missing:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI: the Java client tests need {missing}")
+        pytest.skip(f"needs {missing}")
+    server_jaas, client_jaas = tmp_path / "server.jaas", tmp_path / "client.jaas"
+    server_jaas.write_text(SERVER_JAAS)
+    client_jaas.write_text(CLIENT_JAAS.replace('password="alice-pw"', 'password="not-alices"'))
+    cfg = {"authProvider.1": "org.apache.zookeeper.server.auth.SASLAuthenticationProvider"}
+    props = {"java.security.auth.login.config": str(server_jaas)}
+    outputs = []
+    for server in (ZkpyProcess(config=cfg, java_props=props), ApacheZooKeeper(config=cfg, java_props=props)):
+        with server:
+            r = subprocess.run(["java", "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+                                f"-Djava.security.auth.login.config={client_jaas}", "-cp", classpath(),
+                                "org.apache.zookeeper.ZooKeeperMain", "-server", server.connect_string, "ls", "/"],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=90)
+            outputs.append((r.returncode, [line for line in r.stdout.splitlines()
+                                           if line.strip() and not line.startswith(("Connecting to ", "log4j:"))]))
+    ours, theirs = outputs
+    assert "WatchedEvent state:AuthFailed type:None path:null" in ours[1], ours
+    assert "KeeperErrorCode = AuthFailed for /" in ours[1], ours
+    assert ours == theirs
