@@ -242,12 +242,7 @@ READS = {
     Op.MULTI_READ: multi_read,
 }
 
-def sasl(tree: DataTree, conn: Any, args: tuple) -> tuple[int, bytes]:
-    """No SASL login is configured: ZooKeeper answers OK with a null token."""
-    return 0, b"\xff\xff\xff\xff"
-
-
-READS[Op.SASL] = sasl
+# Op.SASL is the connection's (server/connection.py): a SASL exchange belongs to one connection.
 
 WRITES = frozenset({Op.CREATE, Op.CREATE2, Op.CREATE_CONTAINER, Op.CREATE_TTL, Op.DELETE, Op.SET_DATA,
                     Op.SET_ACL, Op.CHECK, Op.MULTI, Op.RECONFIG})

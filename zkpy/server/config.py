@@ -15,6 +15,10 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from . import jaas
+from .sasl import SaslSettings
+from .settings_table import REFUSED, UNUSED, short_name
+
 log = structlog.get_logger("zkpy.config")
 
 
@@ -106,6 +110,15 @@ class Config:
     servers: dict[int, ServerSpec] = field(default_factory=dict)
     properties: dict[str, str] = field(default_factory=dict)
     source: str | None = None
+    # SASL and authentication (the security block below): None without a JAAS `Server` section.
+    sasl: SaslSettings | None = None
+    auth_providers: frozenset[str] = frozenset()  # schemes of authProvider.N beyond ip and digest
+    enforce_auth_schemes: frozenset[str] = frozenset()  # enforce.auth.schemes when enforcement is on
+
+    @property
+    def sasl_required(self) -> bool:
+        """sessionRequireClientSASLAuth, or enforce.auth with the sasl scheme (AuthenticationHelper)."""
+        return "sasl" in self.enforce_auth_schemes
 
     @property
     def min_timeout(self) -> int:
@@ -118,6 +131,9 @@ class Config:
     def as_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["four_letter_words"] = sorted(self.four_letter_words)
+        d["sasl"] = None if self.sasl is None else {"users": sorted(self.sasl.users),
+                                                     "super_users": sorted(self.sasl.super_users)}
+        d["properties"] = {k: ("****" if "password" in k.lower() else v) for k, v in self.properties.items()}
         return d
 
 
@@ -153,29 +169,23 @@ def _whitelist(value: str) -> frozenset[str]:
 _SERVER_RE = re.compile(r"^server\.(\d+)$")
 
 # Core zoo.cfg keys handled by name; anything else becomes the property zookeeper.<key>.
+# zoo.cfg keys that are not properties and that zkpy handles elsewhere (TLS: its own block; peerType:
+# the role of the server.N line).  Every other key becomes the property zookeeper.<key>.
 _IGNORED_KEYS = frozenset({
-    "electionAlg", "peerType", "standaloneEnabled", "reconfigEnabled", "syncEnabled",
-    "localSessionsEnabled", "localSessionsUpgradingEnabled", "dynamicConfigFile",
-    "audit.enable", "preAllocSize", "connectToLearnerMasterLimit", "clientCnxnSocket", "serverCnxnFactory",
-    "digest.enabled", "closeSessionTxn.enabled", "snapshot.trust.empty", "skipACL", "sslQuorum", "portUnification",
-    "multiAddress.enabled", "initLimit", "syncLimit",
-    "admin.idleTimeout", "minSessionTimeout", "maxSessionTimeout", "4lw.commands.whitelist",
-    "leaderServes", "cnxTimeout", "electionPortBindRetry", "forceSync", "snapCount",
-    "globalOutstandingLimit", "readonlymode.enabled", "autopurge.snapRetainCount",
-    "autopurge.purgeInterval", "admin.enableServer", "admin.serverPort", "admin.serverAddress",
+    "peerType", "portUnification",
 })
-_KNOWN_PROPERTY_PREFIXES = ("zookeeper.ssl.quorum.", "zookeeper.authProvider", "zookeeper.metricsProvider", "zookeeper.admin.")
+# Properties read elsewhere: the TLS block reads zookeeper.ssl.* (but the peer links' ssl.quorum.*,
+# refused with sslQuorum=true by the settings table), the admin and metrics endpoints theirs.
+_KNOWN_PROPERTY_PREFIXES = ("zookeeper.ssl.quorum.", "zookeeper.metricsProvider", "zookeeper.admin.")
+# Properties read below, or by the harnesses' logging (log4j's), or by the security block.
 _KNOWN_PROPERTIES = frozenset({
     "zookeeper.DigestAuthenticationProvider.superDigest", "zookeeper.extendedTypesEnabled", "jute.maxbuffer",
     "zookeeper.jute.maxbuffer", "znode.container.checkIntervalMs", "znode.container.maxPerMinute",
     "zookeeper.4lw.commands.whitelist", "readonlymode.enabled", "zookeeper.readonlymode.enabled",
-    "zookeeper.globalOutstandingLimit", "zookeeper.snapCount", "zookeeper.forceSync", "zookeeper.skipACL",
-    "zookeeper.admin.enableServer", "zookeeper.admin.serverPort", "zookeeper.admin.serverAddress",
-    "zookeeper.maxCnxns", "zookeeper.preAllocSize", "zookeeper.electionPortBindRetry",
-    "zookeeper.closeSessionTxn.enabled", "zookeeper.digest.enabled", "zookeeper.serverCnxnFactory",
-    "zookeeper.sessionRequireClientSASLAuth", "zookeeper.authProvider.1", "java.net.preferIPv4Stack",
-    "zookeeper.log.dir", "zookeeper.root.logger", "zookeeper.snapshot.trust.empty", "zookeeper.audit.enable",
-    "zookeeper.localSessionsEnabled", "zookeeper.leaderServes",
+    "zookeeper.globalOutstandingLimit", "zookeeper.snapCount", "zookeeper.forceSync",
+    "zookeeper.admin.enableServer", "zookeeper.maxCnxns", "java.net.preferIPv4Stack",
+    "zookeeper.log.dir", "zookeeper.root.logger",
+    "zookeeper.admin.serverPort", "zookeeper.admin.serverAddress",
     # Client-side settings (ZKClientConfig), and port unification's detection timeout: nothing to do here.
     "zookeeper.ssl.hostnameVerification", "zookeeper.ssl.handshakeDetectionTimeoutMillis",
 })
@@ -234,6 +244,7 @@ def load(path: str | None, overrides: dict[str, str] | None = None) -> Config:
             raise ConfigError(f"{path}:{lineno}: {e}") from None
     props.update(overrides or {})
     _apply_properties(cfg, props, set_keys)
+    _apply_security(cfg, props)
     _check_server_addresses(cfg)
     cfg.properties = props
     if cfg.min_timeout > cfg.max_timeout:
@@ -313,7 +324,7 @@ def _apply_cfg_key(cfg: Config, key: str, value: str, props: dict[str, str]) -> 
     else:
         # QuorumPeerConfig turns any other key into the system property zookeeper.<key>.
         props["zookeeper." + key] = value
-        if "zookeeper." + key not in _KNOWN_PROPERTIES and not key.startswith(("ssl", "authProvider")):
+        if "zookeeper." + key not in _KNOWN_PROPERTIES and not key.startswith("ssl") and not _security_setting(key):
             log.warning("unknown setting in zoo.cfg, kept as a system property", key=key, property="zookeeper." + key)
 
 
@@ -372,7 +383,7 @@ def _apply_properties(cfg: Config, props: dict[str, str], cfg_keys: set[str]) ->
             cfg.wire_trace = _int(key, value, 0)
         elif _is_client_ssl_key(key):
             _apply_ssl_property(cfg.ssl, key, value)
-        elif key in _KNOWN_PROPERTIES or key.startswith(_KNOWN_PROPERTY_PREFIXES):
+        elif key in _KNOWN_PROPERTIES or key.startswith(_KNOWN_PROPERTY_PREFIXES) or _security_setting(key):
             pass
         elif key.startswith("zookeeper.") and key[len("zookeeper."):] in cfg_keys:
             pass  # already warned about as a zoo.cfg key
@@ -458,6 +469,119 @@ def _check_server_addresses(cfg: Config) -> None:
             if other != where:
                 raise ConfigError(f"{cfg.source or 'zoo.cfg'}: {other} and {where} are both "
                                   f"{spec.host}:{port}: give every server its own peer and election ports")
+
+
+# ------------------------------------------------------------ security: SASL, auth providers, enforce.auth,
+# and the settings zkpy refuses or does not use (settings_table.py)
+
+_DIGEST_LOGIN_MODULE = "org.apache.zookeeper.server.auth.DigestLoginModule"
+_PROVIDER_SCHEMES = {  # authProvider.N classes -> the scheme they add (None: built in anyway)
+    "org.apache.zookeeper.server.auth.SASLAuthenticationProvider": "sasl",
+    "org.apache.zookeeper.server.auth.DigestAuthenticationProvider": None,
+    "org.apache.zookeeper.server.auth.IPAuthenticationProvider": None,
+    "org.apache.zookeeper.server.auth.X509AuthenticationProvider": "x509",  # the TLS block's
+}
+_JAAS = "java.security.auth.login.config"
+_SASL_SECTION = "zookeeper.sasl.serverconfig"
+_SECURITY_PROPERTIES = frozenset({
+    _JAAS, _SASL_SECTION, "zookeeper.sessionRequireClientSASLAuth", "zookeeper.enforce.auth.enabled",
+    "zookeeper.enforce.auth.schemes", "zookeeper.SASLAuthenticationProvider.superPassword",
+})
+
+
+def _security_setting(key: str) -> bool:
+    """A zoo.cfg key or property that this block reads or the settings table classifies."""
+    name = short_name(key)
+    return (key in _SECURITY_PROPERTIES or "zookeeper." + key in _SECURITY_PROPERTIES or name in REFUSED
+            or name in UNUSED or name.startswith("authProvider.") or name.split(".")[0] == "superUser")
+
+
+def _apply_security(cfg: Config, props: dict[str, str]) -> None:
+    _refuse_or_warn(props)
+    cfg.auth_providers = _auth_providers(props)
+    cfg.sasl = _sasl_settings(props)
+    cfg.enforce_auth_schemes = _enforced_schemes(props, cfg)
+
+
+def _refuse_or_warn(props: dict[str, str]) -> None:
+    """Stop at a setting whose value zkpy cannot honour without being less secure or durable
+    than asked; warn once about each tuning knob it does not use."""
+    warned = set()
+    for key, value in props.items():
+        name = short_name(key)
+        refused = REFUSED.get(name)
+        if refused is not None and refused[0](value):
+            raise ConfigError(f"{name}={value} is not supported: {refused[1]}")
+        if name in UNUSED and name not in warned:
+            warned.add(name)
+            log.warning("setting not used by zkpy", setting=name, value=value, why=UNUSED[name])
+
+
+def _auth_providers(props: dict[str, str]) -> frozenset[str]:
+    """The schemes authProvider.N adds; an unknown class stops the start (ZooKeeper would load it)."""
+    schemes = set()
+    for key, value in props.items():
+        if not short_name(key).startswith("authProvider."):
+            continue
+        cls = value.strip()
+        if cls not in _PROVIDER_SCHEMES:
+            known = ", ".join(c.rpartition(".")[2] for c in _PROVIDER_SCHEMES)
+            raise ConfigError(f"{short_name(key)}={cls}: zkpy has no such authentication provider (it has {known})")
+        if _PROVIDER_SCHEMES[cls]:
+            schemes.add(_PROVIDER_SCHEMES[cls])
+    return frozenset(schemes)
+
+
+def _sasl_settings(props: dict[str, str]) -> SaslSettings | None:
+    """DIGEST-MD5 users from the JAAS file's `Server` section (ServerCnxnFactory.configureSaslLogin:
+    a file that cannot be read stops the start; a file without the section means no SASL)."""
+    path = props.get(_JAAS)
+    section = props.get(_SASL_SECTION, "Server")
+    if not path:
+        if _SASL_SECTION in props:
+            raise ConfigError(f"{_SASL_SECTION}={section} is set but {_JAAS} names no JAAS file")
+        return None
+    try:
+        sections = jaas.read(path)
+    except jaas.JaasError as e:
+        raise ConfigError(f"{_JAAS}: {e}") from None
+    modules = sections.get(section)
+    if modules is None:
+        if _SASL_SECTION in props:
+            raise ConfigError(f"{path} has no JAAS section named {section!r} ({_SASL_SECTION})")
+        return None
+    users: dict[str, str] = {}
+    for module in modules:
+        if module.class_name != _DIGEST_LOGIN_MODULE:
+            raise ConfigError(f"{path}: section {section}: login module {module.class_name} is not supported: "
+                              f"zkpy's SASL is DIGEST-MD5 with {_DIGEST_LOGIN_MODULE}")
+        users.update({k[len("user_"):]: v for k, v in module.options.items() if k.startswith("user_")})
+    super_users = frozenset(v for k, v in props.items()
+                            if k == "zookeeper.superUser" or k.startswith("zookeeper.superUser."))
+    return SaslSettings(users, super_users, props.get("zookeeper.SASLAuthenticationProvider.superPassword"))
+
+
+def _enforced_schemes(props: dict[str, str], cfg: Config) -> frozenset[str]:
+    """AuthenticationHelper: sessionRequireClientSASLAuth means enforce.auth with the sasl scheme;
+    every enforced scheme must have its provider."""
+    key = "zookeeper.sessionRequireClientSASLAuth"
+    if _bool(key, props.get(key, "false")):
+        schemes = {"sasl"}
+    else:
+        key = "zookeeper.enforce.auth.enabled"
+        if not _bool(key, props.get(key, "false")):
+            return frozenset()
+        schemes = {s.strip() for s in props.get("zookeeper.enforce.auth.schemes", "").split(",") if s.strip()}
+        if not schemes:
+            raise ConfigError("enforce.auth.enabled=true needs enforce.auth.schemes (for example sasl or digest)")
+    missing = sorted(schemes - {"ip", "digest"} - cfg.auth_providers)
+    if missing:
+        raise ConfigError(f"enforce.auth.schemes: authentication scheme {missing[0]} is not available: add its "
+                          "authProvider.N (sasl: org.apache.zookeeper.server.auth.SASLAuthenticationProvider)")
+    if "sasl" in schemes and cfg.sasl is None:
+        raise ConfigError(f"SASL authentication is required but there are no SASL users: give {_JAAS} "
+                          "a JAAS file with a Server section (DigestLoginModule, user_<name>=\"<password>\")")
+    return frozenset(schemes)
 
 
 def member_id(cfg: Config) -> int:

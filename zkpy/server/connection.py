@@ -17,10 +17,12 @@ import structlog
 from ..protocol import jute
 from ..protocol.codes import XID_AUTH, Err, Op, State
 from ..protocol.framing import BufferLimitError, FrameLengthError, Frames, four_letter_word
-from ..protocol.jute import INT, INT_INT, REPLY_HEADER, JuteError, Reader
+from ..protocol.jute import INT, INT_INT, REPLY_HEADER, JuteError, Reader, enc_buffer
 from ..requests.final import READS, WRITES
+from ..tree.acl import SUPER
 from . import fourletter
 from .faults import Action, FaultTable
+from .sasl import DigestMD5Exchange, SaslError
 
 if TYPE_CHECKING:
     from .clients import ClientTable
@@ -33,6 +35,7 @@ _pack_reply = REPLY_HEADER.pack
 _pack_int = INT.pack
 _DECODE = jute.DECODE
 _SYNC, _PING = int(Op.SYNC), int(Op.PING)  # plain ints: an IntEnum member lookup costs ~100 ns
+_AUTH, _SASL = int(Op.AUTH), int(Op.SASL)
 _OUT_CHECK = 256 * 1024  # answer bytes after which the write buffer is looked at
 
 
@@ -81,6 +84,7 @@ class ClientConnection(asyncio.Protocol):
         self.connected_at = 0.0
         self.old_client = False
         self.drop_replies: set[int] | None = None  # xids whose answer closes the connection (faults.drop_reply)
+        self.sasl: DigestMD5Exchange | None = None  # this connection's SASL exchange, once it has begun
 
     # ------------------------------------------------------------ asyncio callbacks
 
@@ -92,6 +96,10 @@ class ClientConnection(asyncio.Protocol):
         self.connected_at = self.table.loop.time()
         if not self.table.register(self):
             self.close()
+        elif self.table.config.enforce_auth_schemes and not self._authenticated():
+            # enforce.auth: until the client authenticates, only auth and sasl requests pass (an
+            # instance attribute, so that a server without enforcement runs `_request` untouched).
+            self._request = self._request_before_authentication  # type: ignore[method-assign]
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -257,8 +265,11 @@ class ClientConnection(asyncio.Protocol):
         if op == _PING:
             self.out.append(_pack_int(16) + _pack_reply(-2, member.tree.last_zxid, 0))
             return
-        if op == Op.AUTH:
+        if op == _AUTH:
             self._auth(buf, start, end, member)
+            return
+        if op == _SASL:
+            self._sasl(xid, buf, start, end, member)
             return
         if op == Op.CLOSE_SESSION:
             entry = _Pending(self, xid, op, None, None)
@@ -284,10 +295,74 @@ class ClientConnection(asyncio.Protocol):
             self._flush()
             self.close()
             return
+        self._add_identities(ids)
+        self._reply(XID_AUTH, member.tree.last_zxid, 0, b"")
+
+    # ------------------------------------------------------------ SASL and enforce.auth
+
+    def _sasl(self, xid: int, buf: bytearray, start: int, end: int, member: "Member") -> None:
+        """One step of a SASL exchange (ZooKeeperServer.processSasl): the client's token in,
+        the server's token out; a failed step closes the connection."""
+        config = self.table.config
+        if config.sasl is None:
+            # No JAAS Server section: ZooKeeper answers OK with a null token and keeps the connection.
+            self._sasl_answer(xid, enc_buffer(None))
+            return
+        try:
+            if self.sasl is None:
+                self.sasl = DigestMD5Exchange(config.sasl)
+            token = _DECODE[_SASL](buf, start + 8, end)[0]
+            answer = self.sasl.evaluate(token or b"")
+        except (SaslError, JuteError) as e:
+            log.warning("SASL authentication failed; closing connection", peer=self.peer,
+                        session=f"0x{self.session_id:x}", error=str(e))
+            err = Err.SESSIONCLOSEDREQUIRESASLAUTH if config.sasl_required else Err.AUTHFAILED
+            self._reply(xid, 0, err, enc_buffer(None))
+            self._flush()
+            self.close()
+            return
+        if self.sasl.complete:
+            user = self.sasl.authorization_id
+            log.info("SASL authentication succeeded", peer=self.peer, session=f"0x{self.session_id:x}", user=user)
+            self._add_identities([("sasl", user)] + ([SUPER] if user in config.sasl.super_users else []))
+        self._sasl_answer(xid, enc_buffer(answer))
+
+    def _sasl_answer(self, xid: int, body: bytes) -> None:
+        """SetSASLResponse, with zxid 0 as ZooKeeper sends it."""
+        if self.pending:  # answered in order, behind this session's writes in flight
+            self.pending.append(_Pending(self, xid, _SASL, None, _pack_int(16 + len(body)) + _pack_reply(xid, 0, 0)
+                                         + body))
+        else:
+            self._reply(xid, 0, 0, body)
+
+    def _add_identities(self, ids: list[tuple[str, str]]) -> None:
         for ident in ids:
             if ident not in self.identities:
                 self.identities.append(ident)
-        self._reply(XID_AUTH, member.tree.last_zxid, 0, b"")
+        if "_request" in self.__dict__ and self._authenticated():
+            del self._request  # enforce.auth is satisfied: the class's own `_request` again
+
+    def _authenticated(self) -> bool:
+        """An id of a scheme that enforce.auth.schemes asks for (AuthenticationHelper.isCnxnAuthenticated)."""
+        schemes = self.table.config.enforce_auth_schemes
+        return any(scheme in schemes for scheme, _ in self.identities)
+
+    def _request_before_authentication(self, buf: bytearray, start: int, end: int, member: "Member",
+                                       unfaulted: bool = False) -> None:
+        """`_request` of a connection that enforce.auth still holds back: anything but auth and
+        sasl gets SESSIONCLOSEDREQUIRESASLAUTH and closes the connection, as ZooKeeper 3.8 does."""
+        if end - start >= 8:
+            xid, op = _unpack_header(buf, start)
+            if op != _AUTH and op != _SASL:
+                log.error("closing connection: the client has not authenticated as enforce.auth requires",
+                          peer=self.peer, session=f"0x{self.session_id:x}", op=op,
+                          schemes=sorted(self.table.config.enforce_auth_schemes),
+                          has=sorted({scheme for scheme, _ in self.identities}))
+                self._reply(xid, 0, Err.SESSIONCLOSEDREQUIRESASLAUTH, b"")
+                self._flush()
+                self.close()
+                return
+        type(self)._request(self, buf, start, end, member, unfaulted)
 
     def _reply(self, xid: int, zxid: int, err: int, body: bytes) -> None:
         self._out_bytes += len(body)

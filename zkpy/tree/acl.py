@@ -1,4 +1,4 @@
-"""ACL schemes and checks: world, auth, digest, ip, x509, and the super user.
+"""ACL schemes and checks: world, auth, digest, ip, sasl, x509, and the super user.
 
 An ACL entry is a tuple (perms, scheme, id); an identity is a tuple (scheme, id).
 """
@@ -21,7 +21,9 @@ READ_ACL_UNSAFE: tuple[Acl, ...] = ((Perm.READ.value, "world", "anyone"),)
 SUPER: Identity = ("super", "")
 
 # Schemes whose ids count as "authenticated" for the `auth` ACL scheme.
-_AUTHENTICATED_SCHEMES = frozenset({"digest", "x509"})
+_AUTHENTICATED_SCHEMES = frozenset({"digest", "sasl", "x509"})
+# A sasl id as SASLAuthenticationProvider.isValid takes it: a Kerberos name, or any name without '@'.
+_KERBEROS_NAME = re.compile(r"[^/@]*(/[^/@]*)?@[^/@]*")
 
 
 def digest(user_password: str) -> str:
@@ -61,6 +63,8 @@ def is_valid_id(scheme: str, ident: str) -> bool:
     if scheme == "x509":
         # An X500 name (CN=client,OU=...): X509AuthenticationProvider.isValid tries new X500Principal(id).
         return bool(ident) and all("=" in rdn for rdn in re.split(r"(?<!\\),", ident))
+    if scheme == "sasl":
+        return "@" not in ident or _KERBEROS_NAME.fullmatch(ident) is not None
     return False
 
 
@@ -103,6 +107,8 @@ def _matches(scheme: str, have: str, want: str) -> bool:
             return net is not None and ipaddress.ip_address(have) in net
         except ValueError:
             return False
+    if scheme == "sasl":
+        return have == want or have == "super"  # SASLAuthenticationProvider.matches
     return have == want
 
 
