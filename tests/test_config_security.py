@@ -36,7 +36,6 @@ REFUSED = {
     "quorum.auth.enableSasl": ("quorum.auth.enableSasl=true\n", (), "quorum.auth.enableSasl"),
     "quorum.auth.learnerRequireSasl": ("quorum.auth.learnerRequireSasl=true\n", (), "learnerRequireSasl"),
     "quorum.auth.serverRequireSasl": ("quorum.auth.serverRequireSasl=true\n", (), "serverRequireSasl"),
-    "admin.enableServer": ("admin.enableServer=true\n", (), "admin.enableServer"),
     "digest off": ("", ("-Dzookeeper.DigestAuthenticationProvider.enabled=false",), "DigestAuthenticationProvider"),
     "digest SHA-256": ("", ("-Dzookeeper.DigestAuthenticationProvider.digestAlg=SHA-256",), "digestAlg"),
     "enforceQuota": ("enforceQuota=true\n", (), "enforceQuota"),
