@@ -81,6 +81,20 @@ def test_concurrent_reads_may_see_either_side_of_a_write_but_not_new_then_old():
     assert b.check().ok  # both saw a: the set took effect after 6
 
 
+def test_concurrent_writes_may_take_effect_in_either_order():
+    b = Builder()
+    b.op("create", 0, 1, 0, arg="a")
+    b.op("set", 2, None, arg=["x", -1], session=1)  # invoked first, so tried first
+    b.op("set", 3, None, arg=["y", -1], session=2)
+    b.sync(11, 12, session=3)
+    read = b.op("get", 13, 14, ["x", 2], session=3)
+    assert b.check().ok  # y then x: found after the search backs out of x then y
+    read.result = ["y", 2]
+    assert b.check().ok
+    read.result = ["x", 3]
+    assert not b.check().ok
+
+
 def test_cas_lets_one_of_two_version_checked_sets_win():
     b = Builder()
     b.op("create", 0, 1, 0, arg="a")
