@@ -98,8 +98,9 @@ def main() -> None:
         measure("concurrent", history(args.ops, max(1, args.keys // 20), args.clients * 100, spread=1.0, unknown=0)),
         measure("unknown (1% of writes)", history(args.ops, args.keys, args.clients, spread=0.1, unknown=0.01)),
     ]
-    text = "\n".join([f"# zkpy.verify checking speed ({platform.python_implementation()} {platform.python_version()}, "
-                      f"{args.clients} clients; concurrent: {args.clients * 100})", "",
+    title = (f"# zkpy.verify checking speed ({platform.python_implementation()} {platform.python_version()}, "
+             f"{args.clients} clients; concurrent: {args.clients * 100})")
+    text = "\n".join([title, "",
                       "| history | ops | znodes | overlap | seconds | ops/s checked |", "| --- | --- | --- | --- | --- | --- |"] + rows)
     print(text)
     if args.out:

@@ -8,12 +8,12 @@ kill, accepted, then rejected once one read in the recording is altered.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import random
 import threading
 import time
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from kazoo.client import KazooClient
@@ -167,7 +167,7 @@ def test_a_lock_has_one_holder_until_a_release_or_the_end_of_its_session():
     b = Builder()
     first = b.op("acquire", 0, 1, True, model="lock", key="/lock", session=1)
     second = b.op("acquire", 0.5, 5, True, model="lock", key="/lock", session=2)
-    release = b.op("release", 6, 7, True, model="lock", key="/lock", session=1)
+    b.op("release", 6, 7, True, model="lock", key="/lock", session=1)
     rejected_with(b.check(), first, second)  # never released: no release needed in the witness
     end = b.op("end_session", 2, 3, model="session", key="", session=1)
     assert b.check().ok  # session 1 expired before 2 was granted the lock
@@ -342,7 +342,7 @@ def _workload(rec: Recorder, rng: random.Random, stop: threading.Event) -> None:
             key = rng.choice(keys)
             if roll < 0.3:
                 rec.sync(key)
-                data, stat = rec.get(key)
+                _, stat = rec.get(key)
                 rec.set(key, f"{rec.name}-{rng.random():.6f}".encode(), version=stat.version)
             elif roll < 0.5:
                 rec.set(key, f"{rec.name}-{rng.random():.6f}".encode())
@@ -404,3 +404,39 @@ def test_kazoo_clients_across_a_leader_kill_are_linearizable_and_an_altered_read
     broken = check(history)
     assert not broken.ok
     assert any(altered.id in {op.id for op in a.ops} for a in broken.anomalies), str(broken)
+
+
+def test_a_lock_recipe_under_a_partition(zkpy_inprocess_ensemble):
+    """The README's example: kazoo's Lock, three clients, the leader cut off for two seconds."""
+    ens, history = zkpy_inprocess_ensemble, History()
+    recs = [Recorder(KazooClient(ens.connect_string), history, f"c{i}") for i in range(3)]
+
+    def work(rec):
+        rec.client.start()
+        for _ in range(15):
+            with contextlib.suppress(KazooException), rec.lock("/lock", rec.name):
+                rec.counter_add("/held")  # the lock's critical section, recorded too
+    threads = [threading.Thread(target=work, args=(rec,)) for rec in recs]
+    [thread.start() for thread in threads], ens.isolate(ens.leader()), time.sleep(2), ens.heal()
+    [thread.join(60) for thread in threads], [rec.stop() for rec in recs]
+    report = check(history)
+    held = [op for op in history if op.kind == "add" and op.status == "ok"]
+    assert report.ok and len(held) > 10, report
+
+
+def test_a_lock_that_does_not_exclude_is_caught(zkpy_inprocess_ensemble):
+    history = History()
+    recs = [Recorder(KazooClient(zkpy_inprocess_ensemble.connect_string), history, f"c{i}") for i in range(2)]
+
+    def work(rec):  # "acquires" at once: both hold it together
+        rec.client.start()
+        for _ in range(3):
+            rec.record("lock", "acquire", "/lock", lambda: True)
+            time.sleep(0.2)
+            rec.record("lock", "release", "/lock", lambda: True)
+    threads = [threading.Thread(target=work, args=(rec,)) for rec in recs]
+    [thread.start() for thread in threads]
+    [thread.join(30) for thread in threads], [rec.stop() for rec in recs]
+    report = check(history)
+    assert [a.kind for a in report.anomalies] == ["linearizability"], report
+    assert {op.kind for op in report.anomalies[0].ops} == {"acquire"} and len(report.anomalies[0].ops) == 2

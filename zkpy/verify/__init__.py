@@ -7,9 +7,10 @@
     assert report.ok, report              # anomalies with their minimal sub-histories
 """
 
-from .history import History, Op, Recorder, RecordedLock
-from .linearizability import Anomaly, Report, check, linearizable, minimal_failing
+from .history import History, Op, RecordedLock, Recorder
+from .linearizability import check, linearizable, minimal_failing
 from .models import MODELS, Counter, Lock, Model, Register, Sequence
+from .report import Anomaly, Report
 
-__all__ = ["History", "Op", "Recorder", "RecordedLock", "Anomaly", "Report", "check", "linearizable",
-           "minimal_failing", "MODELS", "Counter", "Lock", "Model", "Register", "Sequence"]
+__all__ = ["MODELS", "Anomaly", "Counter", "History", "Lock", "Model", "Op", "RecordedLock", "Recorder", "Register",
+           "Report", "Sequence", "check", "linearizable", "minimal_failing"]

@@ -22,8 +22,9 @@ import json
 import os
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, fields
-from typing import IO, Any, Callable, Iterable, Iterator
+from typing import IO, Any, Self
 
 OK, ERROR, UNKNOWN = "ok", "error", "unknown"
 
@@ -50,7 +51,7 @@ class Op:
         return json.dumps(asdict(self), separators=(",", ":"))
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Op":
+    def from_dict(cls, d: dict[str, Any]) -> Op:
         return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
 
     def __str__(self) -> str:
@@ -100,11 +101,11 @@ class History:
             self.dump(f)
 
     @classmethod
-    def parse(cls, lines: Iterable[str]) -> "History":
+    def parse(cls, lines: Iterable[str]) -> History:
         return cls(Op.from_dict(json.loads(line)) for line in lines if line.strip())
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> "History":
+    def load(cls, path: str | os.PathLike[str]) -> History:
         with open(path) as f:
             return cls.parse(f)
 
@@ -217,14 +218,19 @@ class Recorder:
 
     def counter_add(self, path: str, delta: int = 1) -> int:
         """Add to the integer in `path` by version-checked setData retries (kazoo's Counter does the
-        same); returns the new value.  The node must exist and hold an integer (b"" is 0)."""
-        from kazoo.exceptions import BadVersionError
+        same); returns the new value.  A missing node is created holding 0 (b"" is 0 too)."""
+        from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError
 
         op = self._begin("counter", "add", path, delta)
         maybe_applied = False  # a set that did not come back may have been applied
         try:
             while True:
-                data, stat = self.client.get(path)
+                try:
+                    data, stat = self.client.get(path)
+                except NoNodeError:  # a new counter is 0, as the model's initial state
+                    with contextlib.suppress(NodeExistsError):
+                        self.client.create(path, b"0", makepath=True)
+                    continue
                 new = int(data or 0) + delta
                 try:
                     maybe_applied = True
@@ -245,7 +251,7 @@ class Recorder:
 
         return self._record("counter", "read", path, None, run)
 
-    def lock(self, path: str, identifier: str = "") -> "RecordedLock":
+    def lock(self, path: str, identifier: str = "") -> RecordedLock:
         return RecordedLock(self, self.client.Lock(path, identifier), path)
 
     def record(self, model: str, kind: str, key: str, fn: Callable[[], Any], arg: Any = None,
@@ -326,7 +332,7 @@ class RecordedLock:
         return self.recorder._record("lock", "release", self.path, None,
                                      lambda: (done := self.lock.release(), done, None))
 
-    def __enter__(self) -> "RecordedLock":
+    def __enter__(self) -> Self:
         self.acquire()
         return self
 

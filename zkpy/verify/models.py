@@ -13,7 +13,8 @@ for the session checks (a read at zxid z must see what the write at zxid z wrote
 
 from __future__ import annotations
 
-from typing import Any, Hashable
+from collections.abc import Hashable
+from typing import Any
 
 from .history import ERROR, OK, UNKNOWN, Op
 

@@ -17,18 +17,14 @@ from __future__ import annotations
 
 import bisect
 from collections import defaultdict
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .history import OK, Op
 from .models import Model
-
-if TYPE_CHECKING:
-    from .linearizability import Anomaly
+from .report import Anomaly
 
 
-def check(ops: list[Op], models: dict[str, Model]) -> list["Anomaly"]:
-    from .linearizability import Anomaly
-
+def check(ops: list[Op], models: dict[str, Model]) -> list[Anomaly]:
     anomalies: list[Anomaly] = []
     writes: dict[tuple[str, str], list[tuple[int, Op]]] = defaultdict(list)  # by zxid, acknowledged writes
     values: dict[tuple[str, str], list[tuple[float, Any]]] = defaultdict(list)  # (call, value) of every write
@@ -74,11 +70,9 @@ def check(ops: list[Op], models: dict[str, Model]) -> list["Anomaly"]:
     return anomalies + _duplicates(ops)
 
 
-def _duplicates(ops: list[Op]) -> list["Anomaly"]:
+def _duplicates(ops: list[Op]) -> list[Anomaly]:
     """Two acknowledged creates of one name under one parent (cversion never goes back, so a
     sequential name is never given twice)."""
-    from .linearizability import Anomaly
-
     first: dict[tuple[str, Any], Op] = {}
     out = []
     for op in ops:
@@ -89,11 +83,9 @@ def _duplicates(ops: list[Op]) -> list["Anomaly"]:
     return out
 
 
-def _fifo(session: int | None, done: list[Op]) -> list["Anomaly"]:
+def _fifo(session: int | None, done: list[Op]) -> list[Anomaly]:
     """Sweep the session's acknowledged writes by call time, keeping the completed one with the
     highest zxid: a later write must have a higher one."""
-    from .linearizability import Anomaly
-
     done.sort(key=lambda o: o.call)
     returned = sorted(done, key=lambda o: o.ret)
     highest: Op | None = None
