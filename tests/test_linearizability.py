@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import io
 import random
+import subprocess
+import sys
 import threading
 import time
 
@@ -358,7 +360,7 @@ def _workload(rec: Recorder, rng: random.Random, stop: threading.Event) -> None:
             time.sleep(0.05)
 
 
-def test_kazoo_clients_across_a_leader_kill_are_linearizable_and_an_altered_read_is_caught():
+def test_kazoo_clients_across_a_leader_kill_are_linearizable_and_an_altered_read_is_caught(tmp_path):
     history = History()
     with InProcessEnsemble(3) as ens:
         setup = KazooClient(hosts=ens.connect_string, timeout=10)
@@ -404,6 +406,11 @@ def test_kazoo_clients_across_a_leader_kill_are_linearizable_and_an_altered_read
     broken = check(history)
     assert not broken.ok
     assert any(altered.id in {op.id for op in a.ops} for a in broken.anomalies), str(broken)
+
+    history.save(tmp_path / "history.jsonl")  # saved, then replayed by the command line
+    replay = subprocess.run([sys.executable, "-m", "zkpy.verify", str(tmp_path / "history.jsonl")],
+                            check=False, capture_output=True, text=True, timeout=60)
+    assert replay.returncode == 1 and f"#{altered.id} " in replay.stdout, replay.stdout + replay.stderr
 
 
 def test_a_lock_recipe_under_a_partition(zkpy_inprocess_ensemble):
