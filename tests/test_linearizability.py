@@ -83,6 +83,19 @@ def test_concurrent_reads_may_see_either_side_of_a_write_but_not_new_then_old():
     assert b.check().ok  # both saw a: the set took effect after 6
 
 
+def test_an_ephemeral_znode_lives_until_its_session_ends():
+    b = Builder()
+    b.op("create_ephemeral", 0, 1, 0, arg="mine", session=1)
+    b.op("end_session", 2, 3, model="session", key="", session=1)
+    b.sync(4, 5, session=2)
+    gone = b.op("get", 6, 7, "NONODE", status="error", session=2)
+    assert b.check().ok
+    gone.status, gone.result = "ok", ["mine", 0]
+    assert not b.check().ok  # still there after its session ended
+    b.ops[1].session = 3  # another session's end does not remove it
+    assert b.check().ok
+
+
 def test_concurrent_writes_may_take_effect_in_either_order():
     b = Builder()
     b.op("create", 0, 1, 0, arg="a")

@@ -37,7 +37,7 @@ class Op:
     client: str
     session: int | None
     model: str  # "register", "counter", "sequence", "lock", "session" or "none" (not checked)
-    kind: str  # get exists set create delete children sync add read acquire release end_session
+    kind: str  # get exists set create create_ephemeral delete children sync add read acquire release end_session
     key: str
     arg: Any = None
     call: float = 0.0
@@ -172,7 +172,8 @@ class Recorder:
                                                makepath=makepath, include_data=True)
             return created, (created.rpartition("/")[2] if seq_model else 0), stat.czxid
 
-        return self._record("sequence" if seq_model else (model or "register"), "create", key, arg, run)
+        kind = "create_ephemeral" if ephemeral and not seq_model else "create"
+        return self._record("sequence" if seq_model else (model or "register"), kind, key, arg, run)
 
     def get(self, path: str, watch: Any = None) -> tuple[bytes, Any]:
         def run() -> tuple[Any, Any, int | None]:

@@ -136,7 +136,7 @@ def _partition(ops: list[Op], models: dict[str, Model], all_reads: bool
                ) -> tuple[dict[tuple[str, str], list[Op]], dict[int, Op]]:
     """Split into objects; drop reads that saw nothing (unknown) or that only sequential
     consistency covers; give each read after a sync its sync's call time; hand each end of a
-    session to every lock that session used."""
+    session to every lock it used and every ephemeral znode it created."""
     syncs: dict[int | None, tuple[list[float], list[Op]]] = {}
     for op in sorted((o for o in ops if o.kind == "sync" and o.status == OK), key=lambda o: o.ret):
         rets, done = syncs.setdefault(op.session, ([], []))
@@ -163,10 +163,14 @@ def _partition(ops: list[Op], models: dict[str, Model], all_reads: bool
                 synced_by[op.id] = sync
                 op = dataclasses.replace(op, call=sync.call)
         objects[(op.model, op.key)].append(op)
-    for (model_name, key), part in objects.items():
+    for (model_name, key), part in objects.items():  # what a session held goes when it ends
         if model_name == "lock":
             holders = {op.session for op in part}
-            part.extend(end for s in holders for end in ends.get(s, ()))
+        elif model_name == "register":
+            holders = {op.session for op in part if op.kind == "create_ephemeral"}
+        else:
+            continue
+        part.extend(end for s in holders for end in ends.get(s, ()))
     return objects, synced_by
 
 

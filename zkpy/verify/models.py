@@ -49,8 +49,9 @@ class Model:
 
 
 class Register(Model):
-    """One znode's data and version: create, get, exists, set (version-checked: CAS), delete.
-    State: None (no node) or (data, version)."""
+    """One znode's data and version: create, get, exists, set (version-checked: CAS), delete;
+    an ephemeral one ("create_ephemeral") goes with its session ("end_session").
+    State: None (no node) or (data, version, ephemeral owner or None)."""
 
     name = "register"
     reads = frozenset({"get", "exists"})
@@ -75,14 +76,16 @@ class Register(Model):
             if expected not in (-1, state[1]):
                 return status == UNKNOWN or result == "BADVERSION", state
             if status == OK:
-                return result == state[1] + 1, (data, state[1] + 1)
-            return status == UNKNOWN, (data, state[1] + 1)
-        if kind == "create":
+                return result == state[1] + 1, (data, state[1] + 1, state[2])
+            return status == UNKNOWN, (data, state[1] + 1, state[2])
+        if kind == "end_session":
+            return True, (None if state is not None and state[2] == op.session else state)
+        if kind in ("create", "create_ephemeral"):
             if state is not None:
                 return status == UNKNOWN or result == "NODEEXISTS", state
             if status == ERROR:
                 return result == "NONODE", state  # no parent: this partition cannot tell, accept
-            return True, (op.arg, 0)
+            return True, (op.arg, 0, op.session if kind == "create_ephemeral" else None)
         if kind == "delete":
             if state is None:
                 return status == UNKNOWN or result == "NONODE", state
@@ -109,7 +112,9 @@ class Register(Model):
             return frozenset()
         if op.kind == "set":
             return frozenset([("data", op.arg[0])] + ([("version", op.result)] if op.status == OK else []))
-        return frozenset([("data", op.arg), ("version", 0), "exists"]) if op.kind == "create" else frozenset()
+        if op.kind in ("create", "create_ephemeral"):
+            return frozenset([("data", op.arg), ("version", 0), "exists"])
+        return frozenset()
 
     def observed(self, op: Op) -> Any:
         return op.result[0] if op.kind == "get" and op.status == OK else None
@@ -117,7 +122,7 @@ class Register(Model):
     def written(self, op: Op) -> Any:
         if op.kind == "set":
             return op.arg[0]
-        return op.arg if op.kind == "create" else None
+        return op.arg if op.kind in ("create", "create_ephemeral") else None
 
 
 class Counter(Model):
