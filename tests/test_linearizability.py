@@ -460,3 +460,23 @@ def test_a_lock_that_does_not_exclude_is_caught(zkpy_inprocess_ensemble):
     report = check(history)
     assert [a.kind for a in report.anomalies] == ["linearizability"], report
     assert {op.kind for op in report.anomalies[0].ops} == {"acquire"} and len(report.anomalies[0].ops) == 2
+
+
+def test_leader_elections_have_one_leader_at_a_time(zkpy_inprocess_ensemble):
+    history = History()
+    recs = [Recorder(KazooClient(zkpy_inprocess_ensemble.connect_string), history, f"c{i}") for i in range(3)]
+    terms = []
+
+    def work(rec):
+        rec.client.start()
+        for _ in range(3):
+            rec.election("/election", rec.name).run(lambda: (terms.append(rec.name), time.sleep(0.05)))
+    threads = [threading.Thread(target=work, args=(rec,)) for rec in recs]
+    [thread.start() for thread in threads]
+    [thread.join(60) for thread in threads], [rec.stop() for rec in recs]
+    report = check(history)
+    assert report.ok and len(terms) == 9, report
+    for op in history:  # overlap two terms: two leaders at once
+        if op.kind == "release" and op.client == "c0":
+            op.call, op.ret = op.call + 100, op.ret + 100
+    assert not check(history).ok

@@ -255,6 +255,9 @@ class Recorder:
     def lock(self, path: str, identifier: str = "") -> RecordedLock:
         return RecordedLock(self, self.client.Lock(path, identifier), path)
 
+    def election(self, path: str, identifier: str = "") -> RecordedElection:
+        return RecordedElection(self, self.client.Election(path, identifier), path)
+
     def record(self, model: str, kind: str, key: str, fn: Callable[[], Any], arg: Any = None,
                result: Callable[[Any], Any] = lambda r: r) -> Any:
         """Record an operation of your own recipe: `fn()` is run; `result(value)` is what is stored."""
@@ -340,3 +343,30 @@ class RecordedLock:
     def __exit__(self, *exc: object) -> None:
         with contextlib.suppress(Exception):
             self.release()
+
+
+class RecordedElection:
+    """A kazoo Election whose leaderships are recorded as a lock (model "lock"): elected is an
+    acquire (invoked when `run` is), resigning a release (from `func`'s return to `run`'s)."""
+
+    def __init__(self, recorder: Recorder, election: Any, path: str) -> None:
+        self.recorder, self.election, self.path = recorder, election, path
+
+    def run(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        rec = self.recorder
+        elected = rec._begin("lock", "acquire", self.path, None)
+        resigned: list[Op] = []
+
+        def lead() -> Any:
+            rec._ok(elected, True, None)
+            try:
+                return func(*args, **kwargs)
+            finally:
+                resigned.append(rec._begin("lock", "release", self.path, None))
+        try:
+            value = self.election.run(lead)
+        except BaseException as exc:
+            rec._failed(resigned[0] if resigned else elected, exc)
+            raise
+        rec._ok(resigned[0], True, None)
+        return value
