@@ -179,27 +179,29 @@ def minimal_failing(model: Model, ops: Sequence[Op]) -> list[Op]:
     then chunks of halving size, then single ops until none can go.  A write that a kept read
     observed (its value) stays while that read does, so the witness shows where values came from."""
     cur = sorted(ops, key=lambda o: (o.call, o.id))
+    provided = _provided(model, cur)
+
+    def fails(candidate: list[Op]) -> bool:
+        """Still fails, and each kept read still has the writes its values came from."""
+        have = _provided(model, candidate)
+        return (all(t in have for op in candidate for t in model.needs(op) if t in provided)
+                and not linearizable(model, candidate))
+
     lo, hi = 1, len(cur)
     while lo < hi:  # a heuristic bisection: every candidate is checked
         mid = (lo + hi) // 2
-        if not linearizable(model, cur[:mid]):
+        if fails(cur[:mid]):
             hi = mid
         else:
             lo = mid + 1
-    if not linearizable(model, cur[:hi]):
+    if fails(cur[:hi]):
         cur = cur[:hi]
-    provided_at_start = _provided(model, cur)
-
-    def keeps_sources(candidate: list[Op]) -> bool:
-        have = _provided(model, candidate)
-        return all(t in have for op in candidate for t in model.needs(op) if t in provided_at_start)
-
     chunk = max(1, len(cur) // 2)
     while True:
         changed, i = False, 0
         while i < len(cur):
             candidate = cur[:i] + cur[i + chunk:]
-            if candidate and keeps_sources(candidate) and not linearizable(model, candidate):
+            if candidate and fails(candidate):
                 cur, changed = candidate, True
             else:
                 i += chunk
