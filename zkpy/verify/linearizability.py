@@ -21,7 +21,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 
 from . import sessions
@@ -182,10 +182,14 @@ def minimal_failing(model: Model, ops: Sequence[Op]) -> list[Op]:
     provided = _provided(model, cur)
 
     def fails(candidate: list[Op]) -> bool:
-        """Still fails, and each kept read still has the writes its values came from."""
+        """Still fails, and each kept op still has the (other) writes its values came from."""
         have = _provided(model, candidate)
-        return (all(t in have for op in candidate for t in model.needs(op) if t in provided)
-                and not linearizable(model, candidate))
+        for op in candidate:
+            own = model.provides(op)
+            for t in model.needs(op):
+                if t in provided and have[t] - (t in own) < 1:
+                    return False
+        return not linearizable(model, candidate)
 
     lo, hi = 1, len(cur)
     while lo < hi:  # a heuristic bisection: every candidate is checked
@@ -210,8 +214,6 @@ def minimal_failing(model: Model, ops: Sequence[Op]) -> list[Op]:
         chunk = max(1, chunk // 2)
 
 
-def _provided(model: Model, ops: Iterable[Op]) -> set[object]:
-    have: set[object] = set()
-    for op in ops:
-        have |= model.provides(op)
-    return have
+def _provided(model: Model, ops: Iterable[Op]) -> Counter[object]:
+    """How many of `ops` provide each value."""
+    return Counter(t for op in ops for t in model.provides(op))

@@ -99,8 +99,12 @@ class Register(Model):
     def needs(self, op: Op) -> frozenset[Any]:
         """A get needs a write of its data and version; a write that found the node needs its
         creation, and one that returned version v needs the write that made v - 1."""
-        if op.status != OK and op.result != "BADVERSION":
-            return frozenset()
+        if op.status != OK:
+            if op.result == "NONODE":
+                return frozenset(["deleted"])  # when a delete made it so
+            return frozenset(["exists"]) if op.result in ("BADVERSION", "NODEEXISTS", "NOTEMPTY") else frozenset()
+        if op.kind in ("create", "create_ephemeral"):
+            return frozenset(["deleted"])
         if op.kind == "get":
             return frozenset([("data", op.result[0]), ("version", op.result[1]), "exists"])
         if op.kind == "set":
@@ -110,6 +114,8 @@ class Register(Model):
     def provides(self, op: Op) -> frozenset[Any]:
         if op.status == ERROR:
             return frozenset()
+        if op.kind in ("delete", "end_session"):
+            return frozenset(["deleted"])
         if op.kind == "set":
             return frozenset([("data", op.arg[0])] + ([("version", op.result)] if op.status == OK else []))
         if op.kind in ("create", "create_ephemeral"):
@@ -200,10 +206,21 @@ class Sequence(Model):
         raise ValueError(f"sequence has no {op.kind!r}")
 
     def needs(self, op: Op) -> frozenset[Any]:
-        return frozenset(op.result) if op.kind == "children" and op.status == OK else frozenset()
+        """A listing needs the creates of its names; sequential number n needs the create of n - 1."""
+        if op.status != OK:
+            return frozenset()
+        if op.kind == "children":
+            return frozenset(op.result)
+        if op.kind == "create" and op.arg[2] and int(op.result[-10:]) > 0:
+            return frozenset([("cversion", int(op.result[-10:]))])
+        return frozenset()
 
     def provides(self, op: Op) -> frozenset[Any]:
-        return frozenset([op.result]) if op.kind == "create" and op.status == OK else frozenset()
+        if op.kind != "create" or op.status != OK:
+            return frozenset()
+        if op.arg[2]:
+            return frozenset([op.result, ("cversion", int(op.result[-10:]) + 1)])
+        return frozenset([op.result])
 
 
 class Lock(Model):
