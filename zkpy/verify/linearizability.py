@@ -1,0 +1,219 @@
+"""Check a history against ZooKeeper's guarantees, and shrink what fails to a minimal witness.
+
+Writes (and reads after a `sync` in their session) must be linearizable: the Wing–Gong–Lowe
+search as porcupine runs it — the history's calls and returns in one doubly linked list by time
+(calls before returns at equal times), a depth-first search that linearizes a pending call,
+*lifts* it and its return out of the list, and backtracks when it meets the return of an op it
+has not linearized; memoised on (set of linearized ops, model state), since two paths that reach
+the same pair have the same future.  The history is split by (model, key) first
+(P-compositionality: a history is linearizable iff each object's subhistory is).  An op whose
+outcome is unknown has no return entry: the search may linearize it anywhere after its call, and
+succeeds once every op that did return is linearized (unknown ones never having taken effect).
+
+A read with no sync before it is only sequentially consistent in ZooKeeper: `sessions.check`
+holds it to its session's guarantees instead.  A read after a sync is checked as if it was
+invoked when the sync was: the server it reads from has then applied every write committed
+before the sync was sent.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+
+from . import sessions
+from .history import OK, UNKNOWN, History, Op
+from .models import MODELS, Model
+from .report import Anomaly, Report
+
+
+def linearizable(model: Model, ops: Sequence[Op]) -> bool:
+    """Wing–Gong–Lowe with porcupine's memoisation, over one object's ops."""
+    events = []
+    for i, op in enumerate(ops):
+        events.append((op.call, 0, i))
+        if op.ret is not None:
+            events.append((op.ret, 1, i))
+    events.sort()
+    m = len(events)
+    # Node 0 is the head; node k is events[k-1].  nxt of the last node is -1.
+    nxt = list(range(1, m + 1)) + [-1]
+    prv = list(range(-1, m))
+    index = [0] * (m + 1)
+    is_call = [False] * (m + 1)
+    match = [0] * (m + 1)  # call node -> its return node, 0 when it has none
+    call_node = [0] * len(ops)
+    for k, (_, kind, i) in enumerate(events, 1):
+        index[k] = i
+        if kind == 0:
+            is_call[k] = True
+            call_node[i] = k
+        else:
+            match[call_node[i]] = k
+    pending = sum(1 for op in ops if op.ret is not None)  # returns still in the list
+    step = model.step
+    state = model.init()
+    linearized = 0
+    stack: list[tuple[int, object]] = []
+    cache: set[tuple[int, object]] = set()
+    entry = nxt[0]
+    while pending:
+        if is_call[entry]:
+            i = index[entry]
+            ok, new = step(state, ops[i])
+            if ok:
+                bits = linearized | (1 << i)
+                memo = (bits, new)
+                if memo not in cache:
+                    cache.add(memo)
+                    stack.append((entry, state))
+                    state, linearized = new, bits
+                    # lift the call and its return out of the list
+                    p, n = prv[entry], nxt[entry]
+                    nxt[p] = n
+                    if n != -1:
+                        prv[n] = p
+                    r = match[entry]
+                    if r:
+                        pending -= 1
+                        p, n = prv[r], nxt[r]
+                        nxt[p] = n
+                        if n != -1:
+                            prv[n] = p
+                    entry = nxt[0]
+                    continue
+            entry = nxt[entry]
+        else:  # the return of an op not yet linearized: undo the latest choice
+            if not stack:
+                return False
+            entry, state = stack.pop()
+            linearized &= ~(1 << index[entry])
+            r = match[entry]
+            if r:
+                pending += 1
+                nxt[prv[r]] = r
+                if nxt[r] != -1:
+                    prv[nxt[r]] = r
+            nxt[prv[entry]] = entry
+            if nxt[entry] != -1:
+                prv[nxt[entry]] = entry
+            entry = nxt[entry]
+    return True
+
+
+def check(history: History | Iterable[Op], models: dict[str, Model] | None = None,
+          all_reads_linearizable: bool = False, shrink: bool = True) -> Report:
+    """Check every guarantee; `all_reads_linearizable` holds reads without a sync to
+    linearizability too (stronger than ZooKeeper promises: for histories whose reads all go to
+    the leader, or model tests)."""
+    started = time.perf_counter()
+    models = MODELS if models is None else models
+    ops = list(history)
+    report = Report(ops=len(ops))
+    objects, synced_by = _partition(ops, models, all_reads_linearizable)
+    report.partitions = len(objects)
+    for (model_name, key), part in objects.items():
+        model = models[model_name]
+        if not linearizable(model, part):
+            witness = minimal_failing(model, part) if shrink else list(part)
+            syncs = {synced_by[op.id].id: synced_by[op.id] for op in witness if op.id in synced_by}
+            report.anomalies.append(Anomaly("linearizability", model_name, key,
+                                            [_original(op, ops) for op in witness] + list(syncs.values()),
+                                            "no order of these ops within their intervals obeys the model"))
+    report.anomalies += sessions.check(ops, models)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _original(op: Op, ops: list[Op]) -> Op:
+    return ops[op.id] if op.id < len(ops) and ops[op.id].id == op.id else op
+
+
+def _partition(ops: list[Op], models: dict[str, Model], all_reads: bool
+               ) -> tuple[dict[tuple[str, str], list[Op]], dict[int, Op]]:
+    """Split into objects; drop reads that saw nothing (unknown) or that only sequential
+    consistency covers; give each read after a sync its sync's call time; hand each end of a
+    session to every lock it used and every ephemeral znode it created."""
+    syncs: dict[int | None, tuple[list[float], list[Op]]] = {}
+    for op in sorted((o for o in ops if o.kind == "sync" and o.status == OK), key=lambda o: o.ret):
+        rets, done = syncs.setdefault(op.session, ([], []))
+        rets.append(op.ret)
+        done.append(op if not done or op.call >= done[-1].call else done[-1])  # latest call so far
+    objects: dict[tuple[str, str], list[Op]] = defaultdict(list)
+    ends: dict[int | None, list[Op]] = defaultdict(list)
+    synced_by: dict[int, Op] = {}
+    for op in ops:
+        model = models.get(op.model)
+        if model is None:
+            if op.model == "session" and op.kind == "end_session":
+                ends[op.session].append(op)
+            continue
+        if op.kind in model.reads:
+            if op.status == UNKNOWN:
+                continue
+            if not all_reads:
+                rets, done = syncs.get(op.session, ((), ()))
+                k = bisect.bisect_right(rets, op.call)
+                if not k:
+                    continue
+                sync = done[k - 1]
+                synced_by[op.id] = sync
+                op = dataclasses.replace(op, call=sync.call)
+        objects[(op.model, op.key)].append(op)
+    for (model_name, key), part in objects.items():  # what a session held goes when it ends
+        if model_name == "lock":
+            holders = {op.session for op in part}
+        elif model_name == "register":
+            holders = {op.session for op in part if op.kind == "create_ephemeral"}
+        else:
+            continue
+        part.extend(end for s in holders for end in ends.get(s, ()))
+    return objects, synced_by
+
+
+def minimal_failing(model: Model, ops: Sequence[Op]) -> list[Op]:
+    """Drop ops while the rest still fails: the shortest failing prefix (by call time) first,
+    then chunks of halving size, then single ops until none can go.  A write that a kept read
+    observed (its value) stays while that read does, so the witness shows where values came from."""
+    cur = sorted(ops, key=lambda o: (o.call, o.id))
+    provided = _provided(model, cur)
+
+    def fails(candidate: list[Op]) -> bool:
+        """Still fails, and each kept op still has the (other) writes its values came from."""
+        have = _provided(model, candidate)
+        for op in candidate:
+            own = model.provides(op)
+            for t in model.needs(op):
+                if t in provided and have[t] - (t in own) < 1:
+                    return False
+        return not linearizable(model, candidate)
+
+    lo, hi = 1, len(cur)
+    while lo < hi:  # a heuristic bisection: every candidate is checked
+        mid = (lo + hi) // 2
+        if fails(cur[:mid]):
+            hi = mid
+        else:
+            lo = mid + 1
+    if fails(cur[:hi]):
+        cur = cur[:hi]
+    chunk = max(1, len(cur) // 2)
+    while True:
+        changed, i = False, 0
+        while i < len(cur):
+            candidate = cur[:i] + cur[i + chunk:]
+            if candidate and fails(candidate):
+                cur, changed = candidate, True
+            else:
+                i += chunk
+        if chunk == 1 and not changed:
+            return cur
+        chunk = max(1, chunk // 2)
+
+
+def _provided(model: Model, ops: Iterable[Op]) -> Counter[object]:
+    """How many of `ops` provide each value."""
+    return Counter(t for op in ops for t in model.provides(op))
