@@ -13,9 +13,9 @@ import os
 import re
 from dataclasses import dataclass, field
 
-import structlog
+from ..logs import get_logger
 
-log = structlog.get_logger("zkpy.config")
+log = get_logger("zkpy.config")
 
 
 class ConfigError(ValueError):
@@ -143,7 +143,7 @@ _KNOWN_PROPERTIES = frozenset({
     "zookeeper.closeSessionTxn.enabled", "zookeeper.digest.enabled", "zookeeper.serverCnxnFactory",
     "zookeeper.sessionRequireClientSASLAuth", "zookeeper.authProvider.1", "java.net.preferIPv4Stack",
     "zookeeper.log.dir", "zookeeper.root.logger", "zookeeper.snapshot.trust.empty", "zookeeper.audit.enable",
-    "zookeeper.localSessionsEnabled", "zookeeper.leaderServes",
+    "zookeeper.localSessionsEnabled", "zookeeper.leaderServes", "zookeeper.log.file",
 })
 
 
