@@ -83,7 +83,8 @@ class Served:
         return named(self.events(), event, **fields)
 
     def wait(self, event: str, **fields: object) -> list[dict]:
-        return wait_for(lambda: self.named(event, **fields), message=f"{event} {fields} in {self.log}")  # type: ignore[return-value]
+        found = wait_for(lambda: self.named(event, **fields), message=f"{event} {fields} in {self.log}")
+        return found  # type: ignore[return-value]
 
 
 @contextmanager
@@ -127,7 +128,7 @@ def test_a_sessions_life_is_logged_once_each_and_requests_are_not(tmp_path: Path
         [established] = server.wait("session established", session=sid)
         # kazoo asks for 10 s; maxSessionTimeout is 20 ticks of 200 ms
         assert established["level"] == "info" and int(established["negotiated_timeout"]) == 4000
-        assert established["client"] == "127.0.0.1:%d" % closing._connection._socket.getsockname()[1]
+        assert established["client"] == f"127.0.0.1:{closing._connection._socket.getsockname()[1]}"
         before = len(server.events())
         for i in range(250):
             closing.create(f"/n{i}", b"x")
@@ -180,13 +181,13 @@ def test_an_election_is_logged_once_per_member_and_serving_only_after_it(fmt: st
         wait_for(lambda: named(read_events(logs[1], fmt), "listening"), message="member 1 listening")
         time.sleep(1.5)  # several election rounds with no quorum
         assert named(read_events(logs[1], fmt), "serving") == []
-        assert [e["role"] for e in named(read_events(logs[1], fmt), "role")] == []
+        assert named(read_events(logs[1], fmt), "role") == []
         ens.start_server(2)
         ens.start_server(3)
         ens.wait_serving()
         leader = ens.leader()
         for sid in ens.ids:  # the role line comes a moment before srvr reports the mode
-            wait_for(lambda: named(read_events(logs[sid], fmt), "serving"), message=f"member {sid} serving")
+            wait_for(lambda sid=sid: named(read_events(logs[sid], fmt), "serving"), message=f"member {sid} serving")
         first = {}
         for sid in ens.ids:
             events = read_events(logs[sid], fmt)
@@ -205,9 +206,11 @@ def test_an_election_is_logged_once_per_member_and_serving_only_after_it(fmt: st
         ens.wait_serving(sids=survivors)
         new_leader = ens.leader()
         for sid in survivors:
-            roles = wait_for(lambda: [r for r in named(read_events(logs[sid], fmt), "role") if r["role"] != "looking"][1:],
-                             message=f"member {sid} elected again")
-            [again] = roles  # type: ignore[misc]
+            def elected(sid: int = sid) -> list[dict]:
+                return [r for r in named(read_events(logs[sid], fmt), "role") if r["role"] != "looking"]
+
+            wait_for(lambda: elected()[1:], message=f"member {sid} elected again")
+            [_, again] = elected()
             assert again["role"] == ("leader" if sid == new_leader else "follower")
             assert int(again["leader"]) == new_leader and int(again["epoch"]) > first[sid]
             assert len(named(read_events(logs[sid], fmt), "serving")) == 1
@@ -227,7 +230,8 @@ def test_an_in_process_server_logs_into_the_logging_tree(caplog: pytest.LogCaptu
         wait_for(lambda: [r for r in caplog.records if r.name == "zkpy.connection"
                           and r.msg["event"] == "client disconnected"], message="disconnected record")
     records = {r.msg["event"]: r for r in caplog.records if r.name.startswith("zkpy.")}
-    assert {"serving", "client connected", "session established", "session closed", "client disconnected"} <= set(records)
+    lifecycle = {"serving", "client connected", "session established", "session closed", "client disconnected"}
+    assert lifecycle <= set(records)
     established = records["session established"]
     assert established.name == "zkpy.connection" and established.levelno == logging.INFO
     assert established.msg["session"] == f"0x{sid:x}" and established.msg["negotiated_timeout"] == 10000
