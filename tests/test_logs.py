@@ -165,6 +165,7 @@ def test_a_sessions_life_is_logged_once_each_and_requests_are_not(tmp_path: Path
     assert len(named(events, "session closed", session=sid)) == 1
     assert named(events, "session closed", session=lost) == []  # it expired: no client closed it
     assert len(named(events, "session expired", session=lost)) == 1
+    assert len(named(events, "invalid session", session=lost)) == 1  # kazoo came back after the heal, too late
     assert named(events, "session expired", session=sid) == []
     assert len(named(events, "serving")) == 1
 

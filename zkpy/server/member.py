@@ -466,7 +466,8 @@ class Member:
         if conn.closed:
             return
         if not alive:
-            log.info("session expired or invalid on reconnect", session=hex(session), peer=conn.peer)
+            # ZooKeeper's "Invalid session 0x... for client ..., probably expired".
+            log.info("invalid session", session=f"0x{session:x}", client=f"{conn.peer[0]}:{conn.peer[1]}")
             conn.send_connect_response(0, 0, b"\x00" * 16, with_read_only, entry)
             conn.close()
             return
