@@ -88,9 +88,10 @@ class Served:
 
 
 @contextmanager
-def serve(tmp_path: Path, *options: str, fmt: str = "console", log: Path | None = None) -> Iterator[Served]:
+def serve(tmp_path: Path, *options: str, fmt: str = "console", log: Path | None = None,
+          settings: str = "") -> Iterator[Served]:
     cfg = tmp_path / "zoo.cfg"
-    cfg.write_text(f"tickTime=200\ndataDir={tmp_path / 'data'}\nclientPort=0\nclientPortAddress=127.0.0.1\n")
+    cfg.write_text(f"tickTime=200\ndataDir={tmp_path / 'data'}\nclientPort=0\nclientPortAddress=127.0.0.1\n{settings}")
     stderr = tmp_path / "stderr.log"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
     with open(stderr, "wb") as err:
@@ -275,3 +276,29 @@ def test_unwritable_log_file_is_refused(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "zkpy", "serve", "--log-file", str(tmp_path / "no" / "such.log")],
                           capture_output=True, text=True, timeout=30, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert done.returncode == 2 and "cannot write the log file" in done.stderr
+
+
+def test_snapshots_log_rolls_and_purges_are_logged(tmp_path: Path) -> None:
+    """Each snapshot: started and taken (zxid, file on disk), the log segment it closed; with
+    autopurge, the files removed (gone from disk)."""
+    with serve(tmp_path, "--log-format", "json", fmt="json",
+               settings="snapCount=40\nautopurge.snapRetainCount=3\nautopurge.purgeInterval=1\n") as server:
+        c = client(server.port)
+        for i in range(400):
+            c.create(f"/n{i}", b"x")
+        c.stop()
+        c.close()
+        purged = server.wait("purged old snapshots and logs")
+        events = server.events()
+    taken = named(events, "snapshot taken")
+    assert len(taken) >= 4
+    for snap in taken:
+        [started] = named(events, "snapshot started", zxid=snap["zxid"])
+        assert started["file"] == snap["file"] and os.path.basename(snap["file"]) == f"snapshot.{snap['zxid'][2:]}"
+    rolled = [e["file"] for e in named(events, "log rolled")]
+    assert len(rolled) >= len(taken) and len(set(rolled)) == len(rolled)
+    version2 = tmp_path / "data" / "version-2"
+    removed = [name for e in purged for name in e["removed"]]
+    assert removed and not any((version2 / name).exists() for name in removed)
+    assert any(name.startswith("snapshot.") for name in removed) and any(name.startswith("log.") for name in removed)
+    assert os.path.exists(taken[-1]["file"])
