@@ -302,3 +302,11 @@ def test_snapshots_log_rolls_and_purges_are_logged(tmp_path: Path) -> None:
     assert removed and not any((version2 / name).exists() for name in removed)
     assert any(name.startswith("snapshot.") for name in removed) and any(name.startswith("log.") for name in removed)
     assert os.path.exists(taken[-1]["file"])
+
+
+def test_every_module_logs_through_zkpy_logs() -> None:
+    """A module with `structlog.get_logger` would use structlog's global defaults: printed to
+    stdout by an in-process server, past caplog, the level and --log-format/--log-file."""
+    package = ROOT / "zkpy"
+    stray = [str(p.relative_to(ROOT)) for p in sorted(package.rglob("*.py")) if "structlog.get_logger(" in p.read_text()]
+    assert stray == [], "use `log = zkpy.logs.get_logger(name)` in " + ", ".join(stray)
