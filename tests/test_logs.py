@@ -308,5 +308,6 @@ def test_every_module_logs_through_zkpy_logs() -> None:
     """A module with `structlog.get_logger` would use structlog's global defaults: printed to
     stdout by an in-process server, past caplog, the level and --log-format/--log-file."""
     package = ROOT / "zkpy"
-    stray = [str(p.relative_to(ROOT)) for p in sorted(package.rglob("*.py")) if "structlog.get_logger(" in p.read_text()]
+    stray = [str(path.relative_to(ROOT)) for path in sorted(package.rglob("*.py"))
+             if "structlog.get_logger(" in path.read_text()]
     assert stray == [], "use `log = zkpy.logs.get_logger(name)` in " + ", ".join(stray)
