@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 
@@ -78,6 +79,19 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"zkpy: {failed[0]}", file=sys.stderr)
         return 1
     return 0
+
+
+def _zookeeper_log(props: list[str]) -> tuple[str | None, str | None]:
+    """(level, file) from ZooKeeper's log4j properties, as zkServer.sh passes them: the file
+    `${zookeeper.log.dir}/${zookeeper.log.file}` when `zookeeper.root.logger` (e.g. "INFO,ROLLINGFILE")
+    names the ROLLINGFILE appender, as ZooKeeper's log4j.properties has it."""
+    values = {key: value for key, _, value in (p[2:].partition("=") for p in props)}
+    level, *appenders = [part.strip().upper() for part in values.get("zookeeper.root.logger", "").split(",")]
+    level = {"TRACE": "DEBUG", "WARN": "WARNING", "FATAL": "CRITICAL"}.get(level, level)
+    file = None
+    if "ROLLINGFILE" in appenders:
+        file = os.path.join(values.get("zookeeper.log.dir", "."), values.get("zookeeper.log.file", "zookeeper.log"))
+    return (level if level in LOG_LEVELS else None), file
 
 
 def _run(coro) -> None:
@@ -330,6 +344,11 @@ def main(argv: list[str] | None = None) -> int:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS, default=argparse.SUPPRESS,
                         help="DEBUG, INFO (default), WARNING, ERROR or CRITICAL")
+    common.add_argument("--log-format", choices=logs.FORMATS, default=argparse.SUPPRESS,
+                        help="console (default: timestamp [level] event key=value) or json (one object a line)")
+    common.add_argument("--log-file", metavar="PATH", default=argparse.SUPPRESS,
+                        help="append the log to PATH instead of stderr (as -Dzookeeper.root.logger=INFO,ROLLINGFILE "
+                             "with -Dzookeeper.log.dir and -Dzookeeper.log.file)")
     parser = argparse.ArgumentParser(prog="zkpy", description="A ZooKeeper-compatible coordination server.",
                                      parents=[common])
     parser.add_argument("--version", action="version", version=f"zkpy {__version__}")
@@ -389,7 +408,14 @@ def main(argv: list[str] | None = None) -> int:
     rest = [a for a in argv if not a.startswith("-D")]
     args = parser.parse_args(rest)
     args.properties = props
-    logs.configure(getattr(args, "log_level", "INFO"))
+    zk_level, zk_file = _zookeeper_log(props)
+    log_file = getattr(args, "log_file", None) or zk_file
+    try:
+        logs.configure(getattr(args, "log_level", None) or zk_level or "INFO", getattr(args, "log_format", "console"),
+                       log_file)
+    except OSError as e:
+        print(f"zkpy: cannot write the log file {log_file}: {e.strerror}", file=sys.stderr)
+        return 2
     commands = {"serve": _serve, "purge": _purge, "dump-log": _dump_log, "dump-snapshot": _dump_snapshot,
                 "check": _check, "import": _import, "simulate": _simulate, "ensemble": _ensemble,
                 "java-shim": _java_shim, "shell": _shell}

@@ -14,15 +14,14 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any, Callable
 
-import structlog
-
+from ..logs import get_logger
 from ..tree import acl as acls
 from .config import Config
 
 if TYPE_CHECKING:
     from .member import Member
 
-log = structlog.get_logger("zkpy.clients")
+log = get_logger("zkpy.clients")
 
 
 class ServerStats:

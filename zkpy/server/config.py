@@ -13,13 +13,13 @@ import os
 import re
 from dataclasses import dataclass, field
 
-import structlog
+from ..logs import get_logger
 
 from . import jaas
 from .sasl import SaslSettings
 from .settings_table import REFUSED, UNUSED, short_name
 
-log = structlog.get_logger("zkpy.config")
+log = get_logger("zkpy.config")
 
 
 class ConfigError(ValueError):
@@ -184,7 +184,7 @@ _KNOWN_PROPERTIES = frozenset({
     "zookeeper.4lw.commands.whitelist", "readonlymode.enabled", "zookeeper.readonlymode.enabled",
     "zookeeper.globalOutstandingLimit", "zookeeper.snapCount", "zookeeper.forceSync",
     "zookeeper.admin.enableServer", "zookeeper.maxCnxns", "java.net.preferIPv4Stack",
-    "zookeeper.log.dir", "zookeeper.root.logger",
+    "zookeeper.log.dir", "zookeeper.root.logger", "zookeeper.log.file",
     "zookeeper.admin.serverPort", "zookeeper.admin.serverAddress",
     # Client-side settings (ZKClientConfig), and port unification's detection timeout: nothing to do here.
     "zookeeper.ssl.hostnameVerification", "zookeeper.ssl.handshakeDetectionTimeoutMillis",

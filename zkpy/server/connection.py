@@ -12,8 +12,7 @@ import asyncio
 from collections import deque
 from typing import TYPE_CHECKING
 
-import structlog
-
+from ..logs import get_logger
 from ..protocol import jute
 from ..protocol.codes import XID_AUTH, Err, Op, State
 from ..protocol.framing import BufferLimitError, FrameLengthError, Frames, four_letter_word
@@ -28,7 +27,7 @@ if TYPE_CHECKING:
     from .clients import ClientTable
     from .member import Member
 
-log = structlog.get_logger("zkpy.connection")
+log = get_logger("zkpy.connection")
 
 _unpack_header = INT_INT.unpack_from
 _pack_reply = REPLY_HEADER.pack
@@ -83,6 +82,7 @@ class ClientConnection(asyncio.Protocol):
         self.last_zxid = 0
         self.connected_at = 0.0
         self.old_client = False
+        self.handshaken = False  # a ConnectRequest came (its connect and disconnect are logged; a 4lw's are not)
         self.drop_replies: set[int] | None = None  # xids whose answer closes the connection (faults.drop_reply)
         self.sasl: DigestMD5Exchange | None = None  # this connection's SASL exchange, once it has begun
 
@@ -102,8 +102,16 @@ class ClientConnection(asyncio.Protocol):
             self._request = self._request_before_authentication  # type: ignore[method-assign]
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.handshaken:
+            # ZooKeeper's "Closed socket connection for client ... which had sessionid 0x...".
+            log.info("client disconnected", client=self.address, session=f"0x{self.session_id:x}",
+                     closed_by="server" if self.closed else "client")
         self.closed = True
         self.table.unregister(self)
+
+    @property
+    def address(self) -> str:
+        return f"{self.peer[0]}:{self.peer[1]}"
 
     def pause_writing(self) -> None:
         # The client does not read its responses: stop reading its requests.
@@ -194,6 +202,9 @@ class ClientConnection(asyncio.Protocol):
             log.warning("closing connection: malformed connect request", peer=self.peer, error=str(e))
             self.close()
             return
+        self.handshaken = True
+        log.info("client connected", client=self.address, session=f"0x{req.session_id:x}", timeout=req.timeout,
+                 last_zxid_seen=f"0x{req.last_zxid_seen:x}")
         member.connect(self, req)
 
     def expect_connect_response(self, with_read_only: bool) -> _Pending:
@@ -206,6 +217,9 @@ class ClientConnection(asyncio.Protocol):
     def send_connect_response(self, timeout: int, session_id: int, passwd: bytes, with_read_only: bool,
                               entry: _Pending | None = None, read_only: bool = False) -> None:
         frame = jute.encode_connect_response(timeout, session_id, passwd, read_only, with_read_only)
+        if session_id:
+            log.info("session established", session=f"0x{session_id:x}", negotiated_timeout=timeout,
+                     client=self.address, read_only=read_only)
         if entry is None:
             self.out.append(frame)
             self._kick()

@@ -15,8 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-import structlog
-
+from ..logs import get_logger
 from . import admin, metrics
 from .config import PROMETHEUS_PROVIDER
 from .metrics import ZkServer
@@ -24,7 +23,7 @@ from .metrics import ZkServer
 if TYPE_CHECKING:
     from aiohttp import web
 
-log = structlog.get_logger("zkpy.server")
+log = get_logger("zkpy.server")
 
 
 def admin_app(server: ZkServer) -> web.Application:

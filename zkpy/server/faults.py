@@ -31,11 +31,10 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any
 
-import structlog
-
+from ..logs import get_logger
 from ..protocol.codes import Err, Op
 
-log = structlog.get_logger("zkpy.faults")
+log = get_logger("zkpy.faults")
 
 _OPS = {name.replace("_", "").lower(): int(op) for name, op in Op.__members__.items()}
 _MULTI = (int(Op.MULTI), int(Op.MULTI_READ))

@@ -21,11 +21,10 @@ import asyncio
 import json
 import os
 
-import structlog
-
 from .faults import FaultTable, Rule
+from ..logs import get_logger
 
-log = structlog.get_logger("zkpy.faults")
+log = get_logger("zkpy.faults")
 
 
 def status_path(path: str, sid: int) -> str:

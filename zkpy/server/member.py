@@ -21,10 +21,9 @@ import random
 from collections import deque
 from typing import Any, Callable, Protocol
 
-import structlog
-
 from ..consensus import forwarding
 from ..consensus.zab import FOLLOWING, LEADING, LOOKING, OBSERVING, Ready, SoftState, Timing, Zab, make_zxid
+from ..logs import get_logger
 from ..protocol.codes import Err, Op, owner_kind, owner_ttl
 from ..protocol.jute import DECODE, ConnectRequest, JuteError, enc_string
 from ..requests.final import WRITES, write_response
@@ -37,7 +36,7 @@ from ..tree.datatree import DataTree, Txn
 from .config import Config
 from .faults import FaultTable
 
-log = structlog.get_logger("zkpy.member")
+log = get_logger("zkpy.member")
 
 _APP_SCHEMA = forwarding.schema(WRITES)
 _CREATE_SESSION = int(Op.CREATE_SESSION)  # plain ints: an IntEnum member lookup costs ~100 ns
@@ -225,6 +224,9 @@ class Member:
                     err, body = write_response(entry.op, result)
                     conn.write_done(entry, txn.zxid, err, body)
         if txn.type == _CLOSE_SESSION:
+            if entry is not None:  # the client's own close, on the server it talks to (not an expiry)
+                peer = entry.conn.peer
+                log.info("session closed", session=f"0x{txn.session:x}", client=f"{peer[0]}:{peer[1]}")
             self._session_closed(txn.session)  # after the answer: the client reads it, then EOF
 
     def _durable(self, zxid: int) -> None:
@@ -284,12 +286,16 @@ class Member:
         role = _ROLES[soft.state] if soft.serving else "looking"
         previous = self.role
         if role != previous and not (role == "looking" and previous == "read-only"):
-            log.info("role", sid=self.sid, role=role, epoch=soft.epoch, leader=soft.leader)
+            # The election's result, once per change (ZooKeeper's LEADING / FOLLOWING / LOOKING).
+            took = {} if role == "looking" else {"election_ms": self.now_ms - self.looking_since_ms}
+            log.info("role", sid=self.sid, role=role, leader=soft.leader, epoch=soft.epoch, **took)
         if role == "looking" and previous == "read-only":
             return  # still without a quorum
         if previous == "read-only":
             self._leave_read_only()
         self.role = role
+        if role != previous:
+            self.on_role_change(role)
         if role == "leader" and not (previous_soft.established and previous_soft.state == LEADING):
             self.leader_since_ms = self.now_ms
             self.prep.reset()
@@ -343,6 +349,9 @@ class Member:
 
     def on_new_tree(self, tree: DataTree) -> None:
         """Hook for the node (it writes /zookeeper/config into every tree it loads)."""
+
+    def on_role_change(self, role: str) -> None:
+        """Hook for the node (an ensemble member logs `serving` when it first leads, follows or observes)."""
 
     def _truncate(self, zxid: int) -> None:
         """TRUNC from the leader: forget our txns after `zxid`; the tree is rebuilt from the
@@ -457,7 +466,8 @@ class Member:
         if conn.closed:
             return
         if not alive:
-            log.info("session expired or invalid on reconnect", session=hex(session), peer=conn.peer)
+            # ZooKeeper's "Invalid session 0x... for client ..., probably expired".
+            log.info("invalid session", session=f"0x{session:x}", client=f"{conn.peer[0]}:{conn.peer[1]}")
             conn.send_connect_response(0, 0, b"\x00" * 16, with_read_only, entry)
             conn.close()
             return
@@ -547,6 +557,8 @@ class Member:
         if self.read_only:
             # No txn: a global session's ephemerals stay until the quorum expires it.
             conn.write_done(entry, self.tree.last_zxid, 0, b"")
+            log.info("session closed", session=f"0x{session:x}", client=f"{conn.peer[0]}:{conn.peer[1]}",
+                     read_only=True)
             self.local_sessions.discard(session)
             self._session_closed(session)
             return
@@ -566,6 +578,7 @@ class Member:
         """Expire a session now, as if its timeout had passed (the leader's or standalone's)."""
         if not self.leads or not self.sessions.is_alive(session):
             return False
+        log.info("session expired", session=f"0x{session:x}", forced=True)
         self.sessions.set_closing(session)
         self._propose(self.prep.close_session(session, 0, self.now_ms), None)
         return True
@@ -684,7 +697,8 @@ class Member:
                 self.touched.clear()
         if self.read_only:
             for session in self.sessions.expired(now):
-                log.info("read-only session expired", session=hex(session))
+                log.info("session expired", session=f"0x{session:x}", timeout_ms=self.sessions.timeouts.get(session),
+                         read_only=True)
                 self.local_sessions.discard(session)
                 self._session_closed(session)
         elif (self.role == "looking" and self.config.read_only_mode
@@ -693,7 +707,8 @@ class Member:
             self._enter_read_only()
         if self.leads:
             for session in self.sessions.expired(now):
-                log.info("session expired", session=hex(session))
+                # ZooKeeper's "Expiring session 0x..., timeout of ...ms exceeded".
+                log.info("session expired", session=f"0x{session:x}", timeout_ms=self.sessions.timeouts.get(session))
                 self._propose(self.prep.close_session(session, 0, now), None)
             if now - self._last_container_check >= self.config.container_check_interval_ms:
                 self._last_container_check = now

@@ -16,8 +16,7 @@ import socket
 import time
 from typing import Any, Callable, Protocol
 
-import structlog
-
+from ..logs import get_logger
 from ..storage.datadir import DataDir, Memory, read_myid
 from ..storage.recovery import recover_with_log
 from ..tree.datatree import DataTree
@@ -33,7 +32,7 @@ from .peers import encode as encode_frame
 from .tls import TlsListener, tls_connection_class
 from .wiretrace import connection_class
 
-log = structlog.get_logger("zkpy.server")
+log = get_logger("zkpy.server")
 
 
 def wall_clock_ms() -> int:
@@ -87,6 +86,8 @@ class ZkServer:
         self.member = Member(config, sid, tree, log_tail, self.storage, self._send, self.clients, clock_ms,
                              self._wake, epochs=epochs)
         self.member.on_new_tree = self._init_config_node  # type: ignore[method-assign]
+        self.member.on_role_change = self._role_changed  # type: ignore[method-assign]
+        self._served = False
         # Faults on demand (faults.py): empty, so the member and the log hold None until a rule comes.
         self.fault_table = FaultTable(sid, self.member, self.storage.log if isinstance(self.storage, DataDir) else None)
         self.clients.member = self.member
@@ -131,8 +132,19 @@ class ZkServer:
         if self.peers is not None:
             await self.peers.start()
         self.member.process()
+        if self.ensemble:  # clients are served once an election is won (_role_changed)
+            log.info("listening", host=self.host, port=self.port, sid=self.member.sid)
+        else:
+            self._log_serving()
+
+    def _role_changed(self, role: str) -> None:
+        if not self._served and role in ("leader", "follower", "observer"):
+            self._log_serving(sid=self.member.sid, role=role)
+
+    def _log_serving(self, **role: object) -> None:
+        self._served = True
         log.info("serving", host=self.host, port=self.port, secure_port=self.secure_port,
-                 tick_time=self.config.tick_time)
+                 tick_time=self.config.tick_time, **role)
 
     async def stop(self) -> None:
         await self.http.stop()

@@ -22,11 +22,11 @@ import struct
 from typing import Callable
 
 import msgpack
-import structlog
 
+from ..logs import get_logger
 from ..protocol.framing import BufferLimitError, FrameLengthError, Frames
 
-log = structlog.get_logger("zkpy.peers")
+log = get_logger("zkpy.peers")
 
 LEN = struct.Struct(">I")
 MAX_FRAME = 256 * 1024 * 1024  # a SNAP of a large tree fits; anything larger is an attack

@@ -20,15 +20,14 @@ import ssl
 import tempfile
 from typing import TYPE_CHECKING, Any, Callable
 
-import structlog
-
+from ..logs import get_logger
 from ..tree.acl import SUPER
 from .config import Config, ConfigError, SslConfig
 
 if TYPE_CHECKING:
     from .connection import ClientConnection
 
-log = structlog.get_logger("zkpy.tls")
+log = get_logger("zkpy.tls")
 
 _EXTRA = "TLS needs zkpy's optional extra 'tls': pip install 'zkpy[tls]'"
 _STORE_TYPES = {".jks": "JKS", ".p12": "PKCS12", ".pfx": "PKCS12", ".pem": "PEM", ".crt": "PEM"}

@@ -16,13 +16,11 @@ no iteration over sets or ids, so a failing seed replays exactly.
 from __future__ import annotations
 
 import contextlib
-import logging
 import random
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
-import structlog
-
+from .. import logs
 from ..server.config import Config, ServerSpec
 from ..server.member import Member
 from .clients import SimClient, SimClientTable
@@ -327,16 +325,9 @@ class Simulator:
                 tuple(self.nodes[s].member.tree.digest() for s in self.sids))
 
 
-@contextlib.contextmanager
-def quiet_logs() -> Iterator[None]:
+def quiet_logs() -> contextlib.AbstractContextManager[None]:
     """Members log each election and failure; thousands of schedules need none of it."""
-    saved = structlog.get_config()
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL),
-                        cache_logger_on_first_use=False)
-    try:
-        yield
-    finally:
-        structlog.configure(**saved)
+    return logs.quiet()
 
 
 def run_schedule(seed: int, config: str = "3+1", steps: int = 300) -> Simulator:

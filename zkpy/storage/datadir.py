@@ -12,6 +12,7 @@ import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable
 
+from ..logs import get_logger
 from . import faults as disk_faults
 from . import snapshot as snapshots
 from .files import durable_replace, fsync_dir
@@ -20,6 +21,8 @@ from .recovery import data_paths, purge, recover
 from .snapshotter import Snapshotter
 from .txnlog import TxnLog, segments, truncate_log
 from ..tree.datatree import DataTree
+
+log = get_logger("zkpy.datadir")
 
 
 def read_myid(data_dir: str) -> int:
@@ -53,6 +56,13 @@ class ThreadedLog:
         """Run `fn` on the writer thread, after every write handed out before it."""
         return self.thread.submit(fn)
 
+    def roll(self) -> None:
+        """On the writer thread, after the writes before it: the next append opens a new segment."""
+        txlog = self.txlog
+        if txlog.fd is not None:
+            txlog.roll()
+            log.info("log rolled", file=txlog.path)  # the segment just closed
+
     def truncate(self, zxid: int) -> None:
         self.run(self.txlog.roll).result()
         truncate_log(self.log_dir, zxid)
@@ -81,7 +91,7 @@ class DataDir:
         # The roll is queued behind the batch being written, if any: the new segment starts
         # after the snapshot's zxid.
         self.snapshotter = Snapshotter(
-            self.snap_dir, snap_count, lambda: self.log.run(self.log.txlog.roll),
+            self.snap_dir, snap_count, lambda: self.log.run(self.log.roll),
             (lambda: purge(data_dir, data_log_dir, purge_retain)) if purge_retain else None)
 
     # ------------------------------------------------------------ epochs
@@ -113,7 +123,8 @@ class DataDir:
         self.snapshotter.reap(block=True)  # no older snapshot may land after ours
         for _, path in snapshots.snapshots(self.snap_dir):
             os.unlink(path)
-        snapshots.write_snapshot(tree, self.snap_dir)  # its directory fsync covers the removals too
+        path = snapshots.write_snapshot(tree, self.snap_dir)  # its directory fsync covers the removals too
+        log.info("snapshot taken", zxid=hex(tree.last_zxid), file=path, source="leader")
 
     def rebuild(self, zxid: int) -> DataTree:
         """After a TRUNC to `zxid` (the log is already cut): the tree from what is on disk."""

@@ -34,12 +34,12 @@ import time
 from collections.abc import Callable
 from typing import Any, NoReturn, TypeVar
 
-import structlog
+from ..logs import get_logger
 
 ENV = "ZKPY_TEST_DISK_FAULTS"
 POINTS = ("append", "prealloc", "fsync", "snapshot")
 
-log = structlog.get_logger("zkpy.faults")
+log = get_logger("zkpy.faults")
 
 F = TypeVar("F", bound=Callable[..., object])
 _COUNTER = struct.Struct("<Q")

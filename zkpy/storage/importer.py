@@ -15,8 +15,7 @@ import os
 import shutil
 from dataclasses import dataclass
 
-import structlog
-
+from ..logs import get_logger
 from ..protocol.codes import Err, Op
 from ..tree.datatree import DataTree, Txn, Znode
 from .files import durable_replace, fsync_dir
@@ -24,7 +23,7 @@ from .recovery import data_paths, recover
 from .snapshot import collector_paused, link_nodes, write_snapshot
 from .zookeeper_format import ZkSnapshot, ZooKeeperFormatError, log_files, read_log, read_snapshot, snapshot_files
 
-log = structlog.get_logger("zkpy.import")
+log = get_logger("zkpy.import")
 
 EPOCH_FILES = ("acceptedEpoch", "currentEpoch")
 

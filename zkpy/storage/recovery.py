@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import os
 
-import structlog
-
 from . import snapshot as snapshots
 from .txnlog import log_records, read_segment, segments
+from ..logs import get_logger
 from ..tree.datatree import DataTree
 
-log = structlog.get_logger("zkpy.recovery")
+log = get_logger("zkpy.recovery")
 
 
 def data_paths(data_dir: str, data_log_dir: str | None) -> tuple[str, str]:

@@ -15,15 +15,15 @@ from contextlib import contextmanager
 from typing import Iterator
 
 import msgpack
-import structlog
 
+from ..logs import get_logger
 from ..protocol.codes import CONTAINER_OWNER, owner_kind
 from ..tree.datatree import DataTree, Znode
 from . import faults
 from .files import durable_writer
 from .records import FRAME, check, frame, intern_acl
 
-log = structlog.get_logger("zkpy.snapshot")
+log = get_logger("zkpy.snapshot")
 
 MAGIC = b"ZKPYSNP1"
 _NAME = re.compile(r"^snapshot\.([0-9a-f]+)$")
@@ -100,11 +100,14 @@ if faults.ACTIVE is not None:  # a test's injected fault (zkpy/storage/faults.py
 def write_snapshot(tree: DataTree, snap_dir: str) -> str:
     """Write the tree to snapshot.<last_zxid>, atomically (tmp file, fsync, rename)."""
     os.makedirs(snap_dir, exist_ok=True)
-    zxid = tree.last_zxid
-    final = os.path.join(snap_dir, f"snapshot.{zxid:x}")
+    final = snapshot_path(snap_dir, tree.last_zxid)
     with durable_writer(final) as f:
         _write_file(tree, f)
     return final
+
+
+def snapshot_path(snap_dir: str, zxid: int) -> str:
+    return os.path.join(snap_dir, f"snapshot.{zxid:x}")
 
 
 def _records(path: str, data: bytes | None = None):

@@ -12,14 +12,14 @@ from __future__ import annotations
 import os
 import random
 import resource
+import time
 from typing import Callable
 
-import structlog
-
 from . import snapshot as snapshots
+from ..logs import get_logger
 from ..tree.datatree import DataTree
 
-log = structlog.get_logger("zkpy.snapshots")
+log = get_logger("zkpy.snapshots")
 
 
 class Snapshotter:
@@ -33,6 +33,7 @@ class Snapshotter:
         self.threshold = self._next_threshold()
         self.pid: int | None = None
         self.taken = 0
+        self._writing: tuple[str, str, float] = ("", "", 0.0)  # (zxid, file, start) of the child's snapshot
 
     def _next_threshold(self) -> int:
         half = max(self.snap_count // 2, 1)
@@ -65,7 +66,8 @@ class Snapshotter:
             finally:
                 os._exit(code)
         self.pid = pid
-        log.info("snapshot started", zxid=hex(tree.last_zxid), pid=pid)
+        self._writing = (hex(tree.last_zxid), snapshots.snapshot_path(self.snap_dir, tree.last_zxid), time.monotonic())
+        log.info("snapshot started", zxid=self._writing[0], file=self._writing[1], pid=pid)
 
     def reap(self, block: bool = False) -> None:
         """Collect a finished snapshot child (or wait for it); purge after a good one."""
@@ -79,7 +81,9 @@ class Snapshotter:
             log.error("snapshot child failed", status=status)
             return
         self.taken += 1
+        zxid, path, started = self._writing
+        log.info("snapshot taken", zxid=zxid, file=path, ms=round((time.monotonic() - started) * 1000))
         if self.purge is not None:
             removed = self.purge()
-            if removed:
-                log.info("purged old snapshots and logs", files=len(removed))
+            if removed:  # ZooKeeper's PurgeTxnLog: "Removing file: ..." for each
+                log.info("purged old snapshots and logs", removed=[os.path.basename(p) for p in removed])

@@ -19,13 +19,12 @@ import re
 from zlib import crc32
 from typing import Iterator
 
-import structlog
-
+from ..logs import get_logger
 from ..tree.datatree import Txn
 from . import faults
 from .records import FRAME, check, decode_txn
 
-log = structlog.get_logger("zkpy.txnlog")
+log = get_logger("zkpy.txnlog")
 
 MAGIC = b"ZKPYLOG1"
 PREALLOC = 64 * 1024 * 1024

@@ -27,13 +27,12 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-import structlog
-
+from ..logs import get_logger
 from ..protocol.codes import CONTAINER_OWNER, Op, ttl_owner
 from ..protocol.jute import JuteError, Reader
 from .records import intern_acl
 
-log = structlog.get_logger("zkpy.import")
+log = get_logger("zkpy.import")
 from ..tree.acl import OPEN_ACL_UNSAFE
 from ..tree.datatree import Txn
 
