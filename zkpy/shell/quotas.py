@@ -4,14 +4,22 @@ holding StatsTrack strings ('count=5,bytes=-1=;byteHardLimit=-1;countHardLimit=-
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from typing import Any, Iterator, Protocol
 
 from kazoo.exceptions import KazooException, NodeExistsError, NoNodeError
 
 from .texts import CliError, cli_message, parse_options, validate_path
 
-if TYPE_CHECKING:
-    from .commands import Shell
+
+class Shell(Protocol):
+    """What the quota commands use of commands.Shell (named here, so that the two modules do
+    not import each other)."""
+
+    zk: Any
+
+    def out(self, text: str = "", end: str = "\n") -> None: ...
+    def err(self, text: str) -> None: ...
+    def _subtree_dfs(self, path: str, watch: Any = None) -> Iterator[str]: ...
 
 QUOTA_ROOT = "/zookeeper/quota"
 LIMIT_NODE = "zookeeper_limits"
