@@ -143,8 +143,9 @@ class ZkServer:
 
     def _log_serving(self, **role: object) -> None:
         self._served = True
-        log.info("serving", host=self.host, port=self.port, secure_port=self.secure_port,
-                 tick_time=self.config.tick_time, **role)
+        if self.secure_port is not None:
+            role = {"secure_port": self.secure_port, **role}
+        log.info("serving", host=self.host, port=self.port, tick_time=self.config.tick_time, **role)
 
     async def stop(self) -> None:
         await self.http.stop()
