@@ -33,9 +33,14 @@ REFUSED = {
     "skipACL": ("skipACL=yes\n", (), "skipACL"),
     "skipACL property": ("", ("-Dzookeeper.skipACL=true",), "skipACL"),
     "sslQuorum": ("sslQuorum=true\n", (), "sslQuorum"),
-    "quorum.auth.enableSasl": ("quorum.auth.enableSasl=true\n", (), "quorum.auth.enableSasl"),
-    "quorum.auth.learnerRequireSasl": ("quorum.auth.learnerRequireSasl=true\n", (), "learnerRequireSasl"),
-    "quorum.auth.serverRequireSasl": ("quorum.auth.serverRequireSasl=true\n", (), "serverRequireSasl"),
+    "quorum.auth.enableSasl without JAAS": ("quorum.auth.enableSasl=true\n", (), "quorum.auth.enableSasl"),
+    "quorum.auth.learnerRequireSasl without enableSasl": ("quorum.auth.learnerRequireSasl=true\n", (),
+                                                          "learnerRequireSasl"),
+    "quorum.auth.serverRequireSasl without learnerRequireSasl": (
+        "quorum.auth.enableSasl=true\nquorum.auth.serverRequireSasl=true\n", (), "learnerRequireSasl"),
+    "quorum.auth JAAS without QuorumLearner": (
+        "quorum.auth.enableSasl=true\n", ("-Djava.security.auth.login.config=" + __file__.replace(
+            "test_config_security.py", "quorum_server_only.jaas"),), "QuorumLearner"),
     "digest off": ("", ("-Dzookeeper.DigestAuthenticationProvider.enabled=false",), "DigestAuthenticationProvider"),
     "digest SHA-256": ("", ("-Dzookeeper.DigestAuthenticationProvider.digestAlg=SHA-256",), "digestAlg"),
     "enforceQuota": ("enforceQuota=true\n", (), "enforceQuota"),

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from . import jaas
+from .quorum_auth import QuorumAuth
 from .sasl import SaslSettings
 from .settings_table import REFUSED, UNUSED, short_name
 
@@ -114,6 +115,7 @@ class Config:
     sasl: SaslSettings | None = None
     auth_providers: frozenset[str] = frozenset()  # schemes of authProvider.N beyond ip and digest
     enforce_auth_schemes: frozenset[str] = frozenset()  # enforce.auth.schemes when enforcement is on
+    quorum_auth: QuorumAuth | None = None  # quorum.auth.enableSasl=true: peer links authenticate
 
     @property
     def sasl_required(self) -> bool:
@@ -133,6 +135,9 @@ class Config:
         d["four_letter_words"] = sorted(self.four_letter_words)
         d["sasl"] = None if self.sasl is None else {"users": sorted(self.sasl.users),
                                                      "super_users": sorted(self.sasl.super_users)}
+        qa = self.quorum_auth  # no passwords
+        d["quorum_auth"] = None if qa is None else {"learner_user": qa.learner_user, "server_require": qa.server_require,
+                                                    "server_users": sorted(u for u, _ in qa.server_users)}
         d["properties"] = {k: ("****" if "password" in k.lower() else v) for k, v in self.properties.items()}
         return d
 
@@ -483,9 +488,12 @@ _PROVIDER_SCHEMES = {  # authProvider.N classes -> the scheme they add (None: bu
 }
 _JAAS = "java.security.auth.login.config"
 _SASL_SECTION = "zookeeper.sasl.serverconfig"
+_QUORUM_AUTH = "zookeeper.quorum.auth."  # zoo.cfg quorum.auth.* (QuorumPeerConfig reads them from zoo.cfg)
 _SECURITY_PROPERTIES = frozenset({
     _JAAS, _SASL_SECTION, "zookeeper.sessionRequireClientSASLAuth", "zookeeper.enforce.auth.enabled",
     "zookeeper.enforce.auth.schemes", "zookeeper.SASLAuthenticationProvider.superPassword",
+    *(_QUORUM_AUTH + k for k in ("enableSasl", "learnerRequireSasl", "serverRequireSasl",
+                                 "learner.saslLoginContext", "server.saslLoginContext")),
 })
 
 
@@ -501,6 +509,55 @@ def _apply_security(cfg: Config, props: dict[str, str]) -> None:
     cfg.auth_providers = _auth_providers(props)
     cfg.sasl = _sasl_settings(props)
     cfg.enforce_auth_schemes = _enforced_schemes(props, cfg)
+    cfg.quorum_auth = _quorum_auth(props, cfg)
+
+
+def _quorum_auth(props: dict[str, str], cfg: Config) -> QuorumAuth | None:
+    """quorum.auth.* and the JAAS QuorumLearner / QuorumServer sections (QuorumPeerConfig's
+    checks: a *RequireSasl needs enableSasl, serverRequireSasl needs learnerRequireSasl).
+    A zkpy learner always authenticates and checks the server's proof once enableSasl is on,
+    so learnerRequireSasl=false changes nothing; serverRequireSasl=false (ZooKeeper's rolling
+    upgrade) accepts learners that do not authenticate, with a warning per link."""
+    def flag(name: str) -> bool:
+        return _bool("quorum.auth." + name, props.get(_QUORUM_AUTH + name, "false"))
+
+    enabled, learner_req, server_req = flag("enableSasl"), flag("learnerRequireSasl"), flag("serverRequireSasl")
+    for name, value in (("learnerRequireSasl", learner_req), ("serverRequireSasl", server_req)):
+        if value and not enabled:
+            raise ConfigError(f"quorum.auth.enableSasl is disabled, so cannot enable quorum.auth.{name}")
+    if server_req and not learner_req:
+        raise ConfigError("quorum.auth.learnerRequireSasl is disabled, so cannot enable quorum.auth.serverRequireSasl")
+    if not enabled:
+        return None
+    path = props.get(_JAAS)
+    if not path:
+        raise ConfigError(f"quorum.auth.enableSasl=true needs {_JAAS} naming a JAAS file with QuorumServer "
+                          "and QuorumLearner sections")
+    try:
+        sections = jaas.read(path)
+    except jaas.JaasError as e:
+        raise ConfigError(f"{_JAAS}: {e}") from None
+    learner = _digest_options(path, sections, props.get(_QUORUM_AUTH + "learner.saslLoginContext", "QuorumLearner"))
+    server = _digest_options(path, sections, props.get(_QUORUM_AUTH + "server.saslLoginContext", "QuorumServer"))
+    if "username" not in learner or "password" not in learner:
+        raise ConfigError(f"{path}: the QuorumLearner section needs username=\"...\" and password=\"...\"")
+    users = tuple((k[len("user_"):], v) for k, v in server.items() if k.startswith("user_"))
+    if not users:
+        raise ConfigError(f"{path}: the QuorumServer section names no learner (user_<name>=\"<password>\")")
+    return QuorumAuth(learner["username"], learner["password"], users, server_req,
+                      tuple((sid, spec.host) for sid, spec in cfg.servers.items()))
+
+
+def _digest_options(path: str, sections: dict[str, list[jaas.LoginModule]], section: str) -> dict[str, str]:
+    if section not in sections:
+        raise ConfigError(f"{path} has no JAAS section named {section!r} (needed by quorum.auth.enableSasl)")
+    options: dict[str, str] = {}
+    for module in sections[section]:
+        if module.class_name != _DIGEST_LOGIN_MODULE:
+            raise ConfigError(f"{path}: section {section}: login module {module.class_name} is not supported: "
+                              f"zkpy's quorum authentication uses {_DIGEST_LOGIN_MODULE}")
+        options.update(module.options)
+    return options
 
 
 def _refuse_or_warn(props: dict[str, str]) -> None:

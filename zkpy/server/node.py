@@ -83,7 +83,8 @@ class ZkServer:
             # interface with quorumListenOnAllIPs (behind NAT, the line's name is not local).
             listen = ALL_INTERFACES if config.quorum_listen_on_all_ips else None
             self.peers = Peers(sid, addresses, self._on_peer_message, self._on_peer_down, self._on_peer_up,
-                               listen_host=listen, link_timeout_ms=config.sync_limit * config.tick_time)
+                               listen_host=listen, link_timeout_ms=config.sync_limit * config.tick_time,
+                               auth=config.quorum_auth)
         self.member = Member(config, sid, tree, log_tail, self.storage, self._send, self.clients, clock_ms,
                              self._wake, epochs=epochs)
         self.member.on_new_tree = self._init_config_node  # type: ignore[method-assign]

@@ -36,7 +36,7 @@ class Ensemble:
                  startup_timeout: float = 30.0, proxied: bool = False,
                  settings: dict[str, str] | None = None, apache_heap: str = "1000m",
                  member_env: dict[int, dict[str, str]] | None = None, base_port: int | None = None,
-                 keep: str | None = None) -> None:
+                 keep: str | None = None, member_properties: dict[int, dict[str, str]] | None = None) -> None:
         self.size = size
         self.tick_time = tick_time
         self.apache = apache
@@ -62,6 +62,8 @@ class Ensemble:
         # Extra environment variables of some members, for their next starts (e.g. a test's
         # ZKPY_TEST_DISK_FAULTS for one member); change or clear it between starts.
         self.member_env = {sid: dict(env) for sid, env in (member_env or {}).items()}
+        # -Dkey=value system properties of some zkpy members (e.g. each its own JAAS file).
+        self.member_properties = {sid: dict(p) for sid, p in (member_properties or {}).items()}
         # proxied: server a reaches server b's quorum and election ports through links named
         # "a->b:peer" and "a->b:election", so that a test can cut them (see proxy.py).
         self.proxy: Proxy | None = None
@@ -115,6 +117,7 @@ class Ensemble:
                    "-Dzookeeper.jmx.log4j.disable=true", "org.apache.zookeeper.server.quorum.QuorumPeerMain", cfg]
         else:
             cmd = [sys.executable, "-m", "zkpy", "serve", cfg, "--faults", os.path.join(self.base, "faults.json")]
+            cmd += [f"-D{k}={v}" for k, v in self.member_properties.get(sid, {}).items()]
         env = {**os.environ, **self.member_env[sid]} if self.member_env.get(sid) else None
         self.procs[sid] = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                            start_new_session=True, env=env)

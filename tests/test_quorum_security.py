@@ -1,0 +1,151 @@
+"""Quorum peer authentication between real `zkpy serve` processes (quorum.auth.enableSasl).
+
+Each member has its own credential `zkquorum/<id>` (the JAAS QuorumLearner section) and every
+member's QuorumServer section lists all three.  A process without the password, or with
+another member's password claiming a different id (CVE-2023-44981), gets no link into the
+ensemble, and the ensemble keeps its leader and goes on serving.  The raw impostor speaks
+zkpy's peer handshake itself; the same code with the right credentials is welcomed, so its
+refusals are the server's doing, not a broken test client's.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import time
+
+import msgpack
+import pytest
+from kazoo.client import KazooClient
+
+from zkpy.server import quorum_auth
+from zkpy.testing.ensemble import Ensemble
+
+pytestmark = pytest.mark.timeout(180)
+
+LEN = struct.Struct(">I")
+PASSWORDS = {1: "secret-one", 2: "secret-two", 3: "secret-three"}
+SASL_SETTINGS = {"quorum.auth.enableSasl": "true", "quorum.auth.learnerRequireSasl": "true",
+                 "quorum.auth.serverRequireSasl": "true"}
+
+
+def _jaas(path, learner: int, password: str) -> str:
+    users = "\n".join(f'    user_zkquorum/{sid}="{pw}"' for sid, pw in PASSWORDS.items())
+    path.write_text(
+        "QuorumServer {\n    org.apache.zookeeper.server.auth.DigestLoginModule required\n" + users + ";\n};\n"
+        "QuorumLearner {\n    org.apache.zookeeper.server.auth.DigestLoginModule required\n"
+        f'    username="zkquorum/{learner}"\n    password="{password}";\n}};\n')
+    return str(path)
+
+
+def _member_properties(tmp_path, passwords=PASSWORDS) -> dict[int, dict[str, str]]:
+    return {sid: {"java.security.auth.login.config": _jaas(tmp_path / f"jaas{sid}.conf", sid, pw)}
+            for sid, pw in passwords.items()}
+
+
+def _send(sock: socket.socket, msg) -> None:
+    body = msgpack.packb(msg, use_bin_type=True)
+    sock.sendall(LEN.pack(len(body)) + body)
+
+
+def _recv(sock: socket.socket):
+    """The next frame, or None once the server has closed the link."""
+    head = b""
+    while len(head) < 4:
+        chunk = sock.recv(4 - len(head))
+        if not chunk:
+            return None
+        head += chunk
+    (n,) = LEN.unpack(head)
+    body = b""
+    while len(body) < n:
+        chunk = sock.recv(n - len(body))
+        if not chunk:
+            return None
+        body += chunk
+    return msgpack.unpackb(body, raw=False)
+
+
+def _authenticate(port: int, acceptor: int, claimed: int, user: str, password: str) -> str:
+    """Speak the dialer's side of the handshake; what the server did: 'welcome' or 'closed'."""
+    with socket.create_connection(("127.0.0.1", port), timeout=15) as sock:
+        mine = quorum_auth.nonce()
+        _send(sock, ["hello", claimed, user, mine])
+        challenge = _recv(sock)
+        if challenge is None:
+            return "closed"
+        assert challenge[0] == "challenge" and challenge[1] == acceptor, challenge
+        _send(sock, ["proof", quorum_auth.proof(password, b"learner", claimed, acceptor, user, mine, challenge[2])])
+        answer = _recv(sock)
+        if answer is None:
+            return "closed"
+        expected = quorum_auth.proof(password, b"server", claimed, acceptor, user, mine, challenge[2])
+        assert answer == ["welcome", expected], answer
+        return "welcome"
+
+
+def _unauthenticated_injection(port: int) -> bool:
+    """An old-style hello followed by a ZAB-looking frame; True when the server closed the link."""
+    with socket.create_connection(("127.0.0.1", port), timeout=15) as sock:
+        _send(sock, ["hello", 3])
+        _send(sock, ["vote", 3, 99, 2**40, 2**40])
+        return _recv(sock) is None
+
+
+def _client(ens: Ensemble, sid: int) -> KazooClient:
+    c = KazooClient(hosts=ens.address(sid), timeout=5)
+    c.start(20)
+    return c
+
+
+def _assert_serving_with_leader(ens: Ensemble, leader: int, path: str, sids=(1, 2, 3)) -> None:
+    assert ens.leader() == leader
+    for sid in sids:
+        c = _client(ens, sid)
+        try:
+            c.create(f"{path}{sid}", b"x")
+            c.sync("/")
+            assert c.exists(f"{path}{sid}") is not None
+        finally:
+            c.stop()
+            c.close()
+
+
+def test_authenticated_ensemble_serves_and_refuses_impostors(tmp_path):
+    with Ensemble(3, settings=SASL_SETTINGS, member_properties=_member_properties(tmp_path)) as ens:
+        leader = ens.leader()
+        assert leader is not None
+        _assert_serving_with_leader(ens, leader, "/before")
+        port = ens.peer_ports[leader]
+        other = next(s for s in ens.ids if s != leader)
+        # Control: the handshake as this test speaks it is the server's (the right credentials are welcomed).
+        assert _authenticate(port, leader, other, f"zkquorum/{other}", PASSWORDS[other]) == "welcome"
+        # A wrong password, an unknown user, and no authentication at all: refused.
+        assert _authenticate(port, leader, other, f"zkquorum/{other}", "guess") == "closed"
+        assert _authenticate(port, leader, other, "mallory", "guess") == "closed"
+        assert _unauthenticated_injection(port)
+        # CVE-2023-44981: another member's valid credentials cannot claim this id.
+        liar = next(s for s in ens.ids if s not in (leader, other))
+        assert _authenticate(port, leader, other, f"zkquorum/{liar}", PASSWORDS[liar]) == "closed"
+        time.sleep(1)
+        _assert_serving_with_leader(ens, leader, "/after")
+
+
+def test_a_member_with_a_wrong_password_cannot_join(tmp_path):
+    props = _member_properties(tmp_path)
+    ens = Ensemble(3, settings=SASL_SETTINGS, member_properties=props, startup_timeout=40)
+    try:
+        for sid in (1, 2):
+            ens.start_server(sid)
+        ens.wait_serving(sids=[1, 2])
+        leader = ens.leader()
+        ens.member_properties[3] = {"java.security.auth.login.config": _jaas(tmp_path / "bad3.conf", 3, "guess")}
+        ens.start_server(3)
+        deadline = time.time() + 8  # many election rounds at tickTime 200 ms
+        while time.time() < deadline:
+            assert ens.mode(3) not in ("leader", "follower"), "a member with a wrong password joined"
+            time.sleep(0.5)
+        assert ens.alive(3)
+        _assert_serving_with_leader(ens, leader, "/still", sids=(1, 2))
+    finally:
+        ens.stop()
