@@ -32,7 +32,9 @@ def _serve(tmp_path, lines: str, *props: str) -> subprocess.CompletedProcess:
 REFUSED = {
     "skipACL": ("skipACL=yes\n", (), "skipACL"),
     "skipACL property": ("", ("-Dzookeeper.skipACL=true",), "skipACL"),
-    "sslQuorum": ("sslQuorum=true\n", (), "sslQuorum"),
+    "sslQuorum without stores": ("sslQuorum=true\n", (), "ssl.quorum.keyStore.location"),
+    "sslQuorum without a trust store": ("sslQuorum=true\nssl.quorum.keyStore.location=/k.p12\n", (),
+                                        "ssl.quorum.trustStore.location"),
     "quorum.auth.enableSasl without JAAS": ("quorum.auth.enableSasl=true\n", (), "quorum.auth.enableSasl"),
     "quorum.auth.learnerRequireSasl without enableSasl": ("quorum.auth.learnerRequireSasl=true\n", (),
                                                           "learnerRequireSasl"),

@@ -149,3 +149,68 @@ def test_a_member_with_a_wrong_password_cannot_join(tmp_path):
         _assert_serving_with_leader(ens, leader, "/still", sids=(1, 2))
     finally:
         ens.stop()
+
+
+# ------------------------------------------------------------ TLS on peer links (sslQuorum)
+
+
+def _quorum_tls_settings(directory: str, kind: str = "PKCS12") -> dict[str, str]:
+    import tls_support as certs  # needs the tls extra (cryptography, pyjks)
+
+    authority = certs.ca()
+    keystore, truststore = certs.write_stores(directory, kind, certs.server(authority), [], [authority])
+    return {"sslQuorum": "true", "ssl.quorum.keyStore.location": keystore,
+            "ssl.quorum.keyStore.password": certs.PASSWORD, "ssl.quorum.trustStore.location": truststore,
+            "ssl.quorum.trustStore.password": certs.PASSWORD}
+
+
+def _tls_dial(port: int, directory: str, trusted_store_dir: str | None):
+    """A TLS client on a peer port presenting a certificate of its own CA; what happened."""
+    import ssl
+
+    import tls_support as certs
+
+    stranger_ca = certs.ca("stranger CA")
+    me = certs.server(stranger_ca)
+    cert, key = me.write_pem(directory, "stranger")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE  # the stranger does not care who answers: the server must refuse it
+    ctx.load_cert_chain(cert, key)
+    with socket.create_connection(("127.0.0.1", port), timeout=15) as raw:
+        try:
+            with ctx.wrap_socket(raw) as sock:
+                _send(sock, ["hello", 3])
+                sock.settimeout(5)
+                return "closed" if _recv(sock) is None else "open"
+        except (ssl.SSLError, ConnectionResetError, BrokenPipeError):
+            return "closed"
+        except socket.timeout:
+            return "open"  # the link stayed up: the server took the stranger for a peer
+
+
+def test_tls_quorum_serves_and_refuses_plaintext_and_unknown_certificates(tmp_path):
+    with Ensemble(3, settings=_quorum_tls_settings(str(tmp_path))) as ens:
+        leader = ens.leader()
+        assert leader is not None
+        _assert_serving_with_leader(ens, leader, "/tls")
+        port = ens.peer_ports[leader]
+        with socket.create_connection(("127.0.0.1", port), timeout=15) as sock:  # plaintext peer
+            _send(sock, ["hello", 3])
+            _send(sock, ["vote", 3, 99, 2**40, 2**40])
+            try:
+                assert sock.recv(1) == b"", "a plaintext peer got an answer"
+            except ConnectionResetError:
+                pass
+            except socket.timeout:
+                raise AssertionError("the link of a plaintext peer stayed up") from None
+        assert _tls_dial(port, str(tmp_path), None) == "closed"
+        time.sleep(1)
+        _assert_serving_with_leader(ens, leader, "/tls-after")
+
+
+def test_tls_and_authentication_together(tmp_path):
+    settings = {**SASL_SETTINGS, **_quorum_tls_settings(str(tmp_path), "JKS")}
+    with Ensemble(3, settings=settings, member_properties=_member_properties(tmp_path)) as ens:
+        leader = ens.leader()
+        _assert_serving_with_leader(ens, leader, "/both")

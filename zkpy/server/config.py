@@ -57,6 +57,7 @@ class SslConfig:
     truststore_password: str | None = None
     truststore_type: str | None = None
     client_auth: str = "need"  # none, want, need (ZooKeeper's default: need)
+    hostname_verification: bool = True  # ssl.quorum.hostnameVerification: a dialled peer's certificate names its host
     protocol: str = "TLSv1.2"  # ZooKeeper 3.8's default; enabled alone unless enabledProtocols says more
     enabled_protocols: tuple[str, ...] = ()
     ciphersuites: tuple[str, ...] = ()
@@ -77,6 +78,8 @@ class Config:
     secure_client_port: int | None = None
     secure_client_port_address: str | None = None  # None: clientPortAddress
     ssl: SslConfig = field(default_factory=SslConfig)
+    ssl_quorum: bool = False  # sslQuorum: peer links are mutual TLS with the ssl.quorum.* stores
+    quorum_ssl: SslConfig = field(default_factory=SslConfig)
     max_client_cnxns: int = 60
     max_cnxns: int = 0  # all clients together (ZooKeeper's maxCnxns); 0: no limit
     min_session_timeout: int = -1
@@ -179,9 +182,9 @@ _SERVER_RE = re.compile(r"^server\.(\d+)$")
 _IGNORED_KEYS = frozenset({
     "peerType", "portUnification",
 })
-# Properties read elsewhere: the TLS block reads zookeeper.ssl.* (but the peer links' ssl.quorum.*,
-# refused with sslQuorum=true by the settings table), the admin and metrics endpoints theirs.
-_KNOWN_PROPERTY_PREFIXES = ("zookeeper.ssl.quorum.", "zookeeper.metricsProvider", "zookeeper.admin.")
+# Properties read elsewhere: the TLS block reads zookeeper.ssl.* (and the peer links' ssl.quorum.*),
+# the admin and metrics endpoints theirs.
+_KNOWN_PROPERTY_PREFIXES = ("zookeeper.metricsProvider", "zookeeper.admin.")
 # Properties read below, or by the harnesses' logging (log4j's), or by the security block.
 _KNOWN_PROPERTIES = frozenset({
     "zookeeper.DigestAuthenticationProvider.superDigest", "zookeeper.extendedTypesEnabled", "jute.maxbuffer",
@@ -388,6 +391,13 @@ def _apply_properties(cfg: Config, props: dict[str, str], cfg_keys: set[str]) ->
             cfg.wire_trace = _int(key, value, 0)
         elif _is_client_ssl_key(key):
             _apply_ssl_property(cfg.ssl, key, value)
+        elif key == "zookeeper.sslQuorum":
+            cfg.ssl_quorum = _bool("sslQuorum", value)
+        elif key == "zookeeper.ssl.quorum.hostnameVerification":
+            cfg.quorum_ssl.hostname_verification = _bool("ssl.quorum.hostnameVerification", value)
+        elif key.startswith("zookeeper.ssl.quorum."):
+            # The same keys as the client port's, one level down (X509Util's quorum prefix).
+            _apply_ssl_property(cfg.quorum_ssl, "zookeeper.ssl." + key[len("zookeeper.ssl.quorum."):], value)
         elif key in _KNOWN_PROPERTIES or key.startswith(_KNOWN_PROPERTY_PREFIXES) or _security_setting(key):
             pass
         elif key.startswith("zookeeper.") and key[len("zookeeper."):] in cfg_keys:
@@ -492,6 +502,7 @@ _QUORUM_AUTH = "zookeeper.quorum.auth."  # zoo.cfg quorum.auth.* (QuorumPeerConf
 _SECURITY_PROPERTIES = frozenset({
     _JAAS, _SASL_SECTION, "zookeeper.sessionRequireClientSASLAuth", "zookeeper.enforce.auth.enabled",
     "zookeeper.enforce.auth.schemes", "zookeeper.SASLAuthenticationProvider.superPassword",
+    "zookeeper.sslQuorum",
     *(_QUORUM_AUTH + k for k in ("enableSasl", "learnerRequireSasl", "serverRequireSasl",
                                  "learner.saslLoginContext", "server.saslLoginContext")),
 })
@@ -510,6 +521,10 @@ def _apply_security(cfg: Config, props: dict[str, str]) -> None:
     cfg.sasl = _sasl_settings(props)
     cfg.enforce_auth_schemes = _enforced_schemes(props, cfg)
     cfg.quorum_auth = _quorum_auth(props, cfg)
+    if cfg.ssl_quorum:
+        for what in ("keyStore", "trustStore"):
+            if not getattr(cfg.quorum_ssl, what.lower() + "_location"):
+                raise ConfigError(f"sslQuorum=true needs ssl.quorum.{what}.location: peer links are mutual TLS")
 
 
 def _quorum_auth(props: dict[str, str], cfg: Config) -> QuorumAuth | None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 import struct
 from typing import Callable
 
@@ -234,8 +235,14 @@ class _Outbound:
         failure: BaseException = OSError(f"{self.host} has no address")
         for *_, sockaddr in infos:
             try:
-                reader, writer = await asyncio.wait_for(asyncio.open_connection(sockaddr[0], sockaddr[1]), 2)
-            except (OSError, asyncio.TimeoutError) as e:
+                tls = self.peers.tls
+                reader, writer = await asyncio.wait_for(asyncio.open_connection(
+                    sockaddr[0], sockaddr[1], ssl=tls[1] if tls else None,
+                    server_hostname=self.host if tls else None), 2 if tls is None else HANDSHAKE_TIMEOUT)
+            except (OSError, asyncio.TimeoutError) as e:  # ssl.SSLError is an OSError: a refused certificate
+                if isinstance(e, ssl.SSLError) and not self.refused:
+                    self.refused = True
+                    log.warning("TLS with a peer failed; retrying", sid=self.sid, error=str(e))
                 failure = e
                 continue
             self._linked(sockaddr[0], writer)
@@ -283,8 +290,10 @@ class Peers:
     def __init__(self, my_sid: int, addresses: dict[int, tuple[str, int]], on_message: Callable[[int, object], None],
                  on_disconnect: Callable[[int], None] = lambda sid: None,
                  on_connect: Callable[[int], None] = lambda sid: None, listen_host: str | None = None,
-                 link_timeout_ms: int = 0, auth: QuorumAuth | None = None) -> None:
+                 link_timeout_ms: int = 0, auth: QuorumAuth | None = None,
+                 tls: tuple[ssl.SSLContext, ssl.SSLContext] | None = None) -> None:
         self.my_sid = my_sid
+        self.tls = tls  # sslQuorum: (accepting, dialling) contexts; None: plaintext links
         self.auth = auth  # None: no quorum authentication (quorum.auth.enableSasl=false)
         self.addresses = addresses  # sid -> (host as its server line names it, quorum port)
         self.listen_host = listen_host if listen_host is not None else addresses[my_sid][0]
@@ -302,7 +311,9 @@ class Peers:
         loop = asyncio.get_running_loop()
         # create_server resolves a host name itself (getaddrinfo off the loop) and binds each address.
         try:
-            self.server = await loop.create_server(lambda: _Inbound(self), self.listen_host, port, reuse_address=True)
+            self.server = await loop.create_server(lambda: _Inbound(self), self.listen_host, port, reuse_address=True,
+                                                   ssl=self.tls[0] if self.tls else None,
+                                                   ssl_handshake_timeout=HANDSHAKE_TIMEOUT if self.tls else None)
         except OSError as e:  # the usual cause across hosts: this member's line names another host
             reason = e.strerror or str(e)
             raise OSError(e.errno, f"{reason.rstrip('.')}: the quorum port {self.listen_host}:{port} of this member "
