@@ -151,6 +151,59 @@ def test_a_member_with_a_wrong_password_cannot_join(tmp_path):
         ens.stop()
 
 
+
+def _fake_acceptor(listener: socket.socket, dialer: int, acceptor: int, password: str) -> tuple[object, bool]:
+    """Take the dial of member `dialer` on `listener`, challenge it, answer its proof with a
+    welcome computed from `password`; (the proof's check, whether frames followed the welcome)."""
+    while True:  # the other members dial too: take `dialer`'s link
+        conn, _ = listener.accept()
+        conn.settimeout(10)
+        hello = _recv(conn)
+        if hello is not None and hello[1] == dialer:
+            break
+        conn.close()
+    with conn:
+        assert hello[0] == "hello" and hello[2] == f"zkquorum/{dialer}", hello
+        ours = quorum_auth.nonce()
+        _send(conn, ["challenge", acceptor, ours])
+        proof = _recv(conn)
+        genuine = proof[1] == quorum_auth.proof(PASSWORDS[dialer], b"learner", dialer, acceptor, hello[2], hello[3], ours)
+        _send(conn, ["welcome", quorum_auth.proof(password, b"server", dialer, acceptor, hello[2], hello[3], ours)])
+        try:
+            return genuine, _recv(conn) is not None  # a member that trusts us sends ZAB messages
+        except (socket.timeout, ConnectionResetError):
+            return genuine, False
+
+
+def test_a_member_does_not_talk_to_a_peer_that_cannot_prove_the_password(tmp_path):
+    with Ensemble(3, settings=SASL_SETTINGS, member_properties=_member_properties(tmp_path)) as ens:
+        leader = ens.leader()
+        victim = next(s for s in ens.ids if s != leader)
+        ens.kill(victim)
+        with socket.socket() as listener:  # an impostor on the stopped member's quorum port
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind(("127.0.0.1", ens.peer_ports[victim]))
+            listener.listen(8)
+            listener.settimeout(20)
+            # Control: knowing the leader's password, the impostor is trusted and gets messages.
+            assert _fake_acceptor(listener, leader, victim, PASSWORDS[leader]) == (True, True)
+            assert _fake_acceptor(listener, leader, victim, "guess") == (True, False)
+
+
+def test_rolling_upgrade_mode_accepts_unauthenticated_learners(tmp_path):
+    settings = {"quorum.auth.enableSasl": "true", "quorum.auth.learnerRequireSasl": "false",
+                "quorum.auth.serverRequireSasl": "false"}
+    with Ensemble(3, settings=settings, member_properties=_member_properties(tmp_path)) as ens:
+        leader = ens.leader()
+        _assert_serving_with_leader(ens, leader, "/rolling")
+        with socket.create_connection(("127.0.0.1", ens.peer_ports[leader]), timeout=3) as sock:
+            _send(sock, ["hello", 3])  # an old member's hello: accepted (serverRequireSasl=false)
+            with pytest.raises(socket.timeout):
+                sock.recv(1)
+        # Those that authenticate are still checked.
+        assert _authenticate(ens.peer_ports[leader], leader, 3, "zkquorum/3", "guess") == "closed"
+
+
 # ------------------------------------------------------------ TLS on peer links (sslQuorum)
 
 
@@ -164,7 +217,7 @@ def _quorum_tls_settings(directory: str, kind: str = "PKCS12") -> dict[str, str]
             "ssl.quorum.trustStore.password": certs.PASSWORD}
 
 
-def _tls_dial(port: int, directory: str, trusted_store_dir: str | None):
+def _tls_dial(port: int, directory: str) -> str:
     """A TLS client on a peer port presenting a certificate of its own CA; what happened."""
     import ssl
 
@@ -204,7 +257,7 @@ def test_tls_quorum_serves_and_refuses_plaintext_and_unknown_certificates(tmp_pa
                 pass
             except socket.timeout:
                 raise AssertionError("the link of a plaintext peer stayed up") from None
-        assert _tls_dial(port, str(tmp_path), None) == "closed"
+        assert _tls_dial(port, str(tmp_path)) == "closed"
         time.sleep(1)
         _assert_serving_with_leader(ens, leader, "/tls-after")
 
