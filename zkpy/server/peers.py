@@ -8,7 +8,9 @@ A connection starts with a hello frame naming the sender's server id; frames fro
 unknown id, malformed frames, and peers that flood past a bound are dropped with a log line.
 With quorum authentication (quorum_auth.py) the hello opens a challenge–response, and the
 acceptor reads no message from a link until the dialer has proved its credentials and that
-they may claim its server id.
+they may claim its server id.  With sslQuorum the links are mutual TLS (tls.peer_contexts);
+a failed TLS handshake on the accepting side closes the link without a log line (asyncio's
+ssl= server; the dialling side logs its failures).
 
 Server lines may name hosts by DNS name.  A link resolves its peer's name each time it dials
 (the event loop's getaddrinfo, off the loop thread), so a member that comes back on another
