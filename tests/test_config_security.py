@@ -32,10 +32,17 @@ def _serve(tmp_path, lines: str, *props: str) -> subprocess.CompletedProcess:
 REFUSED = {
     "skipACL": ("skipACL=yes\n", (), "skipACL"),
     "skipACL property": ("", ("-Dzookeeper.skipACL=true",), "skipACL"),
-    "sslQuorum": ("sslQuorum=true\n", (), "sslQuorum"),
-    "quorum.auth.enableSasl": ("quorum.auth.enableSasl=true\n", (), "quorum.auth.enableSasl"),
-    "quorum.auth.learnerRequireSasl": ("quorum.auth.learnerRequireSasl=true\n", (), "learnerRequireSasl"),
-    "quorum.auth.serverRequireSasl": ("quorum.auth.serverRequireSasl=true\n", (), "serverRequireSasl"),
+    "sslQuorum without stores": ("sslQuorum=true\n", (), "ssl.quorum.keyStore.location"),
+    "sslQuorum without a trust store": ("sslQuorum=true\nssl.quorum.keyStore.location=/k.p12\n", (),
+                                        "ssl.quorum.trustStore.location"),
+    "quorum.auth.enableSasl without JAAS": ("quorum.auth.enableSasl=true\n", (), "quorum.auth.enableSasl"),
+    "quorum.auth.learnerRequireSasl without enableSasl": ("quorum.auth.learnerRequireSasl=true\n", (),
+                                                          "learnerRequireSasl"),
+    "quorum.auth.serverRequireSasl without learnerRequireSasl": (
+        "quorum.auth.enableSasl=true\nquorum.auth.serverRequireSasl=true\n", (), "learnerRequireSasl"),
+    "quorum.auth JAAS without QuorumLearner": (
+        "quorum.auth.enableSasl=true\n", ("-Djava.security.auth.login.config=" + __file__.replace(
+            "test_config_security.py", "quorum_server_only.jaas"),), "QuorumLearner"),
     "digest off": ("", ("-Dzookeeper.DigestAuthenticationProvider.enabled=false",), "DigestAuthenticationProvider"),
     "digest SHA-256": ("", ("-Dzookeeper.DigestAuthenticationProvider.digestAlg=SHA-256",), "digestAlg"),
     "enforceQuota": ("enforceQuota=true\n", (), "enforceQuota"),
@@ -162,3 +169,23 @@ def test_jaas_syntax_comments_quotes_and_sections():
 def test_jaas_syntax_errors_name_the_line(text, where):
     with pytest.raises(jaas.JaasError, match=where):
         jaas.parse(text)
+
+
+def test_quorum_auth_settings_from_zoo_cfg_and_jaas(tmp_path):
+    jaas_file = tmp_path / "jaas.conf"
+    jaas_file.write_text(
+        'QuorumServer { org.apache.zookeeper.server.auth.DigestLoginModule required\n'
+        '  user_zkquorum/1="pw1" user_zkquorum/2="pw2"; };\n'
+        'QuorumLearner { org.apache.zookeeper.server.auth.DigestLoginModule required\n'
+        '  username="zkquorum/1" password="pw1"; };\n')
+    cfg_file = tmp_path / "zoo.cfg"
+    cfg_file.write_text(f"dataDir={tmp_path}\nquorum.auth.enableSasl=true\nquorum.auth.learnerRequireSasl=true\n"
+                        "server.1=127.0.0.1:2888:3888\nserver.2=localhost:2889:3889\n")
+    cfg = load(str(cfg_file), {"java.security.auth.login.config": str(jaas_file)})
+    qa = cfg.quorum_auth
+    assert (qa.learner_user, qa.learner_password, qa.server_require) == ("zkquorum/1", "pw1", False)
+    assert qa.password_of("zkquorum/2") == "pw2" and qa.password_of("zkquorum/3") is None
+    assert qa.may_claim("zkquorum/2", 2) and not qa.may_claim("zkquorum/2", 1)
+    assert qa.may_claim("zkquorum/localhost@EXAMPLE.COM", 2) and not qa.may_claim("zkquorum/localhost", 1)
+    assert qa.may_claim("test", 1)  # an ensemble-wide credential, as ZooKeeper's DIGEST-MD5 example
+    assert "pw1" not in repr(cfg.as_dict()["quorum_auth"]) and "pw2" not in repr(cfg.as_dict()["quorum_auth"])

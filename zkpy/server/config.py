@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from ..logs import get_logger
 
 from . import jaas
+from .quorum_auth import QuorumAuth
 from .sasl import SaslSettings
 from .settings_table import REFUSED, UNUSED, short_name
 
@@ -56,6 +57,7 @@ class SslConfig:
     truststore_password: str | None = None
     truststore_type: str | None = None
     client_auth: str = "need"  # none, want, need (ZooKeeper's default: need)
+    hostname_verification: bool = True  # ssl.quorum.hostnameVerification: a dialled peer's certificate names its host
     protocol: str = "TLSv1.2"  # ZooKeeper 3.8's default; enabled alone unless enabledProtocols says more
     enabled_protocols: tuple[str, ...] = ()
     ciphersuites: tuple[str, ...] = ()
@@ -76,6 +78,8 @@ class Config:
     secure_client_port: int | None = None
     secure_client_port_address: str | None = None  # None: clientPortAddress
     ssl: SslConfig = field(default_factory=SslConfig)
+    ssl_quorum: bool = False  # sslQuorum: peer links are mutual TLS with the ssl.quorum.* stores
+    quorum_ssl: SslConfig = field(default_factory=SslConfig)
     max_client_cnxns: int = 60
     max_cnxns: int = 0  # all clients together (ZooKeeper's maxCnxns); 0: no limit
     min_session_timeout: int = -1
@@ -114,6 +118,7 @@ class Config:
     sasl: SaslSettings | None = None
     auth_providers: frozenset[str] = frozenset()  # schemes of authProvider.N beyond ip and digest
     enforce_auth_schemes: frozenset[str] = frozenset()  # enforce.auth.schemes when enforcement is on
+    quorum_auth: QuorumAuth | None = None  # quorum.auth.enableSasl=true: peer links authenticate
 
     @property
     def sasl_required(self) -> bool:
@@ -133,6 +138,9 @@ class Config:
         d["four_letter_words"] = sorted(self.four_letter_words)
         d["sasl"] = None if self.sasl is None else {"users": sorted(self.sasl.users),
                                                      "super_users": sorted(self.sasl.super_users)}
+        qa = self.quorum_auth  # no passwords
+        d["quorum_auth"] = None if qa is None else {"learner_user": qa.learner_user, "server_require": qa.server_require,
+                                                    "server_users": sorted(u for u, _ in qa.server_users)}
         d["properties"] = {k: ("****" if "password" in k.lower() else v) for k, v in self.properties.items()}
         return d
 
@@ -174,9 +182,9 @@ _SERVER_RE = re.compile(r"^server\.(\d+)$")
 _IGNORED_KEYS = frozenset({
     "peerType", "portUnification",
 })
-# Properties read elsewhere: the TLS block reads zookeeper.ssl.* (but the peer links' ssl.quorum.*,
-# refused with sslQuorum=true by the settings table), the admin and metrics endpoints theirs.
-_KNOWN_PROPERTY_PREFIXES = ("zookeeper.ssl.quorum.", "zookeeper.metricsProvider", "zookeeper.admin.")
+# Properties read elsewhere: the TLS block reads zookeeper.ssl.* (and the peer links' ssl.quorum.*),
+# the admin and metrics endpoints theirs.
+_KNOWN_PROPERTY_PREFIXES = ("zookeeper.metricsProvider", "zookeeper.admin.")
 # Properties read below, or by the harnesses' logging (log4j's), or by the security block.
 _KNOWN_PROPERTIES = frozenset({
     "zookeeper.DigestAuthenticationProvider.superDigest", "zookeeper.extendedTypesEnabled", "jute.maxbuffer",
@@ -383,6 +391,13 @@ def _apply_properties(cfg: Config, props: dict[str, str], cfg_keys: set[str]) ->
             cfg.wire_trace = _int(key, value, 0)
         elif _is_client_ssl_key(key):
             _apply_ssl_property(cfg.ssl, key, value)
+        elif key == "zookeeper.sslQuorum":
+            cfg.ssl_quorum = _bool("sslQuorum", value)
+        elif key == "zookeeper.ssl.quorum.hostnameVerification":
+            cfg.quorum_ssl.hostname_verification = _bool("ssl.quorum.hostnameVerification", value)
+        elif key.startswith("zookeeper.ssl.quorum."):
+            # The same keys as the client port's, one level down (X509Util's quorum prefix).
+            _apply_ssl_property(cfg.quorum_ssl, "zookeeper.ssl." + key[len("zookeeper.ssl.quorum."):], value)
         elif key in _KNOWN_PROPERTIES or key.startswith(_KNOWN_PROPERTY_PREFIXES) or _security_setting(key):
             pass
         elif key.startswith("zookeeper.") and key[len("zookeeper."):] in cfg_keys:
@@ -483,9 +498,13 @@ _PROVIDER_SCHEMES = {  # authProvider.N classes -> the scheme they add (None: bu
 }
 _JAAS = "java.security.auth.login.config"
 _SASL_SECTION = "zookeeper.sasl.serverconfig"
+_QUORUM_AUTH = "zookeeper.quorum.auth."  # zoo.cfg quorum.auth.* (QuorumPeerConfig reads them from zoo.cfg)
 _SECURITY_PROPERTIES = frozenset({
     _JAAS, _SASL_SECTION, "zookeeper.sessionRequireClientSASLAuth", "zookeeper.enforce.auth.enabled",
     "zookeeper.enforce.auth.schemes", "zookeeper.SASLAuthenticationProvider.superPassword",
+    "zookeeper.sslQuorum",
+    *(_QUORUM_AUTH + k for k in ("enableSasl", "learnerRequireSasl", "serverRequireSasl",
+                                 "learner.saslLoginContext", "server.saslLoginContext")),
 })
 
 
@@ -501,6 +520,59 @@ def _apply_security(cfg: Config, props: dict[str, str]) -> None:
     cfg.auth_providers = _auth_providers(props)
     cfg.sasl = _sasl_settings(props)
     cfg.enforce_auth_schemes = _enforced_schemes(props, cfg)
+    cfg.quorum_auth = _quorum_auth(props, cfg)
+    if cfg.ssl_quorum:
+        for what in ("keyStore", "trustStore"):
+            if not getattr(cfg.quorum_ssl, what.lower() + "_location"):
+                raise ConfigError(f"sslQuorum=true needs ssl.quorum.{what}.location: peer links are mutual TLS")
+
+
+def _quorum_auth(props: dict[str, str], cfg: Config) -> QuorumAuth | None:
+    """quorum.auth.* and the JAAS QuorumLearner / QuorumServer sections (QuorumPeerConfig's
+    checks: a *RequireSasl needs enableSasl, serverRequireSasl needs learnerRequireSasl).
+    A zkpy learner always authenticates and checks the server's proof once enableSasl is on,
+    so learnerRequireSasl=false changes nothing; serverRequireSasl=false (ZooKeeper's rolling
+    upgrade) accepts learners that do not authenticate, with a warning per link."""
+    def flag(name: str) -> bool:
+        return _bool("quorum.auth." + name, props.get(_QUORUM_AUTH + name, "false"))
+
+    enabled, learner_req, server_req = flag("enableSasl"), flag("learnerRequireSasl"), flag("serverRequireSasl")
+    for name, value in (("learnerRequireSasl", learner_req), ("serverRequireSasl", server_req)):
+        if value and not enabled:
+            raise ConfigError(f"quorum.auth.enableSasl is disabled, so cannot enable quorum.auth.{name}")
+    if server_req and not learner_req:
+        raise ConfigError("quorum.auth.learnerRequireSasl is disabled, so cannot enable quorum.auth.serverRequireSasl")
+    if not enabled:
+        return None
+    path = props.get(_JAAS)
+    if not path:
+        raise ConfigError(f"quorum.auth.enableSasl=true needs {_JAAS} naming a JAAS file with QuorumServer "
+                          "and QuorumLearner sections")
+    try:
+        sections = jaas.read(path)
+    except jaas.JaasError as e:
+        raise ConfigError(f"{_JAAS}: {e}") from None
+    learner = _digest_options(path, sections, props.get(_QUORUM_AUTH + "learner.saslLoginContext", "QuorumLearner"))
+    server = _digest_options(path, sections, props.get(_QUORUM_AUTH + "server.saslLoginContext", "QuorumServer"))
+    if "username" not in learner or "password" not in learner:
+        raise ConfigError(f"{path}: the QuorumLearner section needs username=\"...\" and password=\"...\"")
+    users = tuple((k[len("user_"):], v) for k, v in server.items() if k.startswith("user_"))
+    if not users:
+        raise ConfigError(f"{path}: the QuorumServer section names no learner (user_<name>=\"<password>\")")
+    return QuorumAuth(learner["username"], learner["password"], users, server_req,
+                      tuple((sid, spec.host) for sid, spec in cfg.servers.items()))
+
+
+def _digest_options(path: str, sections: dict[str, list[jaas.LoginModule]], section: str) -> dict[str, str]:
+    if section not in sections:
+        raise ConfigError(f"{path} has no JAAS section named {section!r} (needed by quorum.auth.enableSasl)")
+    options: dict[str, str] = {}
+    for module in sections[section]:
+        if module.class_name != _DIGEST_LOGIN_MODULE:
+            raise ConfigError(f"{path}: section {section}: login module {module.class_name} is not supported: "
+                              f"zkpy's quorum authentication uses {_DIGEST_LOGIN_MODULE}")
+        options.update(module.options)
+    return options
 
 
 def _refuse_or_warn(props: dict[str, str]) -> None:

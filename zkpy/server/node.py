@@ -29,7 +29,7 @@ from .faults import FaultTable
 from .member import Member
 from .peers import Peers
 from .peers import encode as encode_frame
-from .tls import TlsListener, tls_connection_class
+from .tls import TlsListener, peer_contexts, tls_connection_class
 from .wiretrace import connection_class
 
 log = get_logger("zkpy.server")
@@ -82,7 +82,8 @@ class ZkServer:
             # interface with quorumListenOnAllIPs (behind NAT, the line's name is not local).
             listen = ALL_INTERFACES if config.quorum_listen_on_all_ips else None
             self.peers = Peers(sid, addresses, self._on_peer_message, self._on_peer_down, self._on_peer_up,
-                               listen_host=listen, link_timeout_ms=config.sync_limit * config.tick_time)
+                               listen_host=listen, link_timeout_ms=config.sync_limit * config.tick_time,
+                               auth=config.quorum_auth, tls=peer_contexts(config) if config.ssl_quorum else None)
         self.member = Member(config, sid, tree, log_tail, self.storage, self._send, self.clients, clock_ms,
                              self._wake, epochs=epochs)
         self.member.on_new_tree = self._init_config_node  # type: ignore[method-assign]

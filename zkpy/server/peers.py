@@ -6,6 +6,11 @@ Frames sent during one turn of the event loop go out together, one write per pee
 (proposals, acks and commits of a whole batch of client requests share a syscall).
 A connection starts with a hello frame naming the sender's server id; frames from an
 unknown id, malformed frames, and peers that flood past a bound are dropped with a log line.
+With quorum authentication (quorum_auth.py) the hello opens a challenge–response, and the
+acceptor reads no message from a link until the dialer has proved its credentials and that
+they may claim its server id.  With sslQuorum the links are mutual TLS (tls.peer_contexts);
+a failed TLS handshake on the accepting side closes the link without a log line (asyncio's
+ssl= server; the dialling side logs its failures).
 
 Server lines may name hosts by DNS name.  A link resolves its peer's name each time it dials
 (the event loop's getaddrinfo, off the loop thread), so a member that comes back on another
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 import struct
 from typing import Callable
 
@@ -25,12 +31,20 @@ import msgpack
 
 from ..logs import get_logger
 from ..protocol.framing import BufferLimitError, FrameLengthError, Frames
+from . import quorum_auth
+from .quorum_auth import QuorumAuth
 
 log = get_logger("zkpy.peers")
 
 LEN = struct.Struct(">I")
 MAX_FRAME = 256 * 1024 * 1024  # a SNAP of a large tree fits; anything larger is an attack
 MAX_BUFFERED = 512 * 1024 * 1024
+HANDSHAKE_TIMEOUT = 10.0  # seconds an authenticating link may take before it is closed
+MAX_HANDSHAKE_FRAME = 4096
+
+
+class PeerAuthError(Exception):
+    """The peer we dialled did not complete quorum authentication."""
 
 
 def encode(msg) -> bytes:
@@ -42,11 +56,20 @@ class _Inbound(asyncio.Protocol):
     def __init__(self, peers: "Peers") -> None:
         self.peers = peers
         self.frames = Frames(MAX_FRAME, MAX_BUFFERED)
-        self.sid: int | None = None
+        self.sid: int | None = None  # set once the hello (and with quorum auth, the proof) is accepted
         self.transport: asyncio.Transport | None = None
+        self.pending: tuple | None = None  # (sid, user, password, dialer nonce, our nonce) while authenticating
+        self.timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport) -> None:
         self.transport = transport
+        if self.peers.auth is not None:
+            self.timer = asyncio.get_running_loop().call_later(
+                HANDSHAKE_TIMEOUT, self._refuse, "peer did not authenticate in time; closing")
+
+    def connection_lost(self, exc) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
 
     def data_received(self, data: bytes) -> None:
         frames = self.frames
@@ -56,15 +79,13 @@ class _Inbound(asyncio.Protocol):
                 try:
                     msg = msgpack.unpackb(buf[start:end], raw=False)  # one copy (a memoryview would pin buf)
                 except Exception:  # noqa: BLE001 - any undecodable frame is dropped
+                    if self.sid is None:
+                        return self._refuse("malformed peer hello; closing")
                     log.warning("malformed peer frame dropped", sid=self.sid)
                     continue
                 if self.sid is None:
-                    if not (isinstance(msg, list) and len(msg) == 2 and msg[0] == "hello"
-                            and msg[1] in self.peers.known):
-                        log.warning("peer connection from an unknown server; closing", hello=str(msg)[:100])
-                        self.transport.close()
+                    if not self._handshake(msg):
                         return
-                    self.sid = msg[1]
                     continue
                 self.peers.on_message(self.sid, msg)
         except BufferLimitError:
@@ -74,6 +95,59 @@ class _Inbound(asyncio.Protocol):
             # The sender's length is unsigned (LEN): a negative one here is 2**31 or more.
             log.warning("oversized peer frame; disconnecting", sid=self.sid, length=e.length & 0xFFFFFFFF)
             self.transport.close()
+
+    def _refuse(self, why: str, **fields) -> bool:
+        log.warning(why, **fields)
+        self.pending = None
+        self.transport.close()
+        return False
+
+    def _accept(self, sid: int) -> bool:
+        self.sid = sid
+        self.pending = None
+        if self.timer is not None:
+            self.timer.cancel()
+        return True
+
+    def _handshake(self, msg) -> bool:
+        """One frame of a link's set-up; False when the link was refused (and closed)."""
+        auth = self.peers.auth
+        if self.pending is not None:
+            return self._check_proof(auth, msg)
+        if not (isinstance(msg, list) and len(msg) in (2, 4) and msg[0] == "hello" and msg[1] in self.peers.known):
+            return self._refuse("peer connection from an unknown server; closing", hello=str(msg)[:100])
+        sid = msg[1]
+        if len(msg) == 2:
+            if auth is None:
+                return self._accept(sid)
+            if auth.server_require:
+                return self._refuse("peer did not authenticate (quorum.auth.serverRequireSasl); closing", sid=sid)
+            log.warning("peer accepted without authentication (quorum.auth.serverRequireSasl=false)", sid=sid)
+            return self._accept(sid)
+        if auth is None:
+            return self._refuse("peer offers quorum authentication but quorum.auth.enableSasl is off here; closing",
+                                sid=sid)
+        user, dialer_nonce = msg[2], msg[3]
+        password = auth.password_of(user) if isinstance(user, str) else None
+        if password is None or not isinstance(dialer_nonce, bytes) or len(dialer_nonce) != quorum_auth.NONCE_BYTES:
+            return self._refuse("peer presents a user not in QuorumServer; closing", sid=sid, user=str(user)[:100])
+        our_nonce = quorum_auth.nonce()
+        self.pending = (sid, user, password, dialer_nonce, our_nonce)
+        self.transport.write(encode(["challenge", self.peers.my_sid, our_nonce]))
+        return True
+
+    def _check_proof(self, auth: QuorumAuth, msg) -> bool:
+        sid, user, password, dialer_nonce, our_nonce = self.pending
+        me = self.peers.my_sid
+        expected = quorum_auth.proof(password, b"learner", sid, me, user, dialer_nonce, our_nonce)
+        if not (isinstance(msg, list) and len(msg) == 2 and msg[0] == "proof" and quorum_auth.check(expected, msg[1])):
+            return self._refuse("peer failed quorum authentication (wrong password); closing", sid=sid, user=user)
+        if not auth.may_claim(user, sid):
+            return self._refuse("peer authenticated as a user that may not claim its server id; closing",
+                                sid=sid, user=user)
+        self.transport.write(encode(["welcome", quorum_auth.proof(password, b"server", sid, me, user,
+                                                                  dialer_nonce, our_nonce)]))
+        return self._accept(sid)
 
 
 class _Outbound:
@@ -86,6 +160,7 @@ class _Outbound:
         self.port = port
         self.address: str | None = None  # where the last link went: a change is logged
         self.unresolved = False  # a failed lookup is logged once per outage, not per retry
+        self.refused = False  # so is a failed authentication
         self.writer: asyncio.StreamWriter | None = None
         self.task: asyncio.Task | None = None
         self.queue: list[bytes] = []
@@ -98,7 +173,18 @@ class _Outbound:
         while True:
             try:
                 reader, writer = await self._dial()
-                writer.write(encode(["hello", self.peers.my_sid]))
+                try:
+                    await self._hello(reader, writer)
+                except BaseException as e:
+                    writer.close()
+                    if not isinstance(e, (PeerAuthError, EOFError, OSError, asyncio.TimeoutError, RuntimeError)):
+                        raise  # cancelled: the member stops
+                    if self.peers.auth is not None and not self.refused:
+                        self.refused = True
+                        log.warning("quorum authentication with a peer failed; retrying", sid=self.sid,
+                                    error=str(e) or type(e).__name__)
+                    raise OSError("link set-up failed") from None
+                self.refused = False
                 self.writer = writer
                 backoff = 0.01
                 self.peers.on_connect(self.sid)
@@ -116,6 +202,27 @@ class _Outbound:
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 0.1)
 
+    async def _hello(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Name ourselves; with quorum auth, prove our credentials and check the peer's proof."""
+        auth = self.peers.auth
+        me = self.peers.my_sid
+        if auth is None:
+            writer.write(encode(["hello", me]))
+            return
+        ours = quorum_auth.nonce()
+        user, password = auth.learner_user, auth.learner_password
+        writer.write(encode(["hello", me, user, ours]))
+        msg = await asyncio.wait_for(_read_handshake_frame(reader), HANDSHAKE_TIMEOUT)
+        if not (isinstance(msg, list) and len(msg) == 3 and msg[0] == "challenge" and msg[1] == self.sid
+                and isinstance(msg[2], bytes) and len(msg[2]) == quorum_auth.NONCE_BYTES):
+            raise PeerAuthError("the peer sent no valid challenge")
+        theirs = msg[2]
+        writer.write(encode(["proof", quorum_auth.proof(password, b"learner", me, self.sid, user, ours, theirs)]))
+        msg = await asyncio.wait_for(_read_handshake_frame(reader), HANDSHAKE_TIMEOUT)
+        expected = quorum_auth.proof(password, b"server", me, self.sid, user, ours, theirs)
+        if not (isinstance(msg, list) and len(msg) == 2 and msg[0] == "welcome" and quorum_auth.check(expected, msg[1])):
+            raise PeerAuthError("the peer did not prove it knows our password")
+
     async def _dial(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         """Resolve the peer's host now, not once at start (its address may have changed since
         the last link), then connect to the first address that answers."""
@@ -130,8 +237,14 @@ class _Outbound:
         failure: BaseException = OSError(f"{self.host} has no address")
         for *_, sockaddr in infos:
             try:
-                reader, writer = await asyncio.wait_for(asyncio.open_connection(sockaddr[0], sockaddr[1]), 2)
-            except (OSError, asyncio.TimeoutError) as e:
+                tls = self.peers.tls
+                reader, writer = await asyncio.wait_for(asyncio.open_connection(
+                    sockaddr[0], sockaddr[1], ssl=tls[1] if tls else None,
+                    server_hostname=self.host if tls else None), 2 if tls is None else HANDSHAKE_TIMEOUT)
+            except (OSError, asyncio.TimeoutError) as e:  # ssl.SSLError is an OSError: a refused certificate
+                if isinstance(e, ssl.SSLError) and not self.refused:
+                    self.refused = True
+                    log.warning("TLS with a peer failed; retrying", sid=self.sid, error=str(e))
                 failure = e
                 continue
             self._linked(sockaddr[0], writer)
@@ -165,12 +278,25 @@ class _Outbound:
             self.writer.close()
 
 
+async def _read_handshake_frame(reader: asyncio.StreamReader) -> object:
+    (length,) = LEN.unpack(await reader.readexactly(LEN.size))
+    if length > MAX_HANDSHAKE_FRAME:
+        raise PeerAuthError(f"oversized handshake frame ({length} bytes)")
+    try:
+        return msgpack.unpackb(await reader.readexactly(length), raw=False)
+    except (ValueError, msgpack.UnpackException) as e:
+        raise PeerAuthError(f"malformed handshake frame: {e}") from None
+
+
 class Peers:
     def __init__(self, my_sid: int, addresses: dict[int, tuple[str, int]], on_message: Callable[[int, object], None],
                  on_disconnect: Callable[[int], None] = lambda sid: None,
                  on_connect: Callable[[int], None] = lambda sid: None, listen_host: str | None = None,
-                 link_timeout_ms: int = 0) -> None:
+                 link_timeout_ms: int = 0, auth: QuorumAuth | None = None,
+                 tls: tuple[ssl.SSLContext, ssl.SSLContext] | None = None) -> None:
         self.my_sid = my_sid
+        self.tls = tls  # sslQuorum: (accepting, dialling) contexts; None: plaintext links
+        self.auth = auth  # None: no quorum authentication (quorum.auth.enableSasl=false)
         self.addresses = addresses  # sid -> (host as its server line names it, quorum port)
         self.listen_host = listen_host if listen_host is not None else addresses[my_sid][0]
         self.link_timeout_ms = link_timeout_ms  # 0: TCP's own (minutes) for a peer that vanished
@@ -187,7 +313,9 @@ class Peers:
         loop = asyncio.get_running_loop()
         # create_server resolves a host name itself (getaddrinfo off the loop) and binds each address.
         try:
-            self.server = await loop.create_server(lambda: _Inbound(self), self.listen_host, port, reuse_address=True)
+            self.server = await loop.create_server(lambda: _Inbound(self), self.listen_host, port, reuse_address=True,
+                                                   ssl=self.tls[0] if self.tls else None,
+                                                   ssl_handshake_timeout=HANDSHAKE_TIMEOUT if self.tls else None)
         except OSError as e:  # the usual cause across hosts: this member's line names another host
             reason = e.strerror or str(e)
             raise OSError(e.errno, f"{reason.rstrip('.')}: the quorum port {self.listen_host}:{port} of this member "

@@ -33,10 +33,6 @@ def _always(value: str) -> bool:
 # setting -> (refused when its value ..., why, in the line the operator reads)
 REFUSED: dict[str, tuple[Callable[[str], bool], str]] = {
     "skipACL": (_true, "zkpy always checks ACLs; remove skipACL"),
-    "sslQuorum": (_true, "zkpy has no TLS on peer links yet: peers would talk in plaintext"),
-    "quorum.auth.enableSasl": (_true, "zkpy has no quorum peer authentication yet"),
-    "quorum.auth.learnerRequireSasl": (_true, "zkpy has no quorum peer authentication yet"),
-    "quorum.auth.serverRequireSasl": (_true, "zkpy has no quorum peer authentication yet"),
     "DigestAuthenticationProvider.enabled": (_false, "zkpy cannot turn the digest scheme off"),
     "DigestAuthenticationProvider.digestAlg": (
         lambda v: v.strip().upper() not in ("SHA1", "SHA-1"), "zkpy's digest scheme is SHA1 only"),
@@ -81,7 +77,6 @@ _UNUSED_GROUPS: dict[str, tuple[str, ...]] = {
         "forward_learner_requests_to_commit_processor_disabled", "follower.skipLearnerRequestToNextProcessor",
         "multiAddress.enabled", "multiAddress.reachabilityCheckTimeoutMs", "multiAddress.reachabilityCheckEnabled",
         "standaloneEnabled", "quorum.cnxn.threads.size",
-        "quorum.auth.learner.saslLoginContext", "quorum.auth.server.saslLoginContext",
         "quorum.auth.kerberos.servicePrincipal"),
     "zkpy has no local sessions or reconfiguration yet": (
         "localSessionsEnabled", "localSessionsUpgradingEnabled", "reconfigEnabled", "audit.impl.class"),

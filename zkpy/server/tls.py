@@ -204,12 +204,28 @@ def _load_key_chain(ctx: ssl.SSLContext, key: Any, chain: list[Any]) -> None:
 
 def server_context(config: Config) -> ssl.SSLContext:
     """The SSL context of the secure client port; ConfigError names the setting that is wrong."""
-    s = config.ssl
-    if not s.keystore_location:
+    if not config.ssl.keystore_location:
         raise ConfigError("secureClientPort needs ssl.keyStore.location (the server's key and certificate)")
+    return _context(config.ssl, ssl.PROTOCOL_TLS_SERVER)
+
+
+def peer_contexts(config: Config) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """(accepting, dialling) contexts of the peer links with sslQuorum=true: both ends present
+    their ssl.quorum.keyStore certificate and verify the other's against ssl.quorum.trustStore
+    (ssl.quorum.clientAuth as the accepting side's, need by default; the dialling side always
+    verifies, and checks the peer's host name unless ssl.quorum.hostnameVerification=false)."""
+    q = config.quorum_ssl  # config.load has checked that both stores are named
+    accepting = _context(q, ssl.PROTOCOL_TLS_SERVER)
+    dialling = _context(q, ssl.PROTOCOL_TLS_CLIENT)
+    dialling.check_hostname = q.hostname_verification
+    dialling.verify_mode = ssl.CERT_REQUIRED
+    return accepting, dialling
+
+
+def _context(s: SslConfig, protocol: int) -> ssl.SSLContext:
     _, _, serialization = _libraries()
     key, chain = load_keystore(s.keystore_location, s.keystore_password, s.keystore_type)
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx = ssl.SSLContext(protocol)
     ctx.minimum_version, ctx.maximum_version = _versions(s)
     _load_key_chain(ctx, key, chain)
     if s.truststore_location:
@@ -217,7 +233,8 @@ def server_context(config: Config) -> ssl.SSLContext:
         ctx.load_verify_locations(cadata="".join(c.public_bytes(serialization.Encoding.PEM).decode() for c in certs))
     else:
         ctx.load_default_certs(ssl.Purpose.CLIENT_AUTH)  # ZooKeeper: the JVM's default trust store
-    ctx.verify_mode = _VERIFY[s.client_auth]
+    if protocol == ssl.PROTOCOL_TLS_SERVER:
+        ctx.verify_mode = _VERIFY[s.client_auth]
     if s.ciphersuites:
         _set_ciphers(ctx, s.ciphersuites)
     return ctx

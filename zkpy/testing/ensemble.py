@@ -36,7 +36,8 @@ class Ensemble:
                  startup_timeout: float = 30.0, proxied: bool = False,
                  settings: dict[str, str] | None = None, apache_heap: str = "1000m",
                  member_env: dict[int, dict[str, str]] | None = None, base_port: int | None = None,
-                 keep: str | None = None, serve_options: tuple[str, ...] = ()) -> None:
+                 keep: str | None = None, serve_options: tuple[str, ...] = (),
+                 member_properties: dict[int, dict[str, str]] | None = None) -> None:
         self.size = size
         self.tick_time = tick_time
         self.apache = apache
@@ -63,6 +64,8 @@ class Ensemble:
         # ZKPY_TEST_DISK_FAULTS for one member); change or clear it between starts.
         self.member_env = {sid: dict(env) for sid, env in (member_env or {}).items()}
         self.serve_options = tuple(serve_options)  # more `zkpy serve` options, e.g. ("--log-format", "json")
+        # -Dkey=value system properties of some zkpy members (e.g. each its own JAAS file).
+        self.member_properties = {sid: dict(p) for sid, p in (member_properties or {}).items()}
         # proxied: server a reaches server b's quorum and election ports through links named
         # "a->b:peer" and "a->b:election", so that a test can cut them (see proxy.py).
         self.proxy: Proxy | None = None
@@ -117,6 +120,7 @@ class Ensemble:
         else:
             cmd = [sys.executable, "-m", "zkpy", "serve", cfg, "--faults", os.path.join(self.base, "faults.json"),
                    *self.serve_options]
+            cmd += [f"-D{k}={v}" for k, v in self.member_properties.get(sid, {}).items()]
         env = {**os.environ, **self.member_env[sid]} if self.member_env.get(sid) else None
         self.procs[sid] = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                            start_new_session=True, env=env)
