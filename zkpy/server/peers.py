@@ -18,8 +18,10 @@ import msgpack
 import structlog
 
 from ..protocol.framing import BufferLimitError, FrameLengthError, Frames
+from .ratelimit import RateLimitedLog
 
 log = structlog.get_logger("zkpy.peers")
+bad_input = RateLimitedLog(log)  # every line here is about bad input: at most one a second each
 
 LEN = struct.Struct(">I")
 MAX_FRAME = 256 * 1024 * 1024  # a SNAP of a large tree fits; anything larger is an attack
@@ -49,23 +51,23 @@ class _Inbound(asyncio.Protocol):
                 try:
                     msg = msgpack.unpackb(buf[start:end], raw=False)  # one copy (a memoryview would pin buf)
                 except Exception:  # noqa: BLE001 - any undecodable frame is dropped
-                    log.warning("malformed peer frame dropped", sid=self.sid)
+                    bad_input.warning("malformed peer frame dropped", sid=self.sid)
                     continue
                 if self.sid is None:
                     if not (isinstance(msg, list) and len(msg) == 2 and msg[0] == "hello"
                             and msg[1] in self.peers.known):
-                        log.warning("peer connection from an unknown server; closing", hello=str(msg)[:100])
+                        bad_input.warning("peer connection from an unknown server; closing", hello=str(msg)[:100])
                         self.transport.close()
                         return
                     self.sid = msg[1]
                     continue
                 self.peers.on_message(self.sid, msg)
         except BufferLimitError:
-            log.warning("peer floods; disconnecting", sid=self.sid)
+            bad_input.warning("peer floods; disconnecting", sid=self.sid)
             self.transport.close()
         except FrameLengthError as e:
             # The sender's length is unsigned (LEN): a negative one here is 2**31 or more.
-            log.warning("oversized peer frame; disconnecting", sid=self.sid, length=e.length & 0xFFFFFFFF)
+            bad_input.warning("oversized peer frame; disconnecting", sid=self.sid, length=e.length & 0xFFFFFFFF)
             self.transport.close()
 
 
