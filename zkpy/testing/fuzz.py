@@ -448,7 +448,9 @@ def load_cases(directory: str) -> tuple[str, list[Case]]:
 
 
 def replay(ens, directory: str) -> Report:
-    """Send saved cases one at a time, in their order, with the same oracles."""
+    """Send saved cases one at a time, in their order, with the same oracles.  Client cases
+    replay exactly; peer cases depend on the ensemble's state (who leads, its epoch), so a
+    peer failure may need the same seed run again rather than its saved cases."""
     port, saved = load_cases(directory)
     report = Report(port, saved[0].seed if saved else 0)
     ports = ens.client_ports if port == "client" else ens.peer_ports
@@ -458,12 +460,14 @@ def replay(ens, directory: str) -> Report:
     canary = _Canary(ens.connect_string, report)
     canary.setup()
     canary.start()
+    started = time.monotonic()
     for case in saved:
         case.member = case.member if case.member in address else ids[0]
         report.frames += case.frames
         report.connections += 1
         report.kinds[case.kind] += 1
         asyncio.run(_send_case(*address[case.member], case, report))
+    report.seconds = time.monotonic() - started
     time.sleep(1.0)
     canary.close()
     _check_members(ens, report, leader)

@@ -60,11 +60,12 @@ _XIDS = [1, 2, 3, 0, -1, -2, -4, -8, 0x7FFFFFFF, -0x80000000]
 
 # ZAB and forwarding messages: kind -> field kinds (zkpy/consensus/zab.py _SCHEMA, forwarding.schema).
 PEER_MESSAGES: dict[str, tuple[str, ...]] = {
-    "vote": ("state", "int", "int", "int", "int", "int"), "followerinfo": ("int", "int", "join"),
-    "ackepoch": ("int", "int", "int", "join", "lasts", "int"), "ack": ("int", "int", "bool"), "pong": ("int",),
-    "leaderinfo": ("int", "join?"), "sync": ("int", "synckind", "int?", "bytes?", "entries", "int", "join?"),
-    "uptodate": ("int", "int"), "proposal": ("int", "int", "bytes"), "commit": ("int", "int"),
-    "ping": ("int", "int"),
+    "vote": ("state", "int", "int", "epoch", "int", "epoch"), "followerinfo": ("epoch", "int", "join"),
+    "ackepoch": ("epoch", "epoch", "int", "join", "lasts", "int"), "ack": ("epoch", "int", "bool"),
+    "pong": ("epoch",), "leaderinfo": ("epoch", "join?"),
+    "sync": ("epoch", "synckind", "int?", "bytes?", "entries", "int", "join?"),
+    "uptodate": ("epoch", "int"), "proposal": ("epoch", "int", "bytes"), "commit": ("epoch", "int"),
+    "ping": ("epoch", "int"),
 }
 APP_MESSAGES: dict[str, tuple[str, ...]] = {
     "request": ("int", "int", "op", "body", "identities"), "createsession": ("int", "int"),
@@ -316,6 +317,9 @@ def _split(rng: random.Random, case: Case) -> Case:
 
 def _peer_value(rng: random.Random, kind: str, good: float):
     """A value of a ZAB field kind, usually of the right type (`good`), else anything."""
+    if kind == "epoch":  # anything but an epoch a zxid can carry (see FAR_EPOCHS)
+        v = _any_value(rng) if rng.random() >= good else rng.choice(FAR_EPOCHS)
+        return 2**31 if type(v) is int and -1 <= v < 2**31 else v
     if rng.random() >= good:
         return _any_value(rng)
     if kind == "int":
