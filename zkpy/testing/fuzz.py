@@ -241,6 +241,8 @@ class _Janitor(threading.Thread):
         self.stopping = stopping  # set at the end of the run, or when a member died
         self.client = KazooClient(hosts, timeout=15, auth_data=[("digest", f"super:{SUPER_PASSWORD}")])
         self.client.start(30)
+        self.states: list[tuple[float, str]] = []  # the janitor is a bystander session too
+        self.client.add_listener(lambda state: self.states.append((time.time(), str(state))))
 
     def run(self) -> None:
         while not self.stopping.wait(1.0):
@@ -327,6 +329,8 @@ def run(ens, frames: int, seed: int = 1, port: str = "client", workers: int = 8,
         stop.set()
         canary.close()
         sampler.join(10)
+    if janitor.states:
+        report.failures.append(f"the janitor's session was disturbed: {janitor.states[:5]}")
     try:
         if not report.failures:
             janitor.sweep()
