@@ -81,8 +81,8 @@ class Report:
 
     def text(self) -> str:
         rss = ", ".join(f"{sid}: {_rss_profile(s)}" for sid, s in sorted(self.rss_samples.items()))
-        lines = [f"fuzz {self.port} port, seed {self.seed}: {self.frames} frames in {self.connections} connections, "
-                 f"{self.seconds:.1f} s ({self.frames / max(self.seconds, 1e-9):.0f} frames/s)",
+        lines = [(f"fuzz {self.port} port, seed {self.seed}: {self.frames} frames in {self.connections} connections, "
+                  f"{self.seconds:.1f} s ({self.frames / max(self.seconds, 1e-9):.0f} frames/s)"),
                  f"  cases: {dict(sorted(self.kinds.items()))}",
                  f"  canary: {self.canary_rounds} rounds of set/watch/get, max {self.canary_max_latency * 1000:.0f} ms",
                  f"  RSS (MB at 0/25/50/75/100 % of the run, max) by member: {rss}",
@@ -213,8 +213,9 @@ class _Canary(threading.Thread):
                 elif _wait(c.exists_async("/canary/eph")) is None:
                     self._fail(f"round {n}: the canary's ephemeral is gone")
                 self.report.canary_max_latency = max(self.report.canary_max_latency, time.monotonic() - t)
-            except Exception as e:  # noqa: BLE001 - kazoo's timeouts are not KazooExceptions
-                self._fail(f"round {n}: canary request failed: {e!r}")
+            except Exception as e:
+                if not self.stopping.is_set():  # else close() cut the round short
+                    self._fail(f"round {n}: canary request failed: {e!r}")
             if c.client_id != self.session or self.states:
                 self._fail(f"round {n}: the canary's session was disturbed: {self.states}")
             self.report.canary_rounds = n
@@ -225,16 +226,20 @@ class _Canary(threading.Thread):
         self.stopping.set()
 
     def close(self) -> None:
+        """Let a round in progress finish (or, with a dead server, cut it short: stopping the
+        client fails its waiting request at once)."""
         self.stopping.set()
-        self.join(30)
+        self.join(2)
         self.client.stop()
+        self.join(30)
         self.client.close()
+
+
+_KEEP = {"/": {"zookeeper", "fuzz", "canary"}, "/zookeeper": {"quota", "config"}}  # what the janitor leaves
 
 
 class _Janitor(threading.Thread):
     """Deletes what the fuzzers' writes leave behind, as the super user, every second."""
-
-    KEEP = {"/": {"zookeeper", "fuzz", "canary"}, "/zookeeper": {"quota", "config"}}
 
     def __init__(self, hosts: str, stopping: threading.Event) -> None:
         super().__init__(daemon=True, name="fuzz-janitor")
@@ -253,10 +258,10 @@ class _Janitor(threading.Thread):
         for parent in ("/", "/zookeeper", "/fuzz", "/zookeeper/quota"):
             try:
                 children = _wait(c.get_children_async(parent))
-            except Exception:  # noqa: BLE001 - not there, or no server: nothing to sweep
+            except Exception:
                 continue
             for child in children:
-                if child in self.KEEP.get(parent, ()):
+                if child in _KEEP.get(parent, ()):
                     continue
                 self._remove(parent.rstrip("/") + "/" + child)
 
@@ -267,17 +272,20 @@ class _Janitor(threading.Thread):
             for child in _wait(c.get_children_async(path)):
                 self._remove(f"{path}/{child}")
             _wait(c.delete_async(path))
-        except Exception:  # noqa: BLE001 - a fuzzer is creating under it, or it is gone: next sweep
+        except Exception:
             pass
 
     def close(self) -> None:
+        """Let a round in progress finish (or, with a dead server, cut it short: stopping the
+        client fails its waiting request at once)."""
         self.stopping.set()
-        self.join(30)
+        self.join(2)
         self.client.stop()
+        self.join(30)
         self.client.close()
 
 
-def _wait(result, timeout: float = 15.0):  # noqa: ANN001, ANN202 - a kazoo IAsyncResult
+def _wait(result, timeout: float = 15.0):
     """A kazoo call that gives up: the blocking calls wait forever for a server that died."""
     return result.get(timeout=timeout)
 
@@ -389,7 +397,7 @@ def _check_members(ens, report: Report, leader: int | None) -> None:
             _wait(c.sync_async("/"))
             c.stop()
             ens.assert_replicas_identical()
-        except Exception as e:  # noqa: BLE001 - kazoo's timeouts are not KazooExceptions; all is a failure
+        except Exception as e:
             report.failures.append(f"the ensemble after the fuzz: {e!r}"[:500])
         finally:
             c.close()
@@ -488,9 +496,10 @@ def target(port: str, broken: str | None = None, keep: str | None = None):
     from .ensemble import Ensemble
     from .fuzzbroken import member_env
 
-    size = 1 if port == "client" else 3
-    env = {sid: member_env(broken) for sid in range(1, size + 1)} if broken else None
-    return Ensemble(size, settings=SETTINGS, member_env=env, keep=keep)
+    ens = Ensemble(1 if port == "client" else 3, settings=SETTINGS, keep=keep)
+    if broken:
+        ens.member_env = {sid: member_env(broken, ens.base) for sid in ens.ids}
+    return ens
 
 
 def command(frames: int, ports: list[str], seed: int, workers: int, save_dir: str | None, replay_dir: str | None,

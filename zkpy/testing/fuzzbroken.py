@@ -13,7 +13,6 @@ Nothing in zkpy/server knows of these: `member_env(kind)` gives a member process
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 
 KINDS = ("raise", "crash", "leak", "stall")
@@ -21,11 +20,13 @@ _SITECUSTOMIZE = "import zkpy.testing.fuzzbroken as _b\n_b.install({kind!r})\n"
 _leaked: list[bytes] = []
 
 
-def member_env(kind: str) -> dict[str, str]:
-    """Environment for a member process that runs the broken build `kind`."""
+def member_env(kind: str, directory: str) -> dict[str, str]:
+    """Environment for a member process that runs the broken build `kind`; its
+    sitecustomize goes in `directory` (the ensemble's own temp dir, removed with it)."""
     if kind not in KINDS:
         raise ValueError(f"unknown broken build {kind!r} (one of {', '.join(KINDS)})")
-    d = tempfile.mkdtemp(prefix="zkpy-fuzz-broken-")
+    d = os.path.join(directory, "broken-build")
+    os.makedirs(d, exist_ok=True)
     with open(os.path.join(d, "sitecustomize.py"), "w") as f:
         f.write(_SITECUSTOMIZE.format(kind=kind))
     path = [d, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))]
