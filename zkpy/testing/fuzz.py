@@ -213,7 +213,7 @@ class _Canary(threading.Thread):
                 elif _wait(c.exists_async("/canary/eph")) is None:
                     self._fail(f"round {n}: the canary's ephemeral is gone")
                 self.report.canary_max_latency = max(self.report.canary_max_latency, time.monotonic() - t)
-            except Exception as e:
+            except Exception as e:  # kazoo's timeouts are not KazooExceptions
                 if not self.stopping.is_set():  # else close() cut the round short
                     self._fail(f"round {n}: canary request failed: {e!r}")
             if c.client_id != self.session or self.states:
@@ -258,7 +258,7 @@ class _Janitor(threading.Thread):
         for parent in ("/", "/zookeeper", "/fuzz", "/zookeeper/quota"):
             try:
                 children = _wait(c.get_children_async(parent))
-            except Exception:
+            except Exception:  # not there, or no server: nothing to sweep
                 continue
             for child in children:
                 if child in _KEEP.get(parent, ()):
@@ -272,7 +272,7 @@ class _Janitor(threading.Thread):
             for child in _wait(c.get_children_async(path)):
                 self._remove(f"{path}/{child}")
             _wait(c.delete_async(path))
-        except Exception:
+        except Exception:  # a fuzzer creates under it, or it is gone: next sweep
             pass
 
     def close(self) -> None:
@@ -397,7 +397,7 @@ def _check_members(ens, report: Report, leader: int | None) -> None:
             _wait(c.sync_async("/"))
             c.stop()
             ens.assert_replicas_identical()
-        except Exception as e:
+        except Exception as e:  # kazoo's timeouts are not KazooExceptions: all is a failure
             report.failures.append(f"the ensemble after the fuzz: {e!r}"[:500])
         finally:
             c.close()
