@@ -209,6 +209,13 @@ def _import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fuzz(args: argparse.Namespace) -> int:
+    from .testing import fuzz
+
+    ports = ["client", "peer"] if args.port == "both" else [args.port]
+    return fuzz.command(args.frames, ports, args.seed, args.workers, args.save, args.replay, args.broken)
+
+
 def _simulate(args: argparse.Namespace) -> int:
     """Seeded simulations of real members; stops at (and prints) the first failing seed, which
     replays exactly with --seed."""
@@ -393,6 +400,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keep-going", action="store_true", help="do not stop at the first failing seed")
     p.add_argument("--broken", choices=["early-durable", "reuse-epoch"],
                    help="a test-only broken build, to see the simulation catch it")
+    p = command("fuzz", help="fuzz a local server's client port and an ensemble's quorum ports over real sockets "
+                             "and check that nothing is hurt (see zkpy/testing/fuzz.py)")
+    p.add_argument("--frames", type=int, default=100_000, help="frames to send in all (default 100000)")
+    p.add_argument("--port", choices=["client", "peer", "both"], default="both")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--workers", type=int, default=8, help="connections in parallel (default 8)")
+    p.add_argument("--save", metavar="DIR", help="where the cases in flight at a failure go (default .)")
+    p.add_argument("--replay", metavar="DIR", help="send the cases saved in DIR again, one at a time")
+    p.add_argument("--broken", choices=["raise", "crash", "leak", "stall"],
+                   help="fuzz a deliberately broken build, to see the oracles catch it")
     p = command("java-shim", help="write DIR/java, which runs `java ... QuorumPeerMain zoo.cfg` as "
                                            "`zkpy serve` (for test harnesses that start ZooKeeper)")
     p.add_argument("dir")
@@ -418,7 +435,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     commands = {"serve": _serve, "purge": _purge, "dump-log": _dump_log, "dump-snapshot": _dump_snapshot,
                 "check": _check, "import": _import, "simulate": _simulate, "ensemble": _ensemble,
-                "java-shim": _java_shim, "shell": _shell}
+                "java-shim": _java_shim, "shell": _shell, "fuzz": _fuzz}
     if args.command in ("dump-log", "dump-snapshot", "check", "purge"):
         # Tools that print: `zkpy dump-log FILE | head` ends quietly, as cat does.
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)

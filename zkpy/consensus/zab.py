@@ -786,6 +786,13 @@ def _int(x: object) -> bool:
     return type(x) is int and -(1 << 63) <= x < (1 << 64)
 
 
+def _epoch(x: object) -> bool:
+    """An epoch a zxid can carry: the high 32 bits of a signed 64-bit zxid (ZooKeeper's long),
+    or -1 (an observer's vote names none).  A larger one, once accepted, would make every later
+    zxid too big to encode, and the member fail at its next proposal."""
+    return type(x) is int and -1 <= x < (1 << 31)
+
+
 def _join(x: object) -> bool:
     return type(x) is list and len(x) == 2 and _int(x[0]) and _int(x[1])
 
@@ -801,18 +808,18 @@ def _lasts(x: object) -> bool:
 
 # Each message kind: a check per field after the kind (msgpack gives lists, ints, bytes, str).
 _SCHEMA: dict[str, tuple] = {
-    "vote": ((lambda x: x in (LOOKING, LEADING, FOLLOWING, OBSERVING)), _int, _int, _int, _int, _int),
-    "followerinfo": (_int, _int, _join),
-    "ackepoch": (_int, _int, _int, _join, _lasts, _int),
-    "ack": (_int, _int, (lambda x: type(x) is bool)),
-    "pong": (_int,),
-    "leaderinfo": (_int, (lambda x: x is None or _join(x))),
-    "sync": (_int, (lambda x: x in ("diff", "trunc", "snap")), (lambda x: x is None or _int(x)),
+    "vote": ((lambda x: x in (LOOKING, LEADING, FOLLOWING, OBSERVING)), _int, _int, _epoch, _int, _epoch),
+    "followerinfo": (_epoch, _int, _join),
+    "ackepoch": (_epoch, _epoch, _int, _join, _lasts, _int),
+    "ack": (_epoch, _int, (lambda x: type(x) is bool)),
+    "pong": (_epoch,),
+    "leaderinfo": (_epoch, (lambda x: x is None or _join(x))),
+    "sync": (_epoch, (lambda x: x in ("diff", "trunc", "snap")), (lambda x: x is None or _int(x)),
              (lambda x: x is None or type(x) is bytes), _entries, _int, (lambda x: x is None or _join(x))),
-    "uptodate": (_int, _int),
-    "proposal": (_int, _int, (lambda x: type(x) is bytes)),
-    "commit": (_int, _int),
-    "ping": (_int, _int),
+    "uptodate": (_epoch, _int),
+    "proposal": (_epoch, _int, (lambda x: type(x) is bytes)),
+    "commit": (_epoch, _int),
+    "ping": (_epoch, _int),
 }
 
 

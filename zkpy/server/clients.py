@@ -17,11 +17,13 @@ from typing import TYPE_CHECKING, Any, Callable
 from ..logs import get_logger
 from ..tree import acl as acls
 from .config import Config
+from .ratelimit import RateLimitedLog
 
 if TYPE_CHECKING:
     from .member import Member
 
 log = get_logger("zkpy.clients")
+bad_input = RateLimitedLog(log)  # every line here is about bad input: at most one a second each
 
 
 class ServerStats:
@@ -63,13 +65,13 @@ class ClientTable:
     def register(self, conn: Any) -> bool:
         total = self.config.max_cnxns
         if total and len(self.connections) >= total:
-            log.warning("too many connections; closing", max_allowed=total)
+            bad_input.warning("too many connections; closing", max_allowed=total)
             return False
         ip = conn.peer[0]
         count = self.per_ip.get(ip, 0)
         limit = self.config.max_client_cnxns
         if limit and count >= limit:
-            log.warning("too many connections from one address; closing", ip=ip, limit=limit)
+            bad_input.warning("too many connections from one address; closing", ip=ip, limit=limit)
             return False
         self.per_ip[ip] = count + 1
         self.connections.add(conn)

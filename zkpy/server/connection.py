@@ -22,12 +22,14 @@ from ..tree.acl import SUPER
 from . import fourletter
 from .faults import Action, FaultTable
 from .sasl import DigestMD5Exchange, SaslError
+from .ratelimit import RateLimitedLog
 
 if TYPE_CHECKING:
     from .clients import ClientTable
     from .member import Member
 
 log = get_logger("zkpy.connection")
+bad_input = RateLimitedLog(log)  # every line here is about bad input: at most one a second each
 
 _unpack_header = INT_INT.unpack_from
 _pack_reply = REPLY_HEADER.pack
@@ -173,11 +175,11 @@ class ClientConnection(asyncio.Protocol):
         except FrameLengthError as e:
             if e.offset == 0 and self._four_letter_word(frames.head()):
                 return
-            log.warning("closing connection: frame length out of bounds", peer=self.peer, length=e.length,
-                        max=e.max_frame)
+            bad_input.warning("closing connection: frame length out of bounds", peer=self.peer, length=e.length,
+                              max=e.max_frame)
             self.close()
         except BufferLimitError as e:
-            log.warning("closing connection: too much unparsed input", peer=self.peer, buffered=e.buffered)
+            bad_input.warning("closing connection: too much unparsed input", peer=self.peer, buffered=e.buffered)
             self.close()
         except _Held:
             pass  # a delayed request: the frames after it stay buffered until it is released
@@ -199,7 +201,7 @@ class ClientConnection(asyncio.Protocol):
         try:
             req = jute.decode_connect(payload)
         except JuteError as e:
-            log.warning("closing connection: malformed connect request", peer=self.peer, error=str(e))
+            bad_input.warning("closing connection: malformed connect request", peer=self.peer, error=str(e))
             self.close()
             return
         self.handshaken = True
@@ -230,7 +232,7 @@ class ClientConnection(asyncio.Protocol):
 
     def _request(self, buf: bytearray, start: int, end: int, member: "Member", unfaulted: bool = False) -> None:
         if end - start < 8:
-            log.warning("closing connection: request header truncated", peer=self.peer)
+            bad_input.warning("closing connection: request header truncated", peer=self.peer)
             self.close()
             return
         xid, op = _unpack_header(buf, start)
@@ -263,7 +265,7 @@ class ClientConnection(asyncio.Protocol):
             try:
                 args = _DECODE[op](buf, start + 8, end)
             except JuteError:
-                log.info("malformed write request", peer=self.peer, op=op)
+                bad_input.info("malformed write request", peer=self.peer, op=op)
                 if op == Op.MULTI:
                     # ZooKeeper gives an undecodable multi a zxid and logs it as an error txn.
                     entry = _Pending(self, xid, op, None, None)
@@ -290,7 +292,7 @@ class ClientConnection(asyncio.Protocol):
             self.pending.append(entry)
             member.close_session(self, entry)
             return
-        log.warning("closing connection: unknown op code", peer=self.peer, op=op)
+        bad_input.warning("closing connection: unknown op code", peer=self.peer, op=op)
         self._reply(xid, member.tree.last_zxid, Err.UNIMPLEMENTED, b"")
         self._flush()
         self.close()
@@ -299,12 +301,12 @@ class ClientConnection(asyncio.Protocol):
         try:
             _type, scheme, auth = jute.DECODERS[Op.AUTH](Reader(buf, start + 8, end))
         except JuteError:
-            log.warning("closing connection: malformed auth packet", peer=self.peer)
+            bad_input.warning("closing connection: malformed auth packet", peer=self.peer)
             self.close()
             return
         ids = self.table.authenticate(scheme, auth)
         if ids is None:
-            log.info("authentication failed; closing connection", peer=self.peer, scheme=scheme)
+            bad_input.info("authentication failed; closing connection", peer=self.peer, scheme=scheme)
             self._reply(XID_AUTH, member.tree.last_zxid, Err.AUTHFAILED, b"")
             self._flush()
             self.close()

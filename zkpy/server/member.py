@@ -35,8 +35,10 @@ from ..storage.records import decode_txn, encode_txn
 from ..tree.datatree import DataTree, Txn
 from .config import Config
 from .faults import FaultTable
+from .ratelimit import RateLimitedLog
 
 log = get_logger("zkpy.member")
+bad_input = RateLimitedLog(log)  # refused connect requests: a client may send them by the thousand
 
 _APP_SCHEMA = forwarding.schema(WRITES)
 _CREATE_SESSION = int(Op.CREATE_SESSION)  # plain ints: an IntEnum member lookup costs ~100 ns
@@ -418,8 +420,8 @@ class Member:
     def connect(self, conn: Any, req: ConnectRequest) -> None:
         """A ConnectRequest: new session, or reattach to a live one (processConnectRequest)."""
         if req.last_zxid_seen > self.tree.last_zxid:
-            log.info("refusing session: client has seen a newer zxid than ours", peer=conn.peer,
-                     client_zxid=hex(req.last_zxid_seen), our_zxid=hex(self.tree.last_zxid))
+            bad_input.info("refusing session: client has seen a newer zxid than ours", peer=conn.peer,
+                           client_zxid=hex(req.last_zxid_seen), our_zxid=hex(self.tree.last_zxid))
             conn.close()
             return
         timeout = min(max(req.timeout, self.config.min_timeout), self.config.max_timeout)
@@ -467,7 +469,7 @@ class Member:
             return
         if not alive:
             # ZooKeeper's "Invalid session 0x... for client ..., probably expired".
-            log.info("invalid session", session=f"0x{session:x}", client=f"{conn.peer[0]}:{conn.peer[1]}")
+            bad_input.info("invalid session", session=f"0x{session:x}", client=f"{conn.peer[0]}:{conn.peer[1]}")
             conn.send_connect_response(0, 0, b"\x00" * 16, with_read_only, entry)
             conn.close()
             return
@@ -482,7 +484,7 @@ class Member:
         quorum never hears of, so a client that later reaches a read-write server with it is
         told that it expired (the Java client sends 0 there instead)."""
         if not req.read_only:
-            log.info("refusing session request for not-read-only client", peer=conn.peer)
+            bad_input.info("refusing session request for not-read-only client", peer=conn.peer)
             conn.close()
             return
         session = req.session_id

@@ -33,8 +33,10 @@ from ..logs import get_logger
 from ..protocol.framing import BufferLimitError, FrameLengthError, Frames
 from . import quorum_auth
 from .quorum_auth import QuorumAuth
+from .ratelimit import RateLimitedLog
 
 log = get_logger("zkpy.peers")
+bad_input = RateLimitedLog(log)  # every line here is about bad input: at most one a second each
 
 LEN = struct.Struct(">I")
 MAX_FRAME = 256 * 1024 * 1024  # a SNAP of a large tree fits; anything larger is an attack
@@ -81,7 +83,7 @@ class _Inbound(asyncio.Protocol):
                 except Exception:  # noqa: BLE001 - any undecodable frame is dropped
                     if self.sid is None:
                         return self._refuse("malformed peer hello; closing")
-                    log.warning("malformed peer frame dropped", sid=self.sid)
+                    bad_input.warning("malformed peer frame dropped", sid=self.sid)
                     continue
                 if self.sid is None:
                     if not self._handshake(msg):
@@ -89,15 +91,15 @@ class _Inbound(asyncio.Protocol):
                     continue
                 self.peers.on_message(self.sid, msg)
         except BufferLimitError:
-            log.warning("peer floods; disconnecting", sid=self.sid)
+            bad_input.warning("peer floods; disconnecting", sid=self.sid)
             self.transport.close()
         except FrameLengthError as e:
             # The sender's length is unsigned (LEN): a negative one here is 2**31 or more.
-            log.warning("oversized peer frame; disconnecting", sid=self.sid, length=e.length & 0xFFFFFFFF)
+            bad_input.warning("oversized peer frame; disconnecting", sid=self.sid, length=e.length & 0xFFFFFFFF)
             self.transport.close()
 
     def _refuse(self, why: str, **fields) -> bool:
-        log.warning(why, **fields)
+        bad_input.warning(why, **fields)
         self.pending = None
         self.transport.close()
         return False
