@@ -31,6 +31,8 @@ def _serve(tmp_path, lines: str, *props: str) -> subprocess.CompletedProcess:
 # Each: zoo.cfg lines, -D properties, a word the refusal names.
 REFUSED = {
     "skipACL": ("skipACL=yes\n", (), "skipACL"),
+    "portUnification": ("portUnification=true\n", (), "portUnification"),
+    "client.portUnification": ("", ("-Dzookeeper.client.portUnification=true",), "portUnification"),
     "skipACL property": ("", ("-Dzookeeper.skipACL=true",), "skipACL"),
     "sslQuorum without stores": ("sslQuorum=true\n", (), "ssl.quorum.keyStore.location"),
     "sslQuorum without a trust store": ("sslQuorum=true\nssl.quorum.keyStore.location=/k.p12\n", (),

@@ -180,7 +180,7 @@ _SERVER_RE = re.compile(r"^server\.(\d+)$")
 # zoo.cfg keys that are not properties and that zkpy handles elsewhere (TLS: its own block; peerType:
 # the role of the server.N line).  Every other key becomes the property zookeeper.<key>.
 _IGNORED_KEYS = frozenset({
-    "peerType", "portUnification",
+    "peerType",
 })
 # Properties read elsewhere: the TLS block reads zookeeper.ssl.* (and the peer links' ssl.quorum.*),
 # the admin and metrics endpoints theirs.

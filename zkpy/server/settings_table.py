@@ -33,6 +33,9 @@ def _always(value: str) -> bool:
 # setting -> (refused when its value ..., why, in the line the operator reads)
 REFUSED: dict[str, tuple[Callable[[str], bool], str]] = {
     "skipACL": (_true, "zkpy always checks ACLs; remove skipACL"),
+    "portUnification": (_true, "zkpy has no TLS on the plaintext client port: TLS clients use secureClientPort"),
+    "client.portUnification": (_true, "zkpy has no TLS on the plaintext client port: TLS clients use "
+                                      "secureClientPort"),
     "DigestAuthenticationProvider.enabled": (_false, "zkpy cannot turn the digest scheme off"),
     "DigestAuthenticationProvider.digestAlg": (
         lambda v: v.strip().upper() not in ("SHA1", "SHA-1"), "zkpy's digest scheme is SHA1 only"),
