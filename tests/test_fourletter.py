@@ -16,14 +16,14 @@ def test_words(zk, server):
     assert mntr["zk_server_state"] == "standalone" and mntr["zk_znode_count"] == "6" and mntr["zk_watch_count"] == "1"
     assert "Total watches:1" in server.four_letter_word("wchs")
     assert "/w" in server.four_letter_word("wchc") and "/w" in server.four_letter_word("wchp")
-    assert "Global Sessions" in server.four_letter_word("dump")
+    assert "Session Sets (1)/(1):" in server.four_letter_word("dump")
     assert server.four_letter_word("isro") == "rw"
     assert "zookeeper.version" in server.four_letter_word("envi")
     assert "datadir_size" in server.four_letter_word("dirs")
     latency = mntr["zk_avg_latency"], mntr["zk_max_latency"], mntr["zk_min_latency"]
     assert float(latency[0]) >= 0 and int(latency[1]) >= int(latency[2]) == 0
     assert server.four_letter_word("srst").startswith("Server stats reset")
-    assert "Latency min/avg/max: 0/0.0000/0" in server.four_letter_word("srvr")  # counted afresh
+    assert "Latency min/avg/max: 0/0.0/0" in server.four_letter_word("srvr")  # counted afresh
     assert server.four_letter_word("crst").startswith("Connection stats reset")
 
 

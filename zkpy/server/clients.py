@@ -45,7 +45,7 @@ class ServerStats:
 
 
 class ClientTable:
-    def __init__(self, config: Config, four_letter_word: Callable[[str], str]) -> None:
+    def __init__(self, config: Config, four_letter_word: Callable[..., str]) -> None:
         self.config = config
         self.four_letter_word = four_letter_word
         self.member: "Member" = None  # type: ignore[assignment]  # set once the member exists

@@ -81,7 +81,19 @@ class ClientConnection(asyncio.Protocol):
         self.packets_received = 0
         self.packets_sent = 0
         self.last_zxid = 0
-        self.connected_at = 0.0
+        self.connected_at = 0.0  # the loop's clock; metrics.established_ms gives the epoch time
+        # cons' per-connection stats (ServerCnxn's), kept at reply time: the cxid and op of the
+        # last answer, and for writes (reads are answered in their batch: 0 ms) the latencies.
+        self.last_cxid = -1
+        self.last_op = 0  # an op code; 0 (a notification, never answered) reads as ZooKeeper's "NA"
+        self.last_response_ms = 0
+        self.write_cxid = -1  # the cxid of the last answered write, whose latency is write_latency
+        self.write_latency = 0
+        self.writes_answered = 0
+        self.write_latency_total = 0
+        self.write_latency_min = 0
+        self.write_latency_max = 0
+        self.interest = 1  # ZooKeeper's interestOps in cons: 0 while the connection runs a four-letter word
         self.old_client = False
         self.drop_replies: set[int] | None = None  # xids whose answer closes the connection (faults.drop_reply)
         self.sasl: DigestMD5Exchange | None = None  # this connection's SASL exchange, once it has begun
@@ -138,6 +150,7 @@ class ClientConnection(asyncio.Protocol):
             # batch took 0 ms, and a write adds its time when it is answered (write_done).
             self.table.stats.count += self.packets_received - received
         if self.out:
+            self.last_response_ms = member.now_ms
             self._flush()
         if self.pending and member.outstanding >= self.table.config.global_outstanding_limit:
             self.table.throttle(self)
@@ -180,7 +193,18 @@ class ClientConnection(asyncio.Protocol):
         word = four_letter_word(head, fourletter.COMMANDS)
         if word is None:
             return False
-        self.out.append(self.table.four_letter_word(word).encode("utf-8"))
+        self.packets_received += 1  # ZooKeeper counts the command as a packet received
+        self.interest = 0
+        if word == "stmk":
+            # ZooKeeper reads the new mask, a long, from the 8 bytes after the word; without them
+            # it closes the connection unanswered.
+            arg = self.frames.head(12)[4:]
+            if len(arg) < 8:
+                self.close()
+                return True
+            self.out.append(self.table.four_letter_word(word, arg).encode("utf-8"))
+        else:
+            self.out.append(self.table.four_letter_word(word).encode("utf-8"))
         self._flush()
         self.close()
         return True
@@ -244,6 +268,7 @@ class ClientConnection(asyncio.Protocol):
                 return
             err, body = read(member.tree, self, args)
             self._reply(xid, member.tree.last_zxid, err, body)
+            self.last_op = op
             return
         if op in WRITES:
             try:
@@ -263,6 +288,7 @@ class ClientConnection(asyncio.Protocol):
             member.write(self, entry, op, args, buf, start + 8, end)
             return
         if op == _PING:
+            self.last_op = _PING
             self.out.append(_pack_int(16) + _pack_reply(-2, member.tree.last_zxid, 0))
             return
         if op == _AUTH:
@@ -369,6 +395,7 @@ class ClientConnection(asyncio.Protocol):
         self.out.append(_pack_int(16 + len(body)) + _pack_reply(xid, zxid, err) + body)
         self.packets_sent += 1
         self.last_zxid = zxid
+        self.last_cxid = xid
 
     def write_done(self, entry: _Pending, zxid: int, err: int, body: bytes) -> None:
         """The server finished a write of this connection: answer it and whatever waited behind it."""
@@ -376,12 +403,22 @@ class ClientConnection(asyncio.Protocol):
             self.close()  # faults.drop_reply: applied, never answered
             return
         self.last_zxid = zxid
+        self.last_cxid = self.write_cxid = entry.xid
+        self.last_op = entry.op
         if entry.received_ms:
             stats = self.table.stats
-            latency = self.member.clock() - entry.received_ms
+            self.last_response_ms = now = self.member.clock()
+            latency = now - entry.received_ms
             stats.total_latency += latency
             if latency > stats.max_latency:
                 stats.max_latency = latency
+            self.write_latency = latency
+            self.write_latency_total += latency
+            if latency > self.write_latency_max:
+                self.write_latency_max = latency
+            if latency < self.write_latency_min or not self.writes_answered:
+                self.write_latency_min = latency
+            self.writes_answered += 1
         self._complete(entry, _pack_int(16 + len(body)) + _pack_reply(entry.xid, zxid, err) + body)
 
     def _complete(self, entry: _Pending, frame: bytes) -> None:
@@ -396,6 +433,7 @@ class ClientConnection(asyncio.Protocol):
             elif head.args is not None:
                 err, body = READS[head.op](tree, self, head.args)
                 self._reply(head.xid, tree.last_zxid, err, body)
+                self.last_op = head.op
             else:
                 break
             pending.popleft()
