@@ -205,6 +205,7 @@ class ClientConnection(asyncio.Protocol):
             self.out.append(self.table.four_letter_word(word, arg).encode("utf-8"))
         else:
             self.out.append(self.table.four_letter_word(word).encode("utf-8"))
+        self.packets_sent += 1  # and its answer as one sent (after it ran, so cons shows sent=0)
         self._flush()
         self.close()
         return True
@@ -507,6 +508,7 @@ class ClientConnection(asyncio.Protocol):
     def notify(self, event_type: int, path: str) -> None:
         """A watch of this connection fired (the member passes on the events DataTree.apply returns)."""
         self.out.append(jute.encode_event(event_type, State.SYNC_CONNECTED, path))
+        self.packets_sent += 1  # ZooKeeper counts a notification as a packet sent
         self._kick()
 
     def _kick(self) -> None:

@@ -46,7 +46,13 @@ def _srvr(s: ZkServer) -> str:
             f"Outstanding: {s.member.outstanding}\n"
             f"Zxid: 0x{s.tree.last_zxid:x}\n"
             f"Mode: {s.state}\n"
-            f"Node count: {metrics.node_count(s)}\n")
+            f"Node count: {metrics.node_count(s)}\n"
+            + (_proposal_sizes(s) if s.is_leader() else ""))
+
+
+def _proposal_sizes(s: ZkServer) -> str:
+    v = metrics.monitor(s)
+    return f"Proposal sizes last/min/max: {v['last_proposal_size']}/{v['min_proposal_size']}/{v['max_proposal_size']}\n"
 
 
 def _connection_line(s: ZkServer, c: object, brief: bool) -> str:
@@ -92,7 +98,20 @@ def _conf(s: ZkServer) -> str:
             f"minSessionTimeout={c.min_timeout}\n"
             f"maxSessionTimeout={c.max_timeout}\n"
             f"clientPortListenBacklog=-1\n"
-            f"serverId={s.server_id()}\n")
+            f"serverId={s.server_id()}\n" + (_quorum_conf(s) if s.ensemble else ""))
+
+
+def _quorum_conf(s: ZkServer) -> str:
+    """What ZooKeeper's conf adds on an ensemble member (QuorumPeerConfig), the dynamic
+    configuration last (zkpy has no reconfig: version 0)."""
+    c = s.config
+    me = c.servers[s.server_id()]
+    members = "".join(f"server.{sid}={spec.host}:{spec.peer_port}:{spec.election_port}:{spec.role}"
+                      + (f";{spec.client_host or '0.0.0.0'}:{spec.client_port}" if spec.client_port else "") + "\n"
+                      for sid, spec in sorted(c.servers.items()))
+    return (f"initLimit={c.init_limit}\nsyncLimit={c.sync_limit}\nelectionAlg=3\n"
+            f"electionPort={me.election_port}\nquorumPort={me.peer_port}\n"
+            f"peerType={1 if me.role == 'observer' else 0}\nmembership: \n{members}version=0\n")
 
 
 def _crst(s: ZkServer) -> str:
@@ -114,10 +133,21 @@ def _envi(s: ZkServer) -> str:
         ("os.name", platform.system()),
         ("os.arch", platform.machine()),
         ("os.version", platform.release()),
+        ("user.name", _user()),
+        ("user.home", os.path.expanduser("~")),
         ("user.dir", os.getcwd()),
         ("process.id", str(os.getpid())),
     ]
     return "Environment:\n" + "".join(f"{k}={v}\n" for k, v in env)
+
+
+def _user() -> str:
+    try:
+        import getpass
+
+        return getpass.getuser()
+    except (ImportError, KeyError, OSError):
+        return ""
 
 
 def _mntr(s: ZkServer) -> str:
@@ -168,8 +198,14 @@ def _dump(s: ZkServer) -> str:
     sessions: dict[int, list[str]] = {}
     for sid in sorted(expire_at):
         sessions.setdefault(expire_at[sid] + to_epoch, []).append(f"0x{sid:x}")
-    out = ["SessionTracker dump:\n", f"Session Sets ({len(sessions)})/({len(expire_at)}):\n"]
-    out += _expiry_sets(sessions)
+    out = ["SessionTracker dump:\n"]
+    if s.ensemble and not s.is_leader():
+        # A learner's tracker (LearnerSessionTracker) lists the global sessions with their timeouts.
+        out.append(f"Global Sessions({len(t.sessions)}):\n")
+        out.extend(f"0x{sid:x}\t{t.sessions[sid]}ms\n" for sid in sorted(t.sessions))
+    else:
+        out.append(f"Session Sets ({len(sessions)})/({len(expire_at)}):\n")
+        out += _expiry_sets(sessions)
     out.append("ephemeral nodes dump:\n")
     out.append(f"Sessions with Ephemerals ({len(t.ephemerals)}):\n")
     for sid in sorted(t.ephemerals):

@@ -75,18 +75,19 @@ def read_tree(server: "ZkServer") -> Tree:
 # ------------------------------------------------------------ four-letter words
 
 _EXPIRE_LINE = re.compile(r"^\d+ expire at (.+):$")
-_HEX_LINE = re.compile(r"^\t?0x([0-9a-f]+):?$")
+_HEX_LINE = re.compile(r"^\t?0x([0-9a-f]+)(?:\t\d+ms)?:?$")
 
 
 def parse_dump(text: str) -> tuple[dict[int, int], dict[int, list[str]]]:
-    """`dump` (ZooKeeper 3.8's layout): ({session: expiry time, epoch ms}, {session: ephemeral paths})."""
+    """`dump` (ZooKeeper 3.8's layout): ({session: expiry time, epoch ms (0 on a learner, whose
+    dump has none)}, {session: ephemeral paths})."""
     sessions: dict[int, int] = {}
     ephemerals: dict[int, list[str]] = {}
     section = None
     current: int | None = None
     expires = 0
     for line in text.splitlines():
-        if line.startswith("Session Sets"):
+        if line.startswith(("Session Sets", "Global Sessions")):  # a leader's or standalone's, a learner's
             section = "sessions"
         elif line.startswith("Sessions with Ephemerals"):
             section = "ephemerals"
