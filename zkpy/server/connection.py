@@ -55,6 +55,28 @@ class _Pending:
         self.with_read_only = False
 
 
+class WriteLatencies:
+    """A connection's answered writes, for cons (reads are answered in their batch: 0 ms).
+    Its own object, made at the first write: a connection's instance dict stays within
+    CPython's 30 shared keys, whose attribute access the hot path relies on."""
+
+    __slots__ = ("cxid", "last", "count", "total", "min", "max")
+
+    def __init__(self) -> None:
+        self.cxid = -1  # of the last write answered, whose latency is `last`
+        self.last = self.count = self.total = self.min = self.max = 0
+
+    def add(self, cxid: int, latency: int) -> None:
+        self.cxid = cxid
+        self.last = latency
+        self.total += latency
+        if latency > self.max:
+            self.max = latency
+        if latency < self.min or not self.count:
+            self.min = latency
+        self.count += 1
+
+
 class _Held(Exception):
     """Raised out of the frame loop when a request is delayed (faults.delay)."""
 
@@ -87,12 +109,7 @@ class ClientConnection(asyncio.Protocol):
         self.last_cxid = -1
         self.last_op = 0  # an op code; 0 (a notification, never answered) reads as ZooKeeper's "NA"
         self.last_response_ms = 0
-        self.write_cxid = -1  # the cxid of the last answered write, whose latency is write_latency
-        self.write_latency = 0
-        self.writes_answered = 0
-        self.write_latency_total = 0
-        self.write_latency_min = 0
-        self.write_latency_max = 0
+        self.write_latencies: WriteLatencies | None = None  # from the first answered write on
         self.interest = 1  # ZooKeeper's interestOps in cons: 0 while the connection runs a four-letter word
         self.old_client = False
         self.drop_replies: set[int] | None = None  # xids whose answer closes the connection (faults.drop_reply)
@@ -404,7 +421,7 @@ class ClientConnection(asyncio.Protocol):
             self.close()  # faults.drop_reply: applied, never answered
             return
         self.last_zxid = zxid
-        self.last_cxid = self.write_cxid = entry.xid
+        self.last_cxid = entry.xid
         self.last_op = entry.op
         if entry.received_ms:
             stats = self.table.stats
@@ -413,13 +430,10 @@ class ClientConnection(asyncio.Protocol):
             stats.total_latency += latency
             if latency > stats.max_latency:
                 stats.max_latency = latency
-            self.write_latency = latency
-            self.write_latency_total += latency
-            if latency > self.write_latency_max:
-                self.write_latency_max = latency
-            if latency < self.write_latency_min or not self.writes_answered:
-                self.write_latency_min = latency
-            self.writes_answered += 1
+            mine = self.write_latencies
+            if mine is None:
+                mine = self.write_latencies = WriteLatencies()
+            mine.add(entry.xid, latency)
         self._complete(entry, _pack_int(16 + len(body)) + _pack_reply(entry.xid, zxid, err) + body)
 
     def _complete(self, entry: _Pending, frame: bytes) -> None:

@@ -77,9 +77,9 @@ def reset_connection_stats(server: ZkServer) -> None:
         st.packets_sent += c.packets_sent
         c.packets_received = c.packets_sent = 0
         # ServerCnxn.resetStats: as if nothing had been answered yet.
-        c.last_cxid = c.write_cxid = c.last_zxid = -1
-        c.last_op = c.last_response_ms = c.write_latency = 0
-        c.writes_answered = c.write_latency_total = c.write_latency_min = c.write_latency_max = 0
+        c.last_cxid = c.last_zxid = -1
+        c.last_op = c.last_response_ms = 0
+        c.write_latencies = None
 
 
 # ZooKeeper's names for the last operation of a connection (FinalRequestProcessor's lastOp).
@@ -108,13 +108,16 @@ def connection_stats(conn: Any) -> dict[str, Any]:
     """A connection's cons stats (ServerCnxn's): reads are answered in their batch, so their
     latency is 0 ms; writes carry what the connection measured when it answered them."""
     answered = conn.packets_sent
-    reads = answered - conn.writes_answered
+    w = conn.write_latencies
+    if w is None:
+        return {"last_operation": OP_NAMES.get(conn.last_op, "NA"), "last_latency": 0, "min_latency": 0,
+                "avg_latency": 0, "max_latency": 0}
     return {
         "last_operation": OP_NAMES.get(conn.last_op, "NA"),
-        "last_latency": conn.write_latency if conn.last_cxid == conn.write_cxid >= 0 else 0,
-        "min_latency": 0 if reads > 0 or not conn.writes_answered else conn.write_latency_min,
-        "avg_latency": conn.write_latency_total // answered if answered else 0,
-        "max_latency": conn.write_latency_max,
+        "last_latency": w.last if conn.last_cxid == w.cxid >= 0 else 0,
+        "min_latency": 0 if answered > w.count else w.min,
+        "avg_latency": w.total // answered if answered else 0,
+        "max_latency": w.max,
     }
 
 
