@@ -1,5 +1,11 @@
 """Four-letter words on the client port, and the whitelist."""
 
+import socket
+import time
+
+from kazoo.client import KazooClient
+from kazoo.exceptions import AuthFailedError
+
 from zkpy.testing import ZkpyServer
 
 
@@ -46,3 +52,32 @@ def test_watch_words_list_data_watches_only(zk, server):
     assert server.four_letter_word("wchp") == f"/c\n\t{sid}\n\n"
     mntr = dict(line.split("\t", 1) for line in server.four_letter_word("mntr").splitlines())
     assert mntr["zk_watch_count"] == "2"
+
+
+def test_mntr_counts_rejected_connections_and_failed_auth():
+    """zk_connection_rejected (maxClientCnxns) and zk_auth_failed_count, as ZooKeeper's counters."""
+    with ZkpyServer(four_letter_words=frozenset({"mntr"}), max_client_cnxns=2) as s:
+        def mntr():
+            return dict(line.split("\t", 1) for line in s.four_letter_word("mntr").splitlines())
+        assert mntr()["zk_connection_rejected"] == "0" and mntr()["zk_auth_failed_count"] == "0"
+        c = KazooClient(hosts=s.connect_string, timeout=10)
+        c.start(timeout=10)
+        try:
+            c.add_auth("nosuchscheme", "x")
+        except AuthFailedError:
+            pass
+        c.stop()
+        c.close()
+        assert mntr()["zk_auth_failed_count"] == "1"
+        held = [socket.create_connection((s.host, s.port)) for _ in range(2)]
+        try:
+            with socket.create_connection((s.host, s.port)) as third:
+                third.settimeout(10)
+                assert third.recv(1) == b""  # closed at once
+        finally:
+            for h in held:
+                h.close()
+        deadline = time.monotonic() + 10
+        while mntr()["zk_connection_rejected"] == "0" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert int(mntr()["zk_connection_rejected"]) >= 1

@@ -335,6 +335,7 @@ class ClientConnection(asyncio.Protocol):
         ids = self.table.authenticate(scheme, auth)
         if ids is None:
             log.info("authentication failed; closing connection", peer=self.peer, scheme=scheme)
+            self.table.stats.auth_failed += 1
             self._reply(XID_AUTH, member.tree.last_zxid, Err.AUTHFAILED, b"")
             self._flush()
             self.close()
@@ -361,6 +362,7 @@ class ClientConnection(asyncio.Protocol):
             log.warning("SASL authentication failed; closing connection", peer=self.peer,
                         session=f"0x{self.session_id:x}", error=str(e))
             err = Err.SESSIONCLOSEDREQUIRESASLAUTH if config.sasl_required else Err.AUTHFAILED
+            self.table.stats.auth_failed += 1
             self._reply(xid, 0, err, enc_buffer(None))
             self._flush()
             self.close()

@@ -228,6 +228,8 @@ def monitor(server: ZkServer) -> dict[str, Any]:
         "global_sessions": len(t.sessions),  # every member applies the session txns, as ZooKeeper's learners
         "local_sessions": len(server.member.local_sessions),
         "connection_request_count": st.connections_total,
+        "connection_rejected": st.connections_rejected,
+        "auth_failed_count": st.auth_failed,
     }
     snapshotter = getattr(server.storage, "snapshotter", None)
     if snapshotter is not None:
