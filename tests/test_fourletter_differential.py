@@ -24,7 +24,11 @@ from kazoo.client import KazooClient
 from zkpy.protocol.codes import Op
 from zkpy.testing.client import RawClient
 from zkpy.testing.ensemble import Ensemble
-from zkpy.testing.external import ApacheZooKeeper, ZkpyProcess, apache_zookeeper_available
+from zkpy.testing.external import (
+    ApacheZooKeeper,
+    ZkpyProcess,
+    apache_zookeeper_available,
+)
 
 # Reading words first; the ones that change what others report (crst, srst, stmk) last, each
 # followed by a word that shows its effect.
@@ -102,7 +106,7 @@ class Workload:
         self.p.close()
 
 
-def answers(address: str, work: Workload) -> list[tuple[str, str]]:
+def answers(address: str) -> list[tuple[str, str]]:
     return [(word, send(address, payload(word))) for word in WORDS]
 
 
@@ -278,7 +282,7 @@ def standalone_run(server) -> tuple[list, dict, dict]:
     with server:
         work = Workload(server.connect_string)
         try:
-            out = answers(server.connect_string, work)
+            out = answers(server.connect_string)
         finally:
             work.close()
         return out, work.labels, {str(server.port): "PORT"}
@@ -307,7 +311,7 @@ def ensemble_run(ens: Ensemble) -> dict[str, tuple[list, dict, dict]]:
             ports = {str(ens.client_ports[s]): f"PORT{'F' if s == follower else 'L' if s == leader else ''}"
                      for s in ens.ids}
             ports.update({f"sid {s}": "L" if s == leader else "F" if s == follower else "O" for s in ens.ids})
-            out[role] = (answers(ens.address(sid), work), work.labels, ports)
+            out[role] = (answers(ens.address(sid)), work.labels, ports)
         return out
     finally:
         work.close()
