@@ -1,5 +1,11 @@
 """Four-letter words on the client port, and the whitelist."""
 
+import socket
+import time
+
+from kazoo.client import KazooClient
+from kazoo.exceptions import AuthFailedError
+
 from zkpy.testing import ZkpyServer
 
 
@@ -16,14 +22,14 @@ def test_words(zk, server):
     assert mntr["zk_server_state"] == "standalone" and mntr["zk_znode_count"] == "6" and mntr["zk_watch_count"] == "1"
     assert "Total watches:1" in server.four_letter_word("wchs")
     assert "/w" in server.four_letter_word("wchc") and "/w" in server.four_letter_word("wchp")
-    assert "Global Sessions" in server.four_letter_word("dump")
+    assert "Session Sets (1)/(1):" in server.four_letter_word("dump")
     assert server.four_letter_word("isro") == "rw"
     assert "zookeeper.version" in server.four_letter_word("envi")
     assert "datadir_size" in server.four_letter_word("dirs")
     latency = mntr["zk_avg_latency"], mntr["zk_max_latency"], mntr["zk_min_latency"]
     assert float(latency[0]) >= 0 and int(latency[1]) >= int(latency[2]) == 0
     assert server.four_letter_word("srst").startswith("Server stats reset")
-    assert "Latency min/avg/max: 0/0.0000/0" in server.four_letter_word("srvr")  # counted afresh
+    assert "Latency min/avg/max: 0/0.0/0" in server.four_letter_word("srvr")  # counted afresh
     assert server.four_letter_word("crst").startswith("Connection stats reset")
 
 
@@ -46,3 +52,32 @@ def test_watch_words_list_data_watches_only(zk, server):
     assert server.four_letter_word("wchp") == f"/c\n\t{sid}\n\n"
     mntr = dict(line.split("\t", 1) for line in server.four_letter_word("mntr").splitlines())
     assert mntr["zk_watch_count"] == "2"
+
+
+def test_mntr_counts_rejected_connections_and_failed_auth():
+    """zk_connection_rejected (maxClientCnxns) and zk_auth_failed_count, as ZooKeeper's counters."""
+    with ZkpyServer(four_letter_words=frozenset({"mntr"}), max_client_cnxns=2) as s:
+        def mntr():
+            return dict(line.split("\t", 1) for line in s.four_letter_word("mntr").splitlines())
+        assert mntr()["zk_connection_rejected"] == "0" and mntr()["zk_auth_failed_count"] == "0"
+        c = KazooClient(hosts=s.connect_string, timeout=10)
+        c.start(timeout=10)
+        try:
+            c.add_auth("nosuchscheme", "x")
+        except AuthFailedError:
+            pass
+        c.stop()
+        c.close()
+        assert mntr()["zk_auth_failed_count"] == "1"
+        held = [socket.create_connection((s.host, s.port)) for _ in range(2)]
+        try:
+            with socket.create_connection((s.host, s.port)) as third:
+                third.settimeout(10)
+                assert third.recv(1) == b""  # closed at once
+        finally:
+            for h in held:
+                h.close()
+        deadline = time.monotonic() + 10
+        while mntr()["zk_connection_rejected"] == "0" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert int(mntr()["zk_connection_rejected"]) >= 1

@@ -28,12 +28,16 @@ bad_input = RateLimitedLog(log)  # every line here is about bad input: at most o
 
 class ServerStats:
     __slots__ = ("started", "packets_received", "packets_sent", "outstanding", "min_latency", "max_latency",
-                 "total_latency", "count", "connections_total")
+                 "total_latency", "count", "connections_total",
+                 "connections_rejected", "auth_failed")
 
     def __init__(self) -> None:
         self.started = time.time()
         self.reset()
+        # ServerMetrics' counters: since the start, srst leaves them.
         self.connections_total = 0
+        self.connections_rejected = 0  # over maxClientCnxns (per address) or maxCnxns
+        self.auth_failed = 0  # auth packets and SASL exchanges that failed
 
     def reset(self) -> None:
         self.packets_received = 0
@@ -46,7 +50,7 @@ class ServerStats:
 
 
 class ClientTable:
-    def __init__(self, config: Config, four_letter_word: Callable[[str], str]) -> None:
+    def __init__(self, config: Config, four_letter_word: Callable[..., str]) -> None:
         self.config = config
         self.four_letter_word = four_letter_word
         self.member: "Member" = None  # type: ignore[assignment]  # set once the member exists
@@ -66,12 +70,14 @@ class ClientTable:
         total = self.config.max_cnxns
         if total and len(self.connections) >= total:
             bad_input.warning("too many connections; closing", max_allowed=total)
+            self.stats.connections_rejected += 1
             return False
         ip = conn.peer[0]
         count = self.per_ip.get(ip, 0)
         limit = self.config.max_client_cnxns
         if limit and count >= limit:
             bad_input.warning("too many connections from one address; closing", ip=ip, limit=limit)
+            self.stats.connections_rejected += 1
             return False
         self.per_ip[ip] = count + 1
         self.connections.add(conn)

@@ -31,7 +31,7 @@ ALL_INTERFACES = "0.0.0.0"
 
 
 ALL_4LW = ("ruok", "srvr", "stat", "conf", "cons", "crst", "srst", "envi", "mntr", "wchs", "wchc", "wchp",
-           "dump", "isro", "dirs")
+           "dump", "isro", "dirs", "gtmk", "stmk", "hash")
 
 
 @dataclass

@@ -56,6 +56,28 @@ class _Pending:
         self.with_read_only = False
 
 
+class WriteLatencies:
+    """A connection's answered writes, for cons (reads are answered in their batch: 0 ms).
+    Its own object, made at the first write: a connection's instance dict stays within
+    CPython's 30 shared keys, whose attribute access the hot path relies on."""
+
+    __slots__ = ("cxid", "last", "count", "total", "min", "max")
+
+    def __init__(self) -> None:
+        self.cxid = -1  # of the last write answered, whose latency is `last`
+        self.last = self.count = self.total = self.min = self.max = 0
+
+    def add(self, cxid: int, latency: int) -> None:
+        self.cxid = cxid
+        self.last = latency
+        self.total += latency
+        if latency > self.max:
+            self.max = latency
+        if latency < self.min or not self.count:
+            self.min = latency
+        self.count += 1
+
+
 class _Held(Exception):
     """Raised out of the frame loop when a request is delayed (faults.delay)."""
 
@@ -82,7 +104,14 @@ class ClientConnection(asyncio.Protocol):
         self.packets_received = 0
         self.packets_sent = 0
         self.last_zxid = 0
-        self.connected_at = 0.0
+        self.connected_at = 0.0  # the loop's clock; metrics.established_ms gives the epoch time
+        # cons' per-connection stats (ServerCnxn's), kept at reply time: the cxid and op of the
+        # last answer, and for writes (reads are answered in their batch: 0 ms) the latencies.
+        self.last_cxid = -1
+        self.last_op = 0  # an op code; 0 (a notification, never answered) reads as ZooKeeper's "NA"
+        self.last_response_ms = 0
+        self.write_latencies: WriteLatencies | None = None  # from the first answered write on
+        self.interest = 1  # ZooKeeper's interestOps in cons: 0 while the connection runs a four-letter word
         self.old_client = False
         self.handshaken = False  # a ConnectRequest came (its connect and disconnect are logged; a 4lw's are not)
         self.drop_replies: set[int] | None = None  # xids whose answer closes the connection (faults.drop_reply)
@@ -148,6 +177,7 @@ class ClientConnection(asyncio.Protocol):
             # batch took 0 ms, and a write adds its time when it is answered (write_done).
             self.table.stats.count += self.packets_received - received
         if self.out:
+            self.last_response_ms = member.now_ms
             self._flush()
         if self.pending and member.outstanding >= self.table.config.global_outstanding_limit:
             self.table.throttle(self)
@@ -190,7 +220,19 @@ class ClientConnection(asyncio.Protocol):
         word = four_letter_word(head, fourletter.COMMANDS)
         if word is None:
             return False
-        self.out.append(self.table.four_letter_word(word).encode("utf-8"))
+        self.packets_received += 1  # ZooKeeper counts the command as a packet received
+        self.interest = 0
+        if word == "stmk":
+            # ZooKeeper reads the new mask, a long, from the 8 bytes after the word; without them
+            # it closes the connection unanswered.
+            arg = self.frames.head(12)[4:]
+            if len(arg) < 8:
+                self.close()
+                return True
+            self.out.append(self.table.four_letter_word(word, arg).encode("utf-8"))
+        else:
+            self.out.append(self.table.four_letter_word(word).encode("utf-8"))
+        self.packets_sent += 1  # and its answer as one sent (after it ran, so cons shows sent=0)
         self._flush()
         self.close()
         return True
@@ -260,6 +302,7 @@ class ClientConnection(asyncio.Protocol):
                 return
             err, body = read(member.tree, self, args)
             self._reply(xid, member.tree.last_zxid, err, body)
+            self.last_op = op
             return
         if op in WRITES:
             try:
@@ -279,6 +322,7 @@ class ClientConnection(asyncio.Protocol):
             member.write(self, entry, op, args, buf, start + 8, end)
             return
         if op == _PING:
+            self.last_op = _PING
             self.out.append(_pack_int(16) + _pack_reply(-2, member.tree.last_zxid, 0))
             return
         if op == _AUTH:
@@ -307,6 +351,7 @@ class ClientConnection(asyncio.Protocol):
         ids = self.table.authenticate(scheme, auth)
         if ids is None:
             bad_input.info("authentication failed; closing connection", peer=self.peer, scheme=scheme)
+            self.table.stats.auth_failed += 1
             self._reply(XID_AUTH, member.tree.last_zxid, Err.AUTHFAILED, b"")
             self._flush()
             self.close()
@@ -333,6 +378,7 @@ class ClientConnection(asyncio.Protocol):
             log.warning("SASL authentication failed; closing connection", peer=self.peer,
                         session=f"0x{self.session_id:x}", error=str(e))
             err = Err.SESSIONCLOSEDREQUIRESASLAUTH if config.sasl_required else Err.AUTHFAILED
+            self.table.stats.auth_failed += 1
             self._reply(xid, 0, err, enc_buffer(None))
             self._flush()
             self.close()
@@ -385,6 +431,7 @@ class ClientConnection(asyncio.Protocol):
         self.out.append(_pack_int(16 + len(body)) + _pack_reply(xid, zxid, err) + body)
         self.packets_sent += 1
         self.last_zxid = zxid
+        self.last_cxid = xid
 
     def write_done(self, entry: _Pending, zxid: int, err: int, body: bytes) -> None:
         """The server finished a write of this connection: answer it and whatever waited behind it."""
@@ -392,12 +439,19 @@ class ClientConnection(asyncio.Protocol):
             self.close()  # faults.drop_reply: applied, never answered
             return
         self.last_zxid = zxid
+        self.last_cxid = entry.xid
+        self.last_op = entry.op
         if entry.received_ms:
             stats = self.table.stats
-            latency = self.member.clock() - entry.received_ms
+            self.last_response_ms = now = self.member.clock()
+            latency = now - entry.received_ms
             stats.total_latency += latency
             if latency > stats.max_latency:
                 stats.max_latency = latency
+            mine = self.write_latencies
+            if mine is None:
+                mine = self.write_latencies = WriteLatencies()
+            mine.add(entry.xid, latency)
         self._complete(entry, _pack_int(16 + len(body)) + _pack_reply(entry.xid, zxid, err) + body)
 
     def _complete(self, entry: _Pending, frame: bytes) -> None:
@@ -412,6 +466,7 @@ class ClientConnection(asyncio.Protocol):
             elif head.args is not None:
                 err, body = READS[head.op](tree, self, head.args)
                 self._reply(head.xid, tree.last_zxid, err, body)
+                self.last_op = head.op
             else:
                 break
             pending.popleft()
@@ -485,6 +540,7 @@ class ClientConnection(asyncio.Protocol):
     def notify(self, event_type: int, path: str) -> None:
         """A watch of this connection fired (the member passes on the events DataTree.apply returns)."""
         self.out.append(jute.encode_event(event_type, State.SYNC_CONNECTED, path))
+        self.packets_sent += 1  # ZooKeeper counts a notification as a packet sent
         self._kick()
 
     def _kick(self) -> None:

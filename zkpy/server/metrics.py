@@ -76,6 +76,49 @@ def reset_connection_stats(server: ZkServer) -> None:
         st.packets_received += c.packets_received
         st.packets_sent += c.packets_sent
         c.packets_received = c.packets_sent = 0
+        # ServerCnxn.resetStats: as if nothing had been answered yet.
+        c.last_cxid = c.last_zxid = -1
+        c.last_op = c.last_response_ms = 0
+        c.write_latencies = None
+
+
+# ZooKeeper's names for the last operation of a connection (FinalRequestProcessor's lastOp).
+OP_NAMES = {0: "NA", 1: "CREA", 2: "DELE", 3: "EXIS", 4: "GETD", 5: "SETD", 6: "GETA", 7: "SETA", 8: "GETC",
+            9: "SYNC", 11: "PING", 12: "GETC", 13: "CHEC", 14: "MULT", 15: "CREA", 16: "RECO", 17: "CHKW",
+            18: "REMW", 19: "CREA", 20: "DELE", 21: "CREA", 22: "MLTR", 101: "SETW", 103: "GETE", 104: "GETACN",
+            105: "SETW", 106: "ADDW", 107: "HOMI", -10: "SESS", -11: "CLOS"}
+DEFAULT_TRACE_MASK = 306  # ZooTrace's default: client requests, pings and sessions
+
+
+def trace_mask(server: ZkServer) -> int:
+    return getattr(server, "trace_mask", DEFAULT_TRACE_MASK)
+
+
+def monotonic_to_epoch_ms(server: ZkServer) -> int:
+    """What to add to a time of the member's clock (monotonic ms) to make it epoch ms."""
+    return int(time.time() * 1000) - server.member.clock()
+
+
+def established_ms(server: ZkServer, conn: Any) -> int:
+    """When `conn` was accepted, in epoch ms (cons' `est`); connections keep the loop's time."""
+    return int(time.time() * 1000 - (server.loop.time() - conn.connected_at) * 1000)
+
+
+def connection_stats(conn: Any) -> dict[str, Any]:
+    """A connection's cons stats (ServerCnxn's): reads are answered in their batch, so their
+    latency is 0 ms; writes carry what the connection measured when it answered them."""
+    answered = conn.packets_sent
+    w = conn.write_latencies
+    if w is None:
+        return {"last_operation": OP_NAMES.get(conn.last_op, "NA"), "last_latency": 0, "min_latency": 0,
+                "avg_latency": 0, "max_latency": 0}
+    return {
+        "last_operation": OP_NAMES.get(conn.last_op, "NA"),
+        "last_latency": w.last if conn.last_cxid == w.cxid >= 0 else 0,
+        "min_latency": 0 if answered > w.count else w.min,
+        "avg_latency": w.total // answered if answered else 0,
+        "max_latency": w.max,
+    }
 
 
 def reset_server_stats(server: ZkServer) -> None:
@@ -185,6 +228,8 @@ def monitor(server: ZkServer) -> dict[str, Any]:
         "global_sessions": len(t.sessions),  # every member applies the session txns, as ZooKeeper's learners
         "local_sessions": len(server.member.local_sessions),
         "connection_request_count": st.connections_total,
+        "connection_rejected": st.connections_rejected,
+        "auth_failed_count": st.auth_failed,
     }
     snapshotter = getattr(server.storage, "snapshotter", None)
     if snapshotter is not None:

@@ -74,7 +74,7 @@ class ZkServer:
         else:
             tree, log_tail = DataTree(), []
             self.storage = Memory()
-        self.clients = ClientTable(config, lambda word: fourletter.run(self, word))
+        self.clients = ClientTable(config, lambda word, arg=b"": fourletter.run(self, word, arg))
         self.peers: Peers | None = None
         if self.ensemble:
             addresses = {s: (spec.host, spec.peer_port) for s, spec in config.servers.items()}

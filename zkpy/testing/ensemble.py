@@ -273,9 +273,16 @@ class Ensemble:
         """Every global session with its timeout, and member `sid`'s connections to each.
         The sessions are the leader's `dump` (it tracks them; a follower's lists only those
         it recovered at start)."""
-        timeouts, _ = introspect.parse_dump(self._word(self.leader() or sid, "dump"))
+        expiries, _ = introspect.parse_dump(self._word(self.leader() or sid, "dump"))
         connections = introspect.parse_cons(self._word(sid, "cons"))
-        return {s: introspect.Session(s, t, None, connections.get(s, 0)) for s, t in sorted(timeouts.items())}
+        # dump (ZooKeeper's layout) has no timeouts: cons has them for the connected sessions.
+        timeouts: dict[int, int] = {}
+        for member in self.ids:
+            try:
+                timeouts.update(introspect.parse_cons_timeouts(self._word(member, "cons")))
+            except OSError:
+                pass  # a member that is down has no connections
+        return {s: introspect.Session(s, timeouts.get(s, 0), None, connections.get(s, 0)) for s in sorted(expiries)}
 
     def ephemerals(self, session_id: int, sid: int) -> list[str]:
         return sorted(introspect.parse_dump(self._word(sid, "dump"))[1].get(session_id, []))

@@ -8,7 +8,9 @@ four-letter words of a server in another process (`Ensemble`), where fewer are k
 
 from __future__ import annotations
 
+import calendar
 import re
+import time
 from typing import TYPE_CHECKING, NamedTuple
 
 from ..tree.watches import PERSISTENT, RECURSIVE
@@ -72,29 +74,33 @@ def read_tree(server: "ZkServer") -> Tree:
 
 # ------------------------------------------------------------ four-letter words
 
-_HEX_LINE = re.compile(r"^0x([0-9a-f]+)(?:\t(\d+)ms)?:?$")
+_EXPIRE_LINE = re.compile(r"^\d+ expire at (.+):$")
+_HEX_LINE = re.compile(r"^\t?0x([0-9a-f]+)(?:\t\d+ms)?:?$")
 
 
 def parse_dump(text: str) -> tuple[dict[int, int], dict[int, list[str]]]:
-    """zkpy's `dump`: ({session: timeout ms}, {session: ephemeral paths})."""
+    """`dump` (ZooKeeper 3.8's layout): ({session: expiry time, epoch ms (0 on a learner, whose
+    dump has none)}, {session: ephemeral paths})."""
     sessions: dict[int, int] = {}
     ephemerals: dict[int, list[str]] = {}
     section = None
     current: int | None = None
+    expires = 0
     for line in text.splitlines():
-        if line.startswith("Global Sessions"):
+        if line.startswith(("Session Sets", "Global Sessions")):  # a leader's or standalone's, a learner's
             section = "sessions"
         elif line.startswith("Sessions with Ephemerals"):
             section = "ephemerals"
         elif line.startswith("Connections"):
             section = None
-        elif line.startswith("\t") and section == "ephemerals" and current is not None:
+        elif section == "sessions" and (e := _EXPIRE_LINE.match(line)):
+            expires = int(calendar.timegm(time.strptime(e.group(1), "%a %b %d %H:%M:%S UTC %Y")) * 1000)
+        elif line.startswith("\t/") and section == "ephemerals" and current is not None:
             ephemerals.setdefault(current, []).append(line[1:])
-        else:
-            m = _HEX_LINE.match(line)
-            if m and section == "sessions" and m.group(2):
-                sessions[int(m.group(1), 16)] = int(m.group(2))
-            elif m and section == "ephemerals":
+        elif m := _HEX_LINE.match(line):
+            if section == "sessions":
+                sessions[int(m.group(1), 16)] = expires
+            elif section == "ephemerals":
                 current = int(m.group(1), 16)
     return sessions, ephemerals
 
@@ -119,6 +125,11 @@ def parse_cons(text: str) -> dict[int, int]:
         if sid:
             counts[sid] = counts.get(sid, 0) + 1
     return counts
+
+
+def parse_cons_timeouts(text: str) -> dict[int, int]:
+    """`cons`: {session: negotiated timeout ms} of the sessions connected to this server."""
+    return {int(m.group(1), 16): int(m.group(2)) for m in re.finditer(r"sid=0x([0-9a-f]+),.*?,to=(\d+)", text)}
 
 
 def parse_zxid(srvr: str) -> int:
