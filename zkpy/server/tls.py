@@ -297,75 +297,83 @@ def tls_connection_class(base: type["ClientConnection"], super_user: str | None)
 # ------------------------------------------------------------ the listener
 
 
-class _Handshake(asyncio.Protocol):
-    """An accepted connection until its TLS handshake is done; then `make_connection()` takes over."""
-
-    def __init__(self, listener: "TlsListener") -> None:
-        self.listener = listener
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        transport.pause_reading()  # type: ignore[attr-defined]  # the ClientHello waits for start_tls
-        self.listener.handshake(transport)  # type: ignore[arg-type]
-
-    def data_received(self, data: bytes) -> None:  # pragma: no cover - reading is paused
-        pass
-
-
 class TlsListener:
-    """The secure client port: accepts, handshakes (bounded in time), hands on to a connection."""
+    """The secure client port: accepts, handshakes (bounded in time), hands on to a connection.
+
+    Its own accept loop hands each socket to `connect_accepted_socket(ssl=...)`, so the TLS
+    layer is the transport's protocol from its first byte, and a failed handshake raises here,
+    where it is logged.  (Accepting with a plain protocol and calling `start_tls` later lost
+    ClientHellos: uvloop starts reading once `connection_made` returns, whatever it paused, so
+    a ClientHello read before the handshake task ran went to the plain protocol; about one
+    handshake in ten then stalled until its timeout.)
+    """
 
     def __init__(self, config: Config, make_connection: Callable[[], asyncio.Protocol]) -> None:
         self.context = server_context(config)
         self.timeout = config.ssl.handshake_timeout_ms / 1000.0
         self.make_connection = make_connection
-        self.server: asyncio.AbstractServer | None = None
+        self.sock: socket.socket | None = None
+        self.accepting: asyncio.Task | None = None
         self.handshakes: set[asyncio.Task] = set()  # in progress: cancelled on close
 
     async def start(self, host: str, port: int) -> tuple[str, int]:
         loop = asyncio.get_running_loop()
-        self.server = await loop.create_server(lambda: _Handshake(self), host, port, reuse_address=True,
-                                               backlog=1024)
-        sock = self.server.sockets[0]
+        family, kind, proto, _, address = (await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                                  flags=socket.AI_PASSIVE))[0]
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(address)
+            sock.listen(1024)
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+        self.accepting = loop.create_task(self._accept(sock))
         return sock.getsockname()[:2]
 
-    def handshake(self, transport: asyncio.Transport) -> None:
-        task = asyncio.get_running_loop().create_task(self._handshake(transport))
-        self.handshakes.add(task)
-        task.add_done_callback(self.handshakes.discard)
-
-    async def _handshake(self, transport: asyncio.Transport) -> None:
-        peer = transport.get_extra_info("peername") or ("?", 0)
-        peer = f"{peer[0]}:{peer[1]}"
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        conn = self.make_connection()
+    async def _accept(self, listening: socket.socket) -> None:
         loop = asyncio.get_running_loop()
+        while True:
+            try:
+                sock, address = await loop.sock_accept(listening)
+            except OSError as e:  # EMFILE and the like: try again in a moment
+                log.warning("TLS port: accept failed", error=str(e))
+                await asyncio.sleep(0.1)
+                continue
+            task = loop.create_task(self._handshake(sock, address))
+            self.handshakes.add(task)
+            task.add_done_callback(self.handshakes.discard)
+
+    async def _handshake(self, sock: socket.socket, address: tuple) -> None:
+        peer = f"{address[0]}:{address[1]}"
         try:
-            tls = await loop.start_tls(transport, conn, self.context, server_side=True,
-                                       ssl_handshake_timeout=self.timeout)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            await asyncio.get_running_loop().connect_accepted_socket(
+                self.make_connection, sock, ssl=self.context, ssl_handshake_timeout=self.timeout)
         except asyncio.CancelledError:
-            transport.abort()
+            _close_quietly(sock)
             raise
         except OSError as e:  # ssl.SSLError, ConnectionError and TimeoutError are OSErrors
-            transport.abort()
+            _close_quietly(sock)
             log.warning("closing connection: TLS handshake failed", peer=peer, reason=_reason(e),
                         timeout_s=self.timeout)
-            return
-        if tls is None or tls.is_closing():
-            # The client left during the handshake (uvloop then returns a closed transport):
-            # there is no connection to make, and nothing would ever report it lost.
-            transport.abort()
-            log.info("TLS connection closed by the client during the handshake", peer=peer)
-            return
-        conn.connection_made(tls)
 
     async def close(self) -> None:
+        if self.accepting is not None:
+            self.accepting.cancel()
         for task in list(self.handshakes):
             task.cancel()
-        if self.server is not None:
-            self.server.close()
-            await self.server.wait_closed()
+        if self.sock is not None:
+            self.sock.close()
+
+
+def _close_quietly(sock: socket.socket) -> None:
+    try:
+        sock.close()
+    except OSError:
+        pass
 
 
 def _reason(e: BaseException) -> str:
