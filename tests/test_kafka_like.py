@@ -444,7 +444,9 @@ def replaced_controller(cluster, observer, start_broker, controller_class: type[
     expire(cluster, old, observer)
     wait_for(lambda: (controller(observer) or (0, 0))[1] == 2, "a new controller with epoch 2")
     new_id, _ = controller(observer)
-    assert new_id in (2, 3) and brokers[new_id].controller.epoch == 2
+    assert new_id in (2, 3)
+    # The znode is visible before the winner has read its own election's reply.
+    wait_for(lambda: brokers[new_id].controller.epoch == 2, f"broker {new_id} to know it won epoch 2")
     wait_for(lambda: old.zk.connected and old.zk.client_id[0] != session, "the old controller's new session")
     zombie_write_is_rejected(observer, old.controller, ("quiet", 0), 3)
 
