@@ -27,12 +27,14 @@ from .endpoints import HttpEndpoints
 from .connection import ClientConnection
 from .faults import FaultTable
 from .member import Member
+from .ratelimit import RateLimitedLog
 from .peers import Peers
 from .peers import encode as encode_frame
 from .tls import TlsListener, peer_contexts, tls_connection_class
 from .wiretrace import connection_class
 
 log = get_logger("zkpy.server")
+bad_input = RateLimitedLog(log)  # dropped peer messages: at most one line a second
 
 
 def wall_clock_ms() -> int:
@@ -97,7 +99,6 @@ class ZkServer:
         self._server: asyncio.AbstractServer | None = None
         self.http = HttpEndpoints(self)  # AdminServer and Prometheus, when the config enables them
         self._tick_handle: asyncio.TimerHandle | None = None
-        self._last_drop_log = -1.0
         self.host = config.client_port_address
         self.port = config.client_port or 0
         self.tls: TlsListener | None = None
@@ -203,12 +204,8 @@ class ZkServer:
     def _on_peer_message(self, sender: int, msg: Any) -> None:
         reason = self.member.receive(sender, msg)
         if reason is not None:
-            # At most one line a second: a peer that floods garbage must not flood the log too.
-            now = self.loop.time()
-            if now - self._last_drop_log >= 1.0:
-                self._last_drop_log = now
-                log.warning("peer message dropped", sender=sender, reason=reason,
-                            dropped_total=self.member.core.dropped)
+            bad_input.warning("peer message dropped", sender=sender, reason=reason,
+                              dropped_total=self.member.core.dropped)
 
     def _on_peer_up(self, sid: int) -> None:
         self.member.peer_connected(sid)
