@@ -135,6 +135,32 @@ def test_an_unknown_write_may_take_effect_late_or_never_but_only_once():
     assert not b.check().ok
 
 
+def test_the_witness_of_an_altered_read_keeps_the_lost_reply_write_it_depends_on():
+    """CI once shrank this to the create and the second set, which fail together only because the
+    set whose reply was lost made the version that the second set expected; the read was dropped."""
+    b = Builder()
+    b.op("create", 0, 1, 0, arg="a")
+    lost = b.op("set", 2, None, arg=["b", -1])
+    second = b.op("set", 3, 4, 2, arg=["c", 1])
+    b.sync(5, 6, session=2)
+    read = b.op("get", 7, 8, ["never-written", 2], session=2)
+    report = b.check()
+    assert not report.ok
+    witness = {op.id for a in report.anomalies if a.kind == "linearizability" for op in a.ops}
+    assert read.id in witness and {lost.id, second.id} <= witness, str(report)
+
+
+def test_a_counter_witness_keeps_the_add_whose_reply_was_lost():
+    b = Builder()
+    b.op("add", 0, None, model="counter", key="/n", arg=5)
+    b.op("add", 1, 2, 6, model="counter", key="/n", arg=1)
+    b.sync(3, 4, session=2)
+    read = b.op("read", 5, 6, 99, model="counter", key="/n", session=2)
+    report = b.check()
+    witness = {op.id for a in report.anomalies if a.kind == "linearizability" for op in a.ops}
+    assert read.id in witness and 0 in witness, str(report)  # not the second add alone (0 + 1 is not 6)
+
+
 # --- counter, sequential znodes, locks -------------------------------------------------------
 
 def test_counter_adds_must_return_distinct_consistent_values():

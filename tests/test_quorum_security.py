@@ -49,7 +49,15 @@ def _send(sock: socket.socket, msg) -> None:
 
 
 def _recv(sock: socket.socket):
-    """The next frame, or None once the server has closed the link."""
+    """The next frame, or None once the server has closed the link (a reset is a close with our
+    unread frames still in its buffer)."""
+    try:
+        return _recv_frame(sock)
+    except ConnectionResetError:
+        return None
+
+
+def _recv_frame(sock: socket.socket):
     head = b""
     while len(head) < 4:
         chunk = sock.recv(4 - len(head))

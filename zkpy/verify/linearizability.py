@@ -26,7 +26,7 @@ from collections.abc import Iterable, Sequence
 
 from . import sessions
 from .history import OK, UNKNOWN, History, Op
-from .models import MODELS, Model
+from .models import MODELS, Model, wildcard
 from .report import Anomaly, Report
 
 
@@ -177,7 +177,10 @@ def _partition(ops: list[Op], models: dict[str, Model], all_reads: bool
 def minimal_failing(model: Model, ops: Sequence[Op]) -> list[Op]:
     """Drop ops while the rest still fails: the shortest failing prefix (by call time) first,
     then chunks of halving size, then single ops until none can go.  A write that a kept read
-    observed (its value) stays while that read does, so the witness shows where values came from."""
+    observed (its value) stays while that read does, so the witness shows where values came from;
+    a need that no write in the history names keeps every write of unknown product that could
+    have met it (a set whose reply was lost made the version a later set expected): without it,
+    dropping that write would leave a sub-history that fails only for want of it."""
     cur = sorted(ops, key=lambda o: (o.call, o.id))
     provided = _provided(model, cur)
 
@@ -187,7 +190,10 @@ def minimal_failing(model: Model, ops: Sequence[Op]) -> list[Op]:
         for op in candidate:
             own = model.provides(op)
             for t in model.needs(op):
-                if t in provided and have[t] - (t in own) < 1:
+                if t in provided:
+                    if have[t] - (t in own) < 1:
+                        return False
+                elif have[wildcard(t)] < provided[wildcard(t)]:
                     return False
         return not linearizable(model, candidate)
 

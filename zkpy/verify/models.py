@@ -7,7 +7,9 @@ outcome: the step applies it as the object would and accepts it; that it may nev
 effect is the checker's business (it need not linearize unknown ops at all).
 
 `needs`/`provides` name the values a read observed and a write produced, so the shrinker keeps the
-write a kept read depends on; `observed`/`written` are the comparable values of one znode's state
+write a kept read depends on; a write whose product the history cannot name (a set or add whose
+reply was lost, a delete that bumped a cversion) provides `wildcard(tag)` (`ANY`, or `(kind,
+ANY)`), so a kept op whose need no named write meets keeps every such write; `observed`/`written` are the comparable values of one znode's state
 for the session checks (a read at zxid z must see what the write at zxid z wrote).
 """
 
@@ -20,6 +22,12 @@ from .history import ERROR, OK, UNKNOWN, Op
 
 State = Hashable
 ACCEPT_ERRORS = frozenset({"NOAUTH", "BADARGUMENTS", "NOCHILDRENFOREPHEMERALS", "NOTREADONLY"})
+ANY = "<any>"  # a value the history cannot name: a lost reply's version, count or sequence number
+
+
+def wildcard(tag: Any) -> Any:
+    """The tag that a write of unknown product provides for `tag`'s kind."""
+    return (tag[0], ANY) if isinstance(tag, tuple) else ANY
 
 
 class Model:
@@ -117,7 +125,7 @@ class Register(Model):
         if op.kind in ("delete", "end_session"):
             return frozenset(["deleted"])
         if op.kind == "set":
-            return frozenset([("data", op.arg[0])] + ([("version", op.result)] if op.status == OK else []))
+            return frozenset([("data", op.arg[0]), ("version", op.result if op.status == OK else ANY)])
         if op.kind in ("create", "create_ephemeral"):
             return frozenset([("data", op.arg), ("version", 0), "exists"])
         return frozenset()
@@ -157,7 +165,9 @@ class Counter(Model):
         return frozenset([before]) if before != 0 else frozenset()
 
     def provides(self, op: Op) -> frozenset[Any]:
-        return frozenset([op.result]) if op.kind == "add" and op.status == OK else frozenset()
+        if op.kind != "add" or op.status == ERROR:
+            return frozenset()
+        return frozenset([op.result if op.status == OK else ANY])
 
     def observed(self, op: Op) -> Any:
         return op.result if op.kind == "read" and op.status == OK else None
@@ -216,11 +226,18 @@ class Sequence(Model):
         return frozenset()
 
     def provides(self, op: Op) -> frozenset[Any]:
-        if op.kind != "create" or op.status != OK:
+        """Every create and delete bumps the cversion; only a sequential create's reply names it."""
+        if op.status == ERROR:
             return frozenset()
+        if op.kind == "delete":
+            return frozenset([("cversion", ANY)])
+        if op.kind != "create":
+            return frozenset()
+        if op.status != OK:
+            return frozenset([ANY, ("cversion", ANY)])
         if op.arg[2]:
             return frozenset([op.result, ("cversion", int(op.result[-10:]) + 1)])
-        return frozenset([op.result])
+        return frozenset([op.result, ("cversion", ANY)])
 
 
 class Lock(Model):
