@@ -365,8 +365,13 @@ def _sample_rss(ens, report: Report, stop: threading.Event) -> None:
                 stop.set()
                 return
             report.rss_samples.setdefault(sid, []).append((time.monotonic() - t0, rss))
-        if stop.wait(0.2):
+        if stop.wait(0.05):  # a 30k-frame run can take under a second: enough samples for halves
             return
+
+
+# What a closed connection may leave behind in RSS, on average (allocator slack, interned
+# names): a well-behaved member stays far below it (1M frames, ~37k connections: +23 MB).
+PER_CONNECTION_SLACK = 16 * 2**10
 
 
 def _check_rss(report: Report, limit: int) -> None:
@@ -374,6 +379,10 @@ def _check_rss(report: Report, limit: int) -> None:
         peak = max(b for _, b in samples)
         if peak > limit:
             report.failures.append(f"member {sid}: RSS {peak / 2**20:.0f} MB, over the bound of {limit / 2**20:.0f} MB")
+        grown = samples[-1][1] - samples[0][1]
+        if grown > 16 * 2**20 + PER_CONNECTION_SLACK * report.connections:
+            report.failures.append(f"member {sid}: RSS grew {grown / 2**20:.0f} MB over {report.connections} "
+                                   f"connections ({grown / 2**10 / max(1, report.connections):.0f} KiB each)")
         half = len(samples) // 2
         if half >= 4:
             first, second = max(b for _, b in samples[:half]), max(b for _, b in samples[half:])
