@@ -139,6 +139,15 @@ class ClientConnection(asyncio.Protocol):
                      closed_by="server" if self.closed else "client")
         self.closed = True
         self.table.unregister(self)
+        # Break the cycles a connection is in (its transport holds it as protocol, its queued
+        # requests hold it as `conn`, an enforce.auth `_request` is its own bound method), so
+        # that refcounting frees it now: the server's collector freezes survivors every second
+        # (gc_policy), and cyclic garbage would wait for the full pass every 10 minutes (RSS
+        # +46 MB over 3M fuzzed frames and 108k connections).  A write still in flight keeps
+        # its entry, whose answer then goes nowhere.
+        self.transport = None
+        self.pending.clear()
+        self.__dict__.pop("_request", None)
 
     @property
     def address(self) -> str:
