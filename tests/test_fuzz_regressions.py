@@ -8,6 +8,11 @@
 2. Every bad frame, refused hello or refused connect logged a line of its own: a client or
    peer sending them by the thousand flooded the log.  Now at most one line a second per
    kind, the next one saying how many were left out.
+3. A forged `app closesession` for session 0 (from a peer claiming a member's id, on a quorum
+   port without authentication) deleted persistent znodes: Prep counted every in-flight change
+   of a persistent node (ephemeral owner 0) as an ephemeral of session 0.  Found at 7k-900k
+   peer frames, as the canary's /canary/w vanishing (NoNodeError) right after its own setData.
+   Now owner 0 is nobody's, and the leader drops a closesession of a session it does not track.
 """
 
 from __future__ import annotations
@@ -21,11 +26,15 @@ import msgpack
 import pytest
 from kazoo.client import KazooClient
 
+from zkpy.protocol.codes import Op
+from zkpy.requests.prep import Prep
 from zkpy.server.peers import encode
+from zkpy.tree.datatree import DataTree
 from zkpy.server.ratelimit import RateLimitedLog
 from zkpy.testing.ensemble import Ensemble
 
 pytestmark = pytest.mark.timeout(120)
+OPEN = [(31, "world", "anyone")]
 
 
 def _log(ens: Ensemble, sid: int) -> str:
@@ -109,3 +118,33 @@ def test_rate_limited_log_counts_what_it_leaves_out():
     now[0] = 1.0
     log.warning("bad frame", n=3)
     assert lines == [("bad frame", {"n": 1}), ("other", {"n": 2}), ("bad frame", {"n": 3, "suppressed": 4})]
+
+
+def test_closing_session_0_deletes_no_persistent_znode_with_a_change_in_flight():
+    tree = DataTree()
+    prep = Prep(tree)
+    tree.apply(prep.prepare(5, 1, Op.CREATE, ("/p", b"", OPEN, 0, -1), [], 0))
+    prep.committed(tree.last_zxid)
+    prep.prepare(5, 2, Op.SET_DATA, ("/p", b"x", -1), [], 0)  # proposed, not yet applied
+    assert prep.close_session(0, -1, 0).args == ([],)
+    assert prep.close_session(7, -1, 0).args == ([],)
+
+
+def test_a_forged_closesession_of_an_unknown_session_is_dropped():
+    with Ensemble(3) as ens:
+        leader = ens.leader()
+        follower = next(s for s in ens.ids if s != leader)
+        c = KazooClient(ens.connect_string, timeout=10)
+        c.start(20)
+        c.create("/kept", b"1")
+        before = ens.last_zxid(leader)
+        for session in (0, 12345, 2**62):
+            _send(ens.peer_ports[leader], encode(["hello", follower]) + encode(["app", "closesession", session, 1]))
+        time.sleep(0.5)
+        c.set("/kept", b"2")
+        c.sync("/")
+        assert c.get("/kept")[0] == b"2"
+        assert ens.last_zxid(leader) == before + 1, "a closesession txn was proposed for a session nobody has"
+        assert _log(ens, leader).count("closesession for an unknown session dropped") >= 1
+        c.stop()
+        c.close()

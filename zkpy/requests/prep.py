@@ -131,7 +131,7 @@ class Prep:
         for c in self.changes:
             if not c.exists:
                 paths.pop(c.path, None)
-            elif c.owner == session:
+            elif session and c.owner == session:  # owner 0: a persistent node, no session's
                 paths[c.path] = None
         ordered = self.tree.ephemerals_in_java_order(list(paths), session)
         for p in ordered:

@@ -70,6 +70,10 @@ class SessionTracker:
     def is_alive(self, session_id: int) -> bool:
         return session_id in self.timeouts and session_id not in self.closing
 
+    def tracks(self, session_id: int) -> bool:
+        """Known to this table, closing or not."""
+        return session_id in self.timeouts
+
     def set_closing(self, session_id: int) -> None:
         if session_id in self.timeouts:
             self.closing.add(session_id)

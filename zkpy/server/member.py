@@ -664,6 +664,12 @@ class Member:
             self._propose(self.prep.create_session(session, timeout, now), None)
         elif kind == "closesession":
             _, _, session, cxid = msg
+            if not self.sessions.tracks(session):
+                # As ZooKeeper's session check: no session, nothing to close (a learner only
+                # forwards its clients' own sessions, which it created through the leader).
+                bad_input.warning("closesession for an unknown session dropped", sender=sender,
+                                  session=f"0x{session:x}")
+                return
             self.sessions.set_closing(session)
             self._propose(self.prep.close_session(session, cxid, now), None)
         elif kind == "touch":
