@@ -13,6 +13,10 @@
    of a persistent node (ephemeral owner 0) as an ephemeral of session 0.  Found at 7k-900k
    peer frames, as the canary's /canary/w vanishing (NoNodeError) right after its own setData.
    Now owner 0 is nobody's, and the leader drops a closesession of a session it does not track.
+4. A forged FOLLOWERINFO with a plausible epoch (a bit flip of a fuzzed one), sent in a member's
+   name, made the leader stop forwarding to that member: the real follower heard nothing for a
+   syncLimit, left, rejoined and dropped its clients.  The leader now serves the link it has
+   until the new join is acknowledged, which only the member itself can do.
 """
 
 from __future__ import annotations
@@ -146,5 +150,27 @@ def test_a_forged_closesession_of_an_unknown_session_is_dropped():
         assert c.get("/kept")[0] == b"2"
         assert ens.last_zxid(leader) == before + 1, "a closesession txn was proposed for a session nobody has"
         assert _log(ens, leader).count("closesession for an unknown session dropped") >= 1
+        c.stop()
+        c.close()
+
+
+def test_a_forged_followerinfo_does_not_cut_the_real_follower_off():
+    with Ensemble(3, tick_time=200) as ens:  # syncLimit 5 ticks: 1 s
+        leader = ens.leader()
+        follower = next(s for s in ens.ids if s != leader)
+        c = KazooClient(ens.address(follower), timeout=10)
+        c.start(20)
+        states = []
+        c.add_listener(states.append)
+        c.create("/f", b"0")
+        left = _log(ens, follower).count("role=looking")
+        for accepted_epoch in (0, 1):
+            _send(ens.peer_ports[leader], encode(["hello", follower])
+                  + encode(["followerinfo", accepted_epoch, 2**31, [-2, 2**62]]))
+        for i in range(12):  # 2.4 s: more than twice syncLimit
+            c.set("/f", str(i).encode())
+            time.sleep(0.2)
+        assert states == [], states
+        assert _log(ens, follower).count("role=looking") == left, "the follower left its leader"
         c.stop()
         c.close()

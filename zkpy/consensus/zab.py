@@ -133,6 +133,7 @@ class Zab:
         self.forwarding: set[int] = set()  # learners that get proposals
         self.synced: set[int] = set()  # learners that got UPTODATE
         self.sync_points: dict[int, int] = {}  # learner -> zxid its NEWLEADER ack must reach
+        self.sync_joins: dict[int, list | None] = {}  # learner -> the join its SYNC answered
         self.match: dict[int, int] = {}  # learner -> highest zxid it acked
         self.last_heard: dict[int, int] = {}
         self.leader_start_zxid = 0
@@ -388,6 +389,7 @@ class Zab:
         self.last_heard = {}
         self.match: dict[int, int] = {}
         self.sync_points: dict[int, int] = {}
+        self.sync_joins: dict[int, list | None] = {}  # learner -> the join its SYNC answered
         self.newleader_acks: set[int] = set()
         self.leader_start_zxid = self.last_zxid
         self.epoch_acks: dict[int, tuple] = {}
@@ -408,12 +410,17 @@ class Zab:
             return
         self.joins[sender] = list(join)
         self.followerinfo[sender] = accepted_epoch
-        # A learner that (re)joins is synchronised afresh.
         self.epoch_acks.pop(sender, None)
-        self.forwarding.discard(sender)
-        self.synced.discard(sender)
-        self.sync_points.pop(sender, None)
-        self.match.pop(sender, None)
+        if sender not in self.sync_points:
+            self.forwarding.discard(sender)
+            self.synced.discard(sender)
+            self.match.pop(sender, None)
+        # else a learner we synchronised joins afresh (it restarted, or missed a proposal), or a
+        # peer claims its id: the link we have keeps being served until the new join is
+        # acknowledged (_on_ackepoch), which only the learner itself can do, since our LEADERINFO
+        # goes to its own address.  ZooKeeper's old LearnerHandler likewise serves on until the
+        # new one is synced; resetting here let a forged FOLLOWERINFO cut a follower off for a
+        # syncLimit (found by the peer-port fuzzer).
         if self.epoch:
             self._send(sender, ("leaderinfo", self.epoch, list(join)))
             return
@@ -432,8 +439,13 @@ class Zab:
         _, epoch, current_epoch, last_zxid, join, their_lasts, their_floor = msg
         if epoch != self.epoch or list(join) != self.joins.get(sender):
             return  # stale: from an earlier join of this learner
-        if sender in self.sync_points:
+        if self.sync_joins.get(sender) == list(join):
             return  # a retransmission; the SYNC for this join is on its way
+        # A learner that (re)joins is synchronised afresh.
+        self.forwarding.discard(sender)
+        self.synced.discard(sender)
+        self.sync_points.pop(sender, None)
+        self.match.pop(sender, None)
         self.last_heard[sender] = self.now
         if (current_epoch, last_zxid) > (self.current_epoch, self.last_zxid) and sender in self.voters:
             # A follower knows more than we do: we should not have been elected.
@@ -490,6 +502,7 @@ class Zab:
                 msg = ("sync", self.epoch, "snap", snap_zxid, state, entries, last)
         self._send(sid, msg + (self.joins.get(sid),))
         self.sync_points[sid] = last
+        self.sync_joins[sid] = self.joins.get(sid)
         self.forwarding.add(sid)
 
     def _on_ack(self, sender: int, msg: tuple) -> None:

@@ -166,6 +166,7 @@ class _Outbound:
         self.writer: asyncio.StreamWriter | None = None
         self.task: asyncio.Task | None = None
         self.queue: list[bytes] = []
+        self.lost: str | None = None  # why we closed the link ourselves, for its log line
 
     def start(self) -> None:
         self.task = asyncio.get_running_loop().create_task(self._run())
@@ -173,6 +174,7 @@ class _Outbound:
     async def _run(self) -> None:
         backoff = 0.01  # members of an ensemble start together: the first dials come early
         while True:
+            why = "the member stops"
             try:
                 reader, writer = await self._dial()
                 try:
@@ -191,15 +193,20 @@ class _Outbound:
                 backoff = 0.01
                 self.peers.on_connect(self.sid)
                 await reader.read()  # returns at EOF: the peer went away
-            except (OSError, asyncio.TimeoutError, RuntimeError):
+                why = "closed by the peer"
+            except (OSError, asyncio.TimeoutError, RuntimeError) as e:
                 # A failed dial or a lost connection.  RuntimeError is uvloop's "the handler is
                 # closed" from the hello's write on a connection reset while it was set up:
                 # were it to escape, this task would end and the peer be cut off for good.
-                pass
+                why = str(e) or type(e).__name__
             finally:
                 if self.writer is not None:
                     self.writer.close()
                     self.writer = None
+                    # ZooKeeper's "Connection broken for id ...": the peer's process died, or
+                    # the link was reset; the member re-dials at once.
+                    log.info("peer link lost", sid=self.sid, reason=self.lost or why)
+                    self.lost = None
                     self.peers.on_disconnect(self.sid)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 0.1)
@@ -269,7 +276,8 @@ class _Outbound:
         if w is None or not frames or w.is_closing():
             return  # lost, as on a broken TCP connection; the protocol retransmits
         if w.transport.get_write_buffer_size() > MAX_BUFFERED:
-            w.close()  # the peer does not keep up: reset the connection
+            self.lost = "the peer does not keep up (write buffer full)"
+            w.close()  # reset the connection
             return
         w.write(b"".join(frames) if len(frames) > 1 else frames[0])
 
