@@ -1,0 +1,176 @@
+"""`ReferenceMachine`: a hypothesis RuleBasedStateMachine that runs random ops on the reference
+model and on a system under test, and fails at the first result, Stat, error code or watch
+event that differs.
+
+Zxids cannot be predicted across systems (an ensemble's carry its epoch; sessions and failed
+writes take some too), so they are compared by order: every zxid a system reports is paired
+with the model's for the same field, and the pairing must stay one-to-one and increasing.  A
+czxid, mzxid or pzxid that a system forgot to move shows as two model zxids for one system zxid.
+
+Run it as a test:
+
+    from zkpy.verify import ReferenceMachine
+    TestTree = ReferenceMachine.TestCase          # zkpy's pure Prep + tree, 2 sessions
+
+Extend it: subclass, give `make_system` another system, `operations` another strategy, or
+the model another subclass of ReferenceTree, and add rules and invariants of your own:
+
+    class MyMachine(ReferenceMachine):
+        def operations(self):
+            return zkpy_operations(sessions=self.sessions, paths=("/locks", "/locks/a"))
+
+        @invariant()
+        def no_node_has_two_versions_of_data(self):
+            for path, node in self.model.nodes.items():
+                assert node.version >= 0, path
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+from typing import Any
+
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
+
+from . import ops as o
+from .reference import ReferenceTree
+from .strategies import zkpy_operations
+from .systems import PureSystem, System
+
+
+@dataclass(frozen=True)
+class DeleteExisting:
+    """Delete the `index`-th node the model holds (modulo their number): reaches the sequential
+    nodes, which the path alphabet misses."""
+
+    session: int
+    index: int
+
+
+class Mismatch(AssertionError):
+    """The system under test answered an op differently from ZooKeeper's reference model."""
+
+
+class ZxidOrder:
+    """Pairs model zxids with a system's; the pairing must be one-to-one and order-preserving."""
+
+    def __init__(self) -> None:
+        self.model_keys: list[int] = []
+        self.system_of: dict[int, int] = {}
+        self.model_of: dict[int, int] = {}
+
+    def pair(self, model: int, system: int, what: str) -> None:
+        known = self.system_of.get(model)
+        if known is not None:
+            if known != system:
+                raise Mismatch(f"{what}: the model's zxid #{model} was {known:#x} before, now {system:#x}")
+            return
+        other = self.model_of.get(system)
+        if other is not None:
+            raise Mismatch(f"{what}: zxid {system:#x} stands for the model's #{other} and #{model}")
+        i = bisect.bisect(self.model_keys, model)
+        if i > 0 and self.system_of[self.model_keys[i - 1]] > system:
+            raise Mismatch(f"{what}: zxid {system:#x} is older than {self.system_of[self.model_keys[i - 1]]:#x}"
+                           f" though the model's #{model} comes after #{self.model_keys[i - 1]}")
+        if i < len(self.model_keys) and self.system_of[self.model_keys[i]] < system:
+            raise Mismatch(f"{what}: zxid {system:#x} is newer than {self.system_of[self.model_keys[i]]:#x}"
+                           f" though the model's #{model} comes before #{self.model_keys[i]}")
+        self.model_keys.insert(i, model)
+        self.system_of[model] = system
+        self.model_of[system] = model
+
+
+def _same(expected: Any, actual: Any, zxids: ZxidOrder, what: str) -> None:
+    """Compare outcomes, recursing through tuples and lists; Stat zxids go through `zxids`."""
+    if isinstance(expected, o.Stat) and isinstance(actual, o.Stat):
+        for name in ("czxid", "mzxid", "pzxid"):
+            zxids.pair(getattr(expected, name), getattr(actual, name), f"{what} {name}")
+        for name in ("version", "cversion", "aversion", "ephemeral_owner", "data_length", "num_children"):
+            if getattr(expected, name) != getattr(actual, name):
+                raise Mismatch(f"{what}: {name} {getattr(actual, name)!r}, ZooKeeper's {getattr(expected, name)!r}"
+                               f"\n  model:  {expected}\n  system: {actual}")
+        return
+    if isinstance(expected, (tuple, list)) and isinstance(actual, (tuple, list)) and len(expected) == len(actual):
+        for i, (e, a) in enumerate(zip(expected, actual)):
+            _same(e, a, zxids, f"{what}[{i}]")
+        return
+    if expected != actual:
+        raise Mismatch(f"{what}: {actual!r}, ZooKeeper's {expected!r}")
+
+
+class ReferenceMachine(RuleBasedStateMachine):
+    """Random ops on ReferenceTree and on `make_system()`, compared op by op.
+
+    To override: `sessions` (slots), `model_class`, `expire_sessions` (whether the system
+    can expire a session), `operations()` (the strategy of ops, see zkpy.verify.strategies)
+    and `make_system()`.
+    """
+
+    sessions = 2
+    model_class: type[ReferenceTree] = ReferenceTree
+    expire_sessions = True
+    batch = 10  # most ops per step
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.model = self.model_class(self.sessions)
+        self.system = self.make_system()
+        self.zxids = ZxidOrder()
+        self.steps = 0
+        slot = st.integers(0, self.sessions - 1)
+        ends = [st.builds(o.CloseSession, slot)] + ([st.builds(o.ExpireSession, slot)] if self.expire_sessions else [])
+        self._strategy = st.one_of(self.operations(), st.builds(DeleteExisting, slot, st.integers(0, 15)), *ends)
+
+    def make_system(self) -> System:
+        return PureSystem(self.sessions)
+
+    def operations(self) -> st.SearchStrategy[o.Operation]:
+        """The ops the `operation` rule draws: override to change paths, modes, ACLs."""
+        return zkpy_operations(sessions=self.sessions)
+
+    def run(self, op: o.Operation) -> o.Outcome:
+        """Run `op` on both sides and compare outcome and events; returns the outcome."""
+        expected, expected_events = self.model.apply(op)
+        counts: dict[int, int] = {}
+        for slot, _, _ in expected_events:
+            counts[slot] = counts.get(slot, 0) + 1
+        actual = self.system.run(op)
+        _same(expected, actual, self.zxids, repr(op))
+        self._compare_events(op, expected_events, self.system.events(counts))
+        self.steps += 1
+        return actual
+
+    def _compare_events(self, op: o.Operation, expected: list, actual: dict[int, list]) -> None:
+        by_slot: dict[int, list] = {}
+        for slot, event_type, path in expected:
+            by_slot.setdefault(slot, []).append((event_type, path))
+        if isinstance(op, (o.CloseSession, o.ExpireSession)):  # ephemerals go in the server's hash order
+            by_slot = {s: sorted(e) for s, e in by_slot.items()}
+            actual = {s: sorted(e) for s, e in actual.items()}
+        for slot in sorted(set(by_slot) | set(actual)):
+            if by_slot.get(slot, []) != actual.get(slot, []):
+                raise Mismatch(f"{op!r}: session slot {slot} got watch events {actual.get(slot, [])}, "
+                               f"ZooKeeper sends {by_slot.get(slot, [])}")
+
+    @initialize()
+    def open_sessions(self) -> None:
+        """The model and the system each opened `sessions` sessions; nothing else to do."""
+
+    @rule(data=st.data())
+    def run_ops(self, data: st.DataObject) -> None:
+        """A batch of ops per step: hypothesis's cost per step is far above an op's."""
+        for op in data.draw(st.lists(self._strategy, min_size=1, max_size=self.batch), label="ops"):
+            if isinstance(op, DeleteExisting):
+                op = self._existing(op)
+                if op is None:
+                    continue
+            self.run(op)
+
+    def _existing(self, pick: "DeleteExisting") -> o.Delete | None:
+        paths = sorted(p for p in self.model.nodes if p != "/")
+        return o.Delete(pick.session, paths[pick.index % len(paths)], -1) if paths else None
+
+    def teardown(self) -> None:
+        self.system.close()
