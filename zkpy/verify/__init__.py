@@ -17,11 +17,11 @@ from .models import MODELS, Counter, Lock, Model, Register, Sequence
 from .reference import ReferenceTree
 from .report import Anomaly, Report
 from .schedule import Advance, ExpireClient, Fault, Heal, Kill, Partition, Pause, Restart, apply_fault
-from .strategies import SOCKET_MODES, fault_schedules, zkpy_operations
+from .strategies import SOCKET_MODES, fault_schedules, zkpy_node_operations, zkpy_operations
 from .systems import PureSystem, System
 
 __all__ = ["MODELS", "SOCKET_MODES", "Advance", "Anomaly", "Counter", "ExpireClient", "Fault", "Heal", "History",
            "Kill", "Lock", "Mismatch", "Model", "Op", "Partition", "Pause", "PureSystem", "RecordedElection",
            "RecordedLock", "Recorder", "ReferenceMachine", "ReferenceTree", "Register", "Report", "Restart",
            "Sequence", "System", "ZxidOrder", "apply_fault", "check", "fault_schedules", "linearizable",
-           "minimal_failing", "zkpy_operations"]
+           "minimal_failing", "zkpy_node_operations", "zkpy_operations"]

@@ -28,6 +28,7 @@ the model another subclass of ReferenceTree, and add rules and invariants of you
 from __future__ import annotations
 
 import bisect
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,21 +37,32 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
 
 from . import ops as o
 from .reference import ReferenceTree
-from .strategies import zkpy_operations
+from .strategies import zkpy_node_operations, zkpy_operations
 from .systems import PureSystem, System
 
 
 @dataclass(frozen=True)
-class DeleteExisting:
-    """Delete the `index`-th node the model holds (modulo their number): reaches the sequential
-    nodes, which the path alphabet misses."""
+class OnExisting:
+    """`op` on the `index`-th node the model holds (modulo their number), whatever its path says.
 
-    session: int
+    Reaches the sequential nodes, which the path alphabet misses, and keeps ops from mostly
+    meeting NONODE while the tree is small."""
+
+    op: o.Operation
     index: int
+
+    def resolve(self, model: ReferenceTree) -> o.Operation | None:
+        """The op on its node; deletes and ACL changes leave the test's root alone (no ZooKeeper
+        deletes "/", and a root nobody may write to ends the exploration)."""
+        paths = sorted(p for p in model.nodes if p != "/" or not isinstance(self.op, (o.Delete, o.SetAcl)))
+        return dataclasses.replace(self.op, path=paths[self.index % len(paths)]) if paths else None
 
 
 class Mismatch(AssertionError):
     """The system under test answered an op differently from ZooKeeper's reference model."""
+
+
+_BATCHES: dict[type, st.SearchStrategy[list]] = {}
 
 
 class ZxidOrder:
@@ -118,28 +130,49 @@ class ReferenceMachine(RuleBasedStateMachine):
         self.model = self.model_class(self.sessions)
         self.system = self.make_system()
         self.zxids = ZxidOrder()
-        self.steps = 0
-        slot = st.integers(0, self.sessions - 1)
-        ends = [st.builds(o.CloseSession, slot)] + ([st.builds(o.ExpireSession, slot)] if self.expire_sessions else [])
-        self._strategy = st.one_of(self.operations(), st.builds(DeleteExisting, slot, st.integers(0, 15)), *ends)
+        self.history: list[o.Operation] = []  # the ops run so far, for a Mismatch to show
+        self._batches = self._batch_strategy()
+
+    def _batch_strategy(self) -> st.SearchStrategy[list]:
+        """The strategy of a step's ops, built once per machine class (building it costs more than
+        a short example)."""
+        cls = type(self)
+        cached = _BATCHES.get(cls)
+        if cached is None:
+            slots = range(self.sessions)
+            ends = [o.CloseSession(s) for s in slots] + \
+                ([o.ExpireSession(s) for s in slots] if self.expire_sessions else [])
+            on_existing = st.builds(OnExisting, self.operations_on_a_node(), st.integers(0, 15))
+            one = st.one_of(self.operations(), on_existing, on_existing, st.sampled_from(ends))
+            cached = _BATCHES[cls] = st.lists(one, min_size=1, max_size=self.batch)
+        return cached
 
     def make_system(self) -> System:
         return PureSystem(self.sessions)
 
     def operations(self) -> st.SearchStrategy[o.Operation]:
-        """The ops the `operation` rule draws: override to change paths, modes, ACLs."""
+        """The ops the `run_ops` rule draws: override to change paths, modes, ACLs."""
         return zkpy_operations(sessions=self.sessions)
+
+    def operations_on_a_node(self) -> st.SearchStrategy[o.Operation]:
+        """Ops that `OnExisting` points at a node the model holds (any path will do here)."""
+        return zkpy_node_operations(sessions=self.sessions)
 
     def run(self, op: o.Operation) -> o.Outcome:
         """Run `op` on both sides and compare outcome and events; returns the outcome."""
+        self.history.append(op)
         expected, expected_events = self.model.apply(op)
         counts: dict[int, int] = {}
         for slot, _, _ in expected_events:
             counts[slot] = counts.get(slot, 0) + 1
         actual = self.system.run(op)
-        _same(expected, actual, self.zxids, repr(op))
-        self._compare_events(op, expected_events, self.system.events(counts))
-        self.steps += 1
+        try:
+            _same(expected, actual, self.zxids, repr(op))
+            self._compare_events(op, expected_events, self.system.events(counts))
+        except Mismatch as e:
+            e.history = list(self.history)  # type: ignore[attr-defined]
+            e.add_note("ops run: " + "; ".join(map(repr, self.history)))
+            raise
         return actual
 
     def _compare_events(self, op: o.Operation, expected: list, actual: dict[int, list]) -> None:
@@ -161,16 +194,11 @@ class ReferenceMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def run_ops(self, data: st.DataObject) -> None:
         """A batch of ops per step: hypothesis's cost per step is far above an op's."""
-        for op in data.draw(st.lists(self._strategy, min_size=1, max_size=self.batch), label="ops"):
-            if isinstance(op, DeleteExisting):
-                op = self._existing(op)
-                if op is None:
-                    continue
-            self.run(op)
-
-    def _existing(self, pick: "DeleteExisting") -> o.Delete | None:
-        paths = sorted(p for p in self.model.nodes if p != "/")
-        return o.Delete(pick.session, paths[pick.index % len(paths)], -1) if paths else None
+        for op in data.draw(self._batches, label="ops"):
+            if isinstance(op, OnExisting):
+                op = op.resolve(self.model)
+            if op is not None:
+                self.run(op)
 
     def teardown(self) -> None:
         self.system.close()

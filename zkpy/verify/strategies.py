@@ -44,7 +44,8 @@ def _each(cls: type, *fields: Sequence) -> st.SearchStrategy:
 def _creates(sessions: range, paths: Sequence[str], modes: Sequence[str], acls: Sequence[tuple]) -> list[o.Create]:
     # (mode, ttl) go together: a TTL only with a TTL mode, 0 being a bad one (BADARGUMENTS)
     kinds = [(mode, -1) for mode in modes if mode not in _TTL_MODES]
-    kinds += [(mode, ttl) for mode in modes if mode in _TTL_MODES for ttl in (60_000, 0)]
+    kinds += [(mode, 60_000) for mode in modes if mode in _TTL_MODES]
+    kinds += [(mode, 0) for mode in modes if mode == "ttl"]
     return [o.Create(s, path, data, mode, acl, ttl)
             for s, path, (mode, ttl), acl, data in itertools.product(sessions, paths, kinds, acls, DATA)]
 
@@ -69,12 +70,19 @@ def zkpy_operations(sessions: int = 2, paths: Sequence[str] = PATHS, modes: Sequ
     slots = range(sessions)
     read_paths = ("/",) + tuple(paths)
     watch = (False, True)
+    # most nodes open, or few ops get past NOAUTH and INVALIDACL
+    create_acls = tuple(acls) + ((o.OPEN_ACL,) * 3 if o.OPEN_ACL in acls else ())
+    creates = st.sampled_from(_creates(slots, paths, modes, create_acls))
+    # one_of picks its branches evenly: creates and writes get more of them, or the tree stays
+    # nearly empty and most ops answer NONODE
     choices = [
-        st.sampled_from(_creates(slots, paths, modes, acls)),
+        creates, creates, creates, creates,
         _each(o.Delete, slots, paths, VERSIONS),
+        _each(o.SetData, slots, paths, DATA, VERSIONS),
         _each(o.SetData, slots, paths, DATA, VERSIONS),
         _each(o.GetData, slots, read_paths, watch),
         _each(o.Exists, slots, read_paths, watch),
+        _each(o.GetChildren, slots, read_paths, watch),
         _each(o.GetChildren, slots, read_paths, watch),
         _each(o.SetAcl, slots, paths, acls, (-1, 0, 1)),
         _each(o.GetAcl, slots, read_paths),
@@ -87,6 +95,19 @@ def zkpy_operations(sessions: int = 2, paths: Sequence[str] = PATHS, modes: Sequ
     if sessions_end:
         choices.append(_each(o.CloseSession, slots))
     return st.one_of(choices)
+
+
+def zkpy_node_operations(sessions: int = 2, acls: Sequence[tuple] = o.ACLS) -> st.SearchStrategy[o.Operation]:
+    """Ops on one node, for a caller that points them at nodes that exist (their path is "/")."""
+    slots, at, watch = range(sessions), ("/",), (False, True)
+    return st.one_of(
+        _each(o.Delete, slots, at, VERSIONS),
+        _each(o.SetData, slots, at, DATA, VERSIONS),
+        _each(o.GetData, slots, at, watch),
+        _each(o.Exists, slots, at, watch),
+        _each(o.GetChildren, slots, at, watch),
+        _each(o.SetAcl, slots, at, acls, (-1, 0, 1)),
+        _each(o.GetAcl, slots, at))
 
 
 def fault_schedules(members: int = 3, clients: int = 2, max_faults: int = 6,

@@ -1,0 +1,126 @@
+"""The reference model of ZooKeeper's tree (zkpy.verify.reference) against zkpy.
+
+In process: zkpy's pure Prep + DataTree + Final reads, many examples (the rate is printed).
+Over sockets: a standalone server and a 3-member in-process ensemble through kazoo, fewer.
+And the machine must be able to fail: against trees broken on purpose it finds the bug and
+shrinks it to a few ops.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from hypothesis import HealthCheck, Phase, settings
+from hypothesis.stateful import run_state_machine_as_test
+
+from zkpy.protocol.codes import Event
+from zkpy.tree import datatree
+from zkpy.tree.datatree import DataTree
+from zkpy.verify import Mismatch, PureSystem, ReferenceMachine, ReferenceTree
+from zkpy.verify import ops as o
+
+QUIET = list(HealthCheck)
+
+
+def run_machine(machine: type[ReferenceMachine], examples: int, steps: int = 20, **options) -> tuple[int, float]:
+    """Run `machine` for `examples` examples; returns (ops run, seconds)."""
+    ops = [0]
+
+    class Counted(machine):  # type: ignore[valid-type, misc]
+        def teardown(self) -> None:
+            ops[0] += len(self.history)
+            super().teardown()
+
+    start = time.perf_counter()
+    run_state_machine_as_test(Counted, settings=settings(max_examples=examples, stateful_step_count=steps,
+                                                         deadline=None, suppress_health_check=QUIET,
+                                                         database=None, **options))
+    return ops[0], time.perf_counter() - start
+
+
+def test_the_pure_pipeline_agrees_with_the_model(capsys):
+    examples = 120
+    ops, seconds = run_machine(ReferenceMachine, examples)
+    with capsys.disabled():
+        print(f"\n  pure Prep + tree: {examples} examples, {ops} ops in {seconds:.1f} s: "
+              f"{examples / seconds:.0f} examples/s, {ops / seconds:.0f} ops/s")
+    assert ops > examples * 20  # batches of ops ran, not empty examples
+
+
+# ---------------------------------------------------------------- the machine can fail
+
+
+class NoNodeDeletedEvent(DataTree):
+    """A tree that forgets to tell a deleted node's watchers."""
+
+    def _delete(self, path: str, zxid: int) -> None:
+        before = len(self._events)
+        super()._delete(path, zxid)
+        self._events[before:] = [e for e in self._events[before:] if e[1] != Event.NODE_DELETED]
+
+
+def _stat_without_deletions(node: datatree.Znode) -> bytes:
+    """Znode.stat reporting the stored count of child creations as cversion: deletes not counted."""
+    owner = max(node.owner, 0)
+    return datatree.STAT.pack(node.czxid, node.mzxid, node.ctime, node.mtime, node.version, node.cversion,
+                              node.aversion, owner, len(node.data or b""), len(node.children), node.pzxid)
+
+
+def _expect_mismatch(machine: type[ReferenceMachine]) -> list[o.Operation]:
+    with pytest.raises(Mismatch) as caught:
+        run_machine(machine, examples=300, steps=10, phases=(Phase.generate, Phase.shrink), derandomize=True)
+    return caught.value.history  # the shrunk counterexample's ops
+
+
+def test_a_tree_that_fires_no_node_deleted_is_caught():
+    class Machine(ReferenceMachine):
+        def make_system(self):
+            return PureSystem(self.sessions, tree_class=NoNodeDeletedEvent)
+
+    history = _expect_mismatch(Machine)
+    # the least there is: a node, a watch on it, its delete (a session end deletes an ephemeral too)
+    assert len(history) <= 4, history
+    assert any(getattr(op, "watch", False) for op in history), history
+    assert isinstance(history[-1], (o.Delete, o.CloseSession, o.ExpireSession, o.Multi)), history
+
+
+def test_a_tree_whose_cversion_ignores_deletes_is_caught(monkeypatch):
+    monkeypatch.setattr(datatree.Znode, "stat", _stat_without_deletions)
+    history = _expect_mismatch(ReferenceMachine)
+    assert len(history) <= 4, history
+    assert any(isinstance(op, (o.Delete, o.CloseSession, o.ExpireSession, o.Multi)) for op in history), history
+
+
+# ---------------------------------------------------------------- the model's own facts
+
+
+def test_sequential_suffixes_count_creations_and_cversion_counts_deletions_too():
+    model = ReferenceTree(1)
+    assert model.apply(o.Create(0, "/q/n", mode="persistent_sequential"))[0] == ("error", "NONODE")
+    model.apply(o.Create(0, "/q"))
+    first = model.apply(o.Create(0, "/q/n", mode="persistent_sequential"))[0][1][0]
+    model.apply(o.Delete(0, first))
+    (status, (second, _)) = model.apply(o.Create(0, "/q/n", mode="ephemeral_sequential"))[0]
+    assert (first, second) == ("/q/n0000000000", "/q/n0000000001")
+    stat = model.apply(o.Exists(0, "/q"))[0][1]
+    assert (stat.cversion, stat.num_children) == (3, 1)  # two creates, one delete
+
+
+def test_a_failed_multi_rolls_back_and_answers_ok_error_then_runtime_inconsistency():
+    model = ReferenceTree(1)
+    outcome, events = model.apply(o.Multi(0, (o.Create(0, "/x"), o.Delete(0, "/missing"), o.SetData(0, "/x"))))
+    assert outcome == ("ok", [("error", "OK"), ("error", "NONODE"), ("error", "RUNTIMEINCONSISTENCY")])
+    assert "/x" not in model.nodes and events == []
+
+
+def test_watch_events_are_filtered_by_read_permission_and_used_up():
+    model = ReferenceTree(2)
+    model.apply(o.Create(0, "/p"))
+    model.apply(o.Exists(1, "/p", watch=True))
+    model.apply(o.SetAcl(0, "/p", o.ALICE_ONLY_ACL))
+    assert model.apply(o.SetData(0, "/p", b"x"))[0] == ("error", "NOAUTH")
+    model.apply(o.AddAuth(0, "alice"))
+    outcome, events = model.apply(o.SetData(0, "/p", b"x"))
+    assert outcome[0] == "ok" and events == []  # slot 1 may not read /p: not told
+    assert "/p" not in model.data_watches  # ... and its watch is gone
