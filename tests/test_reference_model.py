@@ -17,8 +17,10 @@ from hypothesis.stateful import run_state_machine_as_test
 from zkpy.protocol.codes import Event
 from zkpy.tree import datatree
 from zkpy.tree.datatree import DataTree
-from zkpy.verify import Mismatch, PureSystem, ReferenceMachine, ReferenceTree
+from zkpy.testing import InProcessEnsemble, ZkpyServer
+from zkpy.verify import SOCKET_MODES, Mismatch, PureSystem, ReferenceMachine, ReferenceTree, zkpy_operations
 from zkpy.verify import ops as o
+from zkpy.verify.kazoo_system import KazooSystem
 
 QUIET = list(HealthCheck)
 
@@ -124,3 +126,64 @@ def test_watch_events_are_filtered_by_read_permission_and_used_up():
     outcome, events = model.apply(o.SetData(0, "/p", b"x"))
     assert outcome[0] == "ok" and events == []  # slot 1 may not read /p: not told
     assert "/p" not in model.data_watches  # ... and its watch is gone
+
+
+# ---------------------------------------------------------------- over sockets
+
+
+class OverSockets(ReferenceMachine):
+    """The model against kazoo clients of a real server: creates only in the modes kazoo sends."""
+
+    hosts: str | list[str] = ""
+    expire = None
+    sync_reads = False
+
+    def operations(self):
+        return zkpy_operations(sessions=self.sessions, modes=SOCKET_MODES)
+
+    def make_system(self):
+        return KazooSystem(self.hosts, self.sessions, expire=type(self).expire, sync_reads=self.sync_reads)
+
+
+@pytest.fixture(scope="module")
+def standalone():
+    with ZkpyServer() as server:
+        yield server
+
+
+def test_a_standalone_server_agrees_with_the_model_over_sockets(standalone, capsys):
+    class Machine(OverSockets):
+        hosts = standalone.connect_string
+        expire = staticmethod(standalone.expire_session)
+
+    examples = 12
+    ops, seconds = run_machine(Machine, examples, steps=8)
+    with capsys.disabled():
+        print(f"\n  standalone over kazoo: {examples} examples, {ops} ops in {seconds:.1f} s: {ops / seconds:.0f} ops/s")
+    assert ops > examples * 5
+
+
+@pytest.fixture(scope="module")
+def ensemble():
+    with InProcessEnsemble(3) as ens:
+        ens.wait_serving()
+        yield ens
+
+
+def test_a_three_member_ensemble_agrees_with_the_model_over_sockets(ensemble, capsys):
+    """Each session on its own member: watch events and reads cross servers (reads sync first)."""
+
+    def expire_on_the_leader(session_id: int) -> None:
+        ensemble.members[ensemble.leader()].expire_session(session_id)
+
+    class Machine(OverSockets):
+        hosts = [ensemble.address(1), ensemble.address(2)]
+        expire = staticmethod(expire_on_the_leader)
+        sync_reads = True
+
+    examples = 8
+    ops, seconds = run_machine(Machine, examples, steps=8)
+    with capsys.disabled():
+        print(f"\n  3-member ensemble over kazoo: {examples} examples, {ops} ops in {seconds:.1f} s: "
+              f"{ops / seconds:.0f} ops/s")
+    assert ops > examples * 5
