@@ -139,7 +139,7 @@ class OverSockets(ReferenceMachine):
     sync_reads = False
 
     def operations(self):
-        return zkpy_operations(sessions=self.sessions, modes=SOCKET_MODES)
+        return zkpy_operations(sessions=self.sessions, modes=SOCKET_MODES, bad_paths=False)
 
     def make_system(self):
         return KazooSystem(self.hosts, self.sessions, expire=type(self).expire, sync_reads=self.sync_reads)
@@ -187,3 +187,27 @@ def test_a_three_member_ensemble_agrees_with_the_model_over_sockets(ensemble, ca
         print(f"\n  3-member ensemble over kazoo: {examples} examples, {ops} ops in {seconds:.1f} s: "
               f"{ops / seconds:.0f} ops/s")
     assert ops > examples * 5
+
+
+def _run_in_order(ops: list[o.Operation]) -> list[o.Outcome]:
+    """Run `ops` on the model and zkpy's pure pipeline, compared op by op; the outcomes."""
+    machine = ReferenceMachine()
+    try:
+        return [machine.run(op) for op in ops]
+    finally:
+        machine.teardown()
+
+
+def test_paths_a_client_would_refuse_get_the_servers_own_answers():
+    outcomes = _run_in_order([
+        o.Create(0, "/a/", mode="persistent"),              # the parent /a is missing: that comes first
+        o.Create(0, "/a"),
+        o.Create(0, "/a/", mode="persistent"),              # now the path itself
+        o.Create(0, "/a/", mode="persistent_sequential"),   # "/a/" + suffix is a good path
+        o.Delete(0, "/a/."),                                # delete looks it up
+        o.Exists(0, "/a//a", watch=True),                   # exists too (and watches it)
+        o.SetData(0, "/a/."),                               # setData validates first
+    ])
+    assert [outcomes[0], outcomes[1][1][0], outcomes[2]] == [("error", "NONODE"), "/a", ("error", "BADARGUMENTS")]
+    assert outcomes[3][1][0] == "/a/0000000000"
+    assert outcomes[4:] == [("error", "NONODE"), ("ok", None), ("error", "BADARGUMENTS")]

@@ -123,6 +123,9 @@ class KazooSystem:
             self._end(op.session, isinstance(op, o.ExpireSession))
             return ok()
         client = self.clients[op.session]
+        path = getattr(op, "path", "/")
+        if path != "/" and (path.endswith("/") or "//" in path or "/." in path):
+            raise ValueError(f"kazoo normalises or refuses {path!r}: draw ops without bad paths")
         try:
             if self.sync_reads and isinstance(op, _READS):
                 client.sync_async("/").get(timeout=self.timeout)

@@ -124,6 +124,7 @@ class ReferenceMachine(RuleBasedStateMachine):
     model_class: type[ReferenceTree] = ReferenceTree
     expire_sessions = True
     batch = 10  # most ops per step
+    bad_paths = True  # ops on paths a client library would refuse: for systems taking raw requests
 
     def __init__(self) -> None:
         super().__init__()
@@ -152,7 +153,7 @@ class ReferenceMachine(RuleBasedStateMachine):
 
     def operations(self) -> st.SearchStrategy[o.Operation]:
         """The ops the `run_ops` rule draws: override to change paths, modes, ACLs."""
-        return zkpy_operations(sessions=self.sessions)
+        return zkpy_operations(sessions=self.sessions, bad_paths=self.bad_paths)
 
     def operations_on_a_node(self) -> st.SearchStrategy[o.Operation]:
         """Ops that `OnExisting` points at a node the model holds (any path will do here)."""

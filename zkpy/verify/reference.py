@@ -7,11 +7,13 @@ their order, DataTree's Stat updates, WatchManager's triggering), independently 
 tree, so that a bug shared by both cannot hide.  Facts it relies on, checked in the Apache
 sources (release-3.8.x):
 
-- checks run in PrepRequestProcessor's order: create: ACL well-formed (INVALIDACL), parent
-  exists (NONODE), CREATE on the parent (NOAUTH), then the name (NODEEXISTS), then an
-  ephemeral parent (NOCHILDRENFOREPHEMERALS); delete: parent, DELETE on the parent, node,
-  version (BADVERSION), children (NOTEMPTY); setData: node, WRITE, version; setACL: ACL
-  well-formed, node, ADMIN, aversion; check (in multi): node, READ, version.
+- checks run in PrepRequestProcessor's order: create: TTL, a '/' and no NUL (BADARGUMENTS),
+  ACL well-formed (INVALIDACL), parent exists (NONODE), CREATE on the parent (NOAUTH), the
+  path with its sequential suffix (BADARGUMENTS), the name (NODEEXISTS), an ephemeral parent
+  (NOCHILDRENFOREPHEMERALS); delete: a '/', no NUL, not "/" (BADARGUMENTS), parent, DELETE on
+  the parent, node, version (BADVERSION), children (NOTEMPTY); setData: path, node, WRITE,
+  version; setACL: path, ACL well-formed, node, ADMIN, aversion; check (in multi): path,
+  node, READ, version.  Reads (FinalRequestProcessor) validate no path, exists only NUL.
 - a sequential suffix is the parent's count of child creations (its stored cversion), "%010d";
   the Stat a client sees has cversion = creations + deletions of children (DataNode.copyStat
   reports 2 * stored - numChildren).  A create sets the parent's pzxid; a delete sets it
@@ -151,12 +153,16 @@ class ReferenceTree:
             raise Refused("NOAUTH")
 
     def node(self, path: str) -> Node:
-        if not valid_path(path):
-            raise Refused("BADARGUMENTS")
+        """The node at `path`, NONODE if there is none.  Reads do not validate paths: the server
+        looks them up as they come (a client library normally refuses bad ones first)."""
         n = self.nodes.get(path)
         if n is None:
             raise Refused("NONODE")
         return n
+
+    def validate(self, path: str) -> None:
+        if not valid_path(path):
+            raise Refused("BADARGUMENTS")
 
     def fixup_acl(self, acl: tuple[o.AclEntry, ...], slot: int) -> tuple[o.AclEntry, ...]:
         """Validate an ACL and expand 'auth' to the session's authenticated ids (fixupACL)."""
@@ -209,15 +215,14 @@ class ReferenceTree:
                 raise Refused("BADARGUMENTS")
         elif op.ttl >= 0:
             raise Refused("BADARGUMENTS")
-        if mode not in SEQUENTIAL and not valid_path(op.path) or op.path == "/":
+        if "/" not in op.path or "\0" in op.path or op.path == "/":
             raise Refused("BADARGUMENTS")
         acl = self.fixup_acl(op.acl, op.session)
         parent_path = parent_of(op.path)
         parent = self.node(parent_path)
         self._require(parent.acl, o.CREATE, op.session)
         path = op.path + ("%010d" % parent.child_creations if mode in SEQUENTIAL else "")
-        if not valid_path(path):
-            raise Refused("BADARGUMENTS")
+        self.validate(path)  # only now: "/a/" is a good sequential prefix, and NONODE/NOAUTH come first
         if path in self.nodes:
             raise Refused("NODEEXISTS")
         if parent.kind == "ephemeral":
@@ -234,7 +239,8 @@ class ReferenceTree:
         return path
 
     def delete(self, op: o.Delete) -> Outcome:
-        if op.path == "/" or not op.path.startswith("/"):
+        # only these checks of the path (getParentPathAndValidate): "/a/." is looked up, NONODE
+        if op.path == "/" or "/" not in op.path or "\0" in op.path:
             raise Refused("BADARGUMENTS")
         parent = self.node(parent_of(op.path))
         self._require(parent.acl, o.DELETE, op.session)
@@ -257,6 +263,7 @@ class ReferenceTree:
         self._fire(self.child_watches, parent_path, o.NODE_CHILDREN_CHANGED, parent.acl)
 
     def set_data(self, op: o.SetData) -> Outcome:
+        self.validate(op.path)
         node = self.node(op.path)
         self._require(node.acl, o.WRITE, op.session)
         node.version = self._version(node.version, op.version)
@@ -266,6 +273,7 @@ class ReferenceTree:
         return ok(node.stat())
 
     def set_acl(self, op: o.SetAcl) -> Outcome:
+        self.validate(op.path)
         acl = self.fixup_acl(op.acl, op.session)
         node = self.node(op.path)
         self._require(node.acl, o.ADMIN, op.session)
@@ -274,6 +282,7 @@ class ReferenceTree:
         return ok(node.stat())
 
     def check(self, op: o.Check) -> Outcome:
+        self.validate(op.path)
         node = self.node(op.path)
         self._require(node.acl, o.READ, op.session)
         self._version(node.version, op.version)
@@ -309,7 +318,7 @@ class ReferenceTree:
         return ok((node.data, node.stat()))
 
     def exists(self, op: o.Exists) -> Outcome:
-        if not valid_path(op.path):
+        if "\0" in op.path:  # the one check exists makes of its path
             raise Refused("BADARGUMENTS")
         node = self.nodes.get(op.path)
         if node is not None and self.EXISTS_CHECKS_READ:

@@ -24,6 +24,9 @@ from . import ops as o
 from .schedule import Advance, ExpireClient, Fault, Heal, Kill, Partition, Pause, Restart
 
 PATHS = ("/a", "/b", "/a/a", "/a/b", "/b/a", "/a/a/a")
+# Paths no client library sends (kazoo and the Java client refuse or normalise them), for
+# systems that take raw requests: the server looks them up, or refuses them, in its own order.
+BAD_PATHS = ("/a/", "/a//a", "/a/.")
 DATA = (b"", b"x", b"yy")
 VERSIONS = (-1, 0, 1, 2)  # -1 matches any; small numbers are right as often as wrong
 SOCKET_MODES = ("persistent", "ephemeral", "persistent_sequential", "ephemeral_sequential")
@@ -60,13 +63,16 @@ def _multi_op(paths: Sequence[str]) -> st.SearchStrategy:
 
 def zkpy_operations(sessions: int = 2, paths: Sequence[str] = PATHS, modes: Sequence[str] = ALL_MODES,
                     acls: Sequence[tuple] = o.ACLS, multi: bool = True,
-                    sessions_end: bool = False) -> st.SearchStrategy[o.Operation]:
+                    sessions_end: bool = False, bad_paths: bool = False) -> st.SearchStrategy[o.Operation]:
     """One op of any kind for one of `sessions` slots.
 
     `modes`: the create modes to draw (SOCKET_MODES for clients such as kazoo that cannot send
     container or TTL creates).  `sessions_end`: also draw CloseSession (the machine draws
-    session ends of its own, so it is off by default).
+    session ends of its own, so it is off by default).  `bad_paths`: add BAD_PATHS, for
+    systems that take raw requests (not through kazoo).
     """
+    if bad_paths:
+        paths = tuple(paths) + BAD_PATHS
     slots = range(sessions)
     read_paths = ("/",) + tuple(paths)
     watch = (False, True)
