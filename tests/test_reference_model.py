@@ -18,7 +18,8 @@ from zkpy.protocol.codes import Event
 from zkpy.tree import datatree
 from zkpy.tree.datatree import DataTree
 from zkpy.testing import InProcessEnsemble, ZkpyServer
-from zkpy.verify import SOCKET_MODES, Mismatch, PureSystem, ReferenceMachine, ReferenceTree, zkpy_operations
+from zkpy.verify import (SOCKET_MODES, Mismatch, PureSystem, ReferenceMachine, ReferenceTree, ZxidOrder,
+                         zkpy_operations)
 from zkpy.verify import ops as o
 from zkpy.verify.kazoo_system import KazooSystem
 
@@ -42,7 +43,7 @@ def run_machine(machine: type[ReferenceMachine], examples: int, steps: int = 20,
 
 
 def test_the_pure_pipeline_agrees_with_the_model(capsys):
-    examples = 120
+    examples = 200
     ops, seconds = run_machine(ReferenceMachine, examples)
     with capsys.disabled():
         print(f"\n  pure Prep + tree: {examples} examples, {ops} ops in {seconds:.1f} s: "
@@ -156,7 +157,7 @@ def test_a_standalone_server_agrees_with_the_model_over_sockets(standalone, caps
         hosts = standalone.connect_string
         expire = staticmethod(standalone.expire_session)
 
-    examples = 12
+    examples = 15
     ops, seconds = run_machine(Machine, examples, steps=8)
     with capsys.disabled():
         print(f"\n  standalone over kazoo: {examples} examples, {ops} ops in {seconds:.1f} s: {ops / seconds:.0f} ops/s")
@@ -211,3 +212,16 @@ def test_paths_a_client_would_refuse_get_the_servers_own_answers():
     assert [outcomes[0], outcomes[1][1][0], outcomes[2]] == [("error", "NONODE"), "/a", ("error", "BADARGUMENTS")]
     assert outcomes[3][1][0] == "/a/0000000000"
     assert outcomes[4:] == [("error", "NONODE"), ("ok", None), ("error", "BADARGUMENTS")]
+
+
+def test_zxids_are_compared_by_order():
+    order = ZxidOrder()
+    order.pair(3, 0x100000005, "czxid")
+    order.pair(7, 0x200000001, "mzxid")  # a new epoch: any larger zxid will do
+    order.pair(3, 0x100000005, "pzxid")
+    with pytest.raises(Mismatch, match="was 0x100000005 before"):
+        order.pair(3, 0x100000006, "mzxid")  # one model zxid, two system zxids
+    with pytest.raises(Mismatch, match="stands for the model's"):
+        order.pair(5, 0x200000001, "pzxid")  # a zxid that did not move
+    with pytest.raises(Mismatch, match="is newer than"):
+        order.pair(5, 0x200000002, "mzxid")  # out of order

@@ -121,7 +121,8 @@ def fault_schedules(members: int = 3, clients: int = 2, max_faults: int = 6,
     """A list of faults for an ensemble of `members` (ids 1..members) with `clients` clients.
 
     Each fault is data (zkpy.verify.schedule); `apply_fault` carries it out on a zkpy.testing
-    ensemble.  Schedules end healed: every killed member is restarted, every paused one resumed.
+    ensemble.  A majority is never killed at once (partitions may still leave no quorum for a
+    while); schedules end healed, with every killed member restarted.
     """
     member = st.integers(1, members)
     minority = st.lists(member, min_size=1, max_size=max(1, (members - 1) // 2), unique=True)
