@@ -51,11 +51,42 @@ class OnExisting:
     op: o.Operation
     index: int
 
-    def resolve(self, model: ReferenceTree) -> o.Operation | None:
+    def resolve(self, model: ReferenceTree) -> list[o.Operation]:
         """The op on its node; deletes and ACL changes leave the test's root alone (no ZooKeeper
         deletes "/", and a root nobody may write to ends the exploration)."""
         paths = sorted(p for p in model.nodes if p != "/" or not isinstance(self.op, (o.Delete, o.SetAcl)))
-        return dataclasses.replace(self.op, path=paths[self.index % len(paths)]) if paths else None
+        return [dataclasses.replace(self.op, path=paths[self.index % len(paths)])] if paths else []
+
+
+@dataclass(frozen=True)
+class WatchThenChange:
+    """A watch set on the `index`-th node the model holds, then a change to it: a setData, a
+    delete, or a create of a child ("<node>/w"); often another session's.  Random ops alone
+    seldom change a node that a live session watches."""
+
+    watch: o.Operation  # GetData, Exists or GetChildren with watch=True
+    change: o.Operation  # SetData, Delete or Create
+    index: int
+
+    def resolve(self, model: ReferenceTree) -> list[o.Operation]:
+        paths = sorted(model.nodes)
+        path = paths[self.index % len(paths)]
+        if isinstance(self.change, o.Create):
+            change = dataclasses.replace(self.change, path=path.rstrip("/") + "/w")
+        elif isinstance(self.change, o.Delete) and path == "/":
+            return [dataclasses.replace(self.watch, path=path)]
+        else:
+            change = dataclasses.replace(self.change, path=path)
+        return [dataclasses.replace(self.watch, path=path), change]
+
+
+def watches_then_changes(sessions: int) -> st.SearchStrategy[WatchThenChange]:
+    slots = range(sessions)
+    watches = [kind(s, "/", True) for kind in (o.GetData, o.Exists, o.GetChildren) for s in slots]
+    changes = [change for s in slots for change in (
+        o.SetData(s, "/", b"z"), o.Delete(s, "/"), o.Create(s, "/", mode="persistent"),
+        o.Create(s, "/", mode="ephemeral_sequential"))]
+    return st.builds(WatchThenChange, st.sampled_from(watches), st.sampled_from(changes), st.integers(0, 15))
 
 
 class Mismatch(AssertionError):
@@ -144,7 +175,8 @@ class ReferenceMachine(RuleBasedStateMachine):
             ends = [o.CloseSession(s) for s in slots] + \
                 ([o.ExpireSession(s) for s in slots] if self.expire_sessions else [])
             on_existing = st.builds(OnExisting, self.operations_on_a_node(), st.integers(0, 15))
-            one = st.one_of(self.operations(), on_existing, on_existing, st.sampled_from(ends))
+            watched = watches_then_changes(self.sessions)
+            one = st.one_of(self.operations(), on_existing, on_existing, watched, watched, st.sampled_from(ends))
             cached = _BATCHES[cls] = st.lists(one, min_size=1, max_size=self.batch)
         return cached
 
@@ -196,10 +228,8 @@ class ReferenceMachine(RuleBasedStateMachine):
     def run_ops(self, data: st.DataObject) -> None:
         """A batch of ops per step: hypothesis's cost per step is far above an op's."""
         for op in data.draw(self._batches, label="ops"):
-            if isinstance(op, OnExisting):
-                op = op.resolve(self.model)
-            if op is not None:
-                self.run(op)
+            for one in op.resolve(self.model) if isinstance(op, (OnExisting, WatchThenChange)) else [op]:
+                self.run(one)
 
     def teardown(self) -> None:
         self.system.close()
