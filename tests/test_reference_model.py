@@ -1,7 +1,8 @@
 """The reference model of ZooKeeper's tree (zkpy.verify.reference) against zkpy.
 
 In process: zkpy's pure Prep + DataTree + Final reads, many examples (the rate is printed).
-Over sockets: a standalone server and a 3-member in-process ensemble through kazoo, fewer.
+Over sockets: a standalone server and a 3-member in-process ensemble through kazoo, fewer;
+and Apache ZooKeeper 3.8.0 when it is installed, which checks the model itself.
 And the machine must be able to fail: against trees broken on purpose it finds the bug and
 shrinks it to a few ops.
 """
@@ -18,6 +19,7 @@ from zkpy.protocol.codes import Event
 from zkpy.tree import datatree
 from zkpy.tree.datatree import DataTree
 from zkpy.testing import InProcessEnsemble, ZkpyServer
+from zkpy.testing.external import ApacheZooKeeper, apache_zookeeper_available
 from zkpy.verify import (SOCKET_MODES, Mismatch, PureSystem, ReferenceMachine, ReferenceTree, ZxidOrder,
                          zkpy_operations)
 from zkpy.verify import ops as o
@@ -190,9 +192,9 @@ def test_a_three_member_ensemble_agrees_with_the_model_over_sockets(ensemble, ca
     assert ops > examples * 5
 
 
-def _run_in_order(ops: list[o.Operation]) -> list[o.Outcome]:
+def _run_in_order(ops: list[o.Operation], machine_class: type[ReferenceMachine] = ReferenceMachine) -> list[o.Outcome]:
     """Run `ops` on the model and zkpy's pure pipeline, compared op by op; the outcomes."""
-    machine = ReferenceMachine()
+    machine = machine_class()
     try:
         return [machine.run(op) for op in ops]
     finally:
@@ -225,3 +227,57 @@ def test_zxids_are_compared_by_order():
         order.pair(5, 0x200000001, "pzxid")  # a zxid that did not move
     with pytest.raises(Mismatch, match="is newer than"):
         order.pair(5, 0x200000002, "mzxid")  # out of order
+
+
+class StrictExists(ReferenceTree):
+    """Apache ZooKeeper 3.8.4 and later: exists() on a node needs READ (ZOOKEEPER-2590)."""
+
+    EXISTS_CHECKS_READ = True
+
+
+@pytest.mark.xfail(strict=True, raises=Mismatch, reason="zkpy answers exists() as ZooKeeper 3.8.0-3.8.3 do "
+                   "(and as the 3.8.0 of the differential suite): no READ check (ZOOKEEPER-2590, 3.8.4)")
+def test_exists_on_an_unreadable_node_as_zookeeper_3_8_4_answers_it():
+    class Machine(ReferenceMachine):
+        model_class = StrictExists
+
+    _run_in_order([o.Create(0, "/p", acl=o.ALICE_ONLY_ACL), o.Exists(1, "/p")], Machine)
+
+
+def test_no_event_reaches_a_watcher_that_may_not_read_the_node():
+    """Directed: random ops seldom watch a node through exists() that they may not read."""
+    outcomes = _run_in_order([
+        o.AddAuth(0, "alice"),
+        o.Exists(1, "/p", watch=True),               # slot 1 watches a node to come...
+        o.Create(0, "/p", acl=o.ALICE_ONLY_ACL),     # ...that only alice may read: no NodeCreated
+        o.Exists(1, "/p", watch=True),
+        o.SetData(0, "/p", b"x"),                    # no NodeDataChanged either
+        o.GetChildren(1, "/", watch=True),
+        o.Create(0, "/q"),                           # but the root is open: NodeChildrenChanged
+    ])
+    assert [kind for kind, _ in outcomes] == ["ok"] * 7
+
+
+# ---------------------------------------------------------------- the model against Apache ZooKeeper
+
+
+class ZooKeeper380(ReferenceTree):
+    """Apache ZooKeeper 3.8.0, the one this machine has: events are not filtered by ACL yet."""
+
+    EVENTS_NEED_READ = False
+
+
+@pytest.mark.skipif(not apache_zookeeper_available(), reason="needs Debian's zookeeper.jar and java")
+def test_the_model_agrees_with_apache_zookeeper(capsys):
+    """The oracle checked against the reference itself, on what kazoo can send."""
+    with ApacheZooKeeper() as zookeeper:
+        class Machine(OverSockets):
+            hosts = zookeeper.connect_string
+            expire_sessions = False  # no way to expire a session of another process on demand
+            model_class = ZooKeeper380
+
+        examples = 15
+        ops, seconds = run_machine(Machine, examples, steps=8)
+    with capsys.disabled():
+        print(f"\n  Apache ZooKeeper 3.8.0 over kazoo: {examples} examples, {ops} ops in {seconds:.1f} s")
+    assert ops > examples * 5

@@ -13,16 +13,24 @@ Run it as a test:
     TestTree = ReferenceMachine.TestCase          # zkpy's pure Prep + tree, 2 sessions
 
 Extend it: subclass, give `make_system` another system, `operations` another strategy, or
-the model another subclass of ReferenceTree, and add rules and invariants of your own:
+`model_class` a subclass of ReferenceTree, and add rules and invariants of your own:
+
+    class StrictExists(ReferenceTree):        # Apache ZooKeeper 3.8.4+: exists() needs READ
+        EXISTS_CHECKS_READ = True
 
     class MyMachine(ReferenceMachine):
-        def operations(self):
+        model_class = StrictExists
+
+        def operations(self):                 # my recipe's paths
             return zkpy_operations(sessions=self.sessions, paths=("/locks", "/locks/a"))
 
+        @rule(slot=st.integers(0, 1))
+        def lock(self, slot):                 # a step of my own, compared like any op
+            self.run(Create(slot, "/locks/a", mode="ephemeral"))
+
         @invariant()
-        def no_node_has_two_versions_of_data(self):
-            for path, node in self.model.nodes.items():
-                assert node.version >= 0, path
+        def children_agree(self):             # after every step
+            self.run(GetChildren(0, "/locks"))
 """
 
 from __future__ import annotations

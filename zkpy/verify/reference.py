@@ -103,6 +103,9 @@ class ReferenceTree:
     EXTENDED_TYPES = True  # the system runs with zookeeper.extendedTypesEnabled (TTL nodes)
     # ZOOKEEPER-2590 (3.8.4) makes exists() check READ; zkpy, like 3.8.0–3.8.3, does not.
     EXISTS_CHECKS_READ = False
+    # CVE-2024-23944's fix (3.8.4): no event about a node the watcher may not read.  zkpy has it;
+    # False models 3.8.0–3.8.3.
+    EVENTS_NEED_READ = True
 
     def __init__(self, slots: int) -> None:
         self.zxid = 1
@@ -189,7 +192,7 @@ class ReferenceTree:
         """Use up the one-shot watches of `path` in `table`; tell those that may read. Returns whom it hit."""
         hit = table.pop(path, set())
         for slot in sorted(hit - skip):
-            if self.allowed(acl, o.READ, slot):
+            if not self.EVENTS_NEED_READ or self.allowed(acl, o.READ, slot):
                 self.events.append((slot, event, path))
         return hit
 
