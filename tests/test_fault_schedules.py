@@ -11,11 +11,12 @@ import contextlib
 import threading
 import time
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from kazoo.client import KazooClient, KazooState
 from kazoo.exceptions import KazooException
 
-from zkpy.testing import InProcessEnsemble
+from zkpy.testing import InProcessEnsemble, ZkpyServer
 from zkpy.verify import (ExpireClient, Heal, History, Kill, Partition, Pause, Recorder, Restart, apply_fault, check,
                          fault_schedules)
 
@@ -102,3 +103,12 @@ def _wait_for(condition, timeout: float = 30.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "the workload made no progress"
         time.sleep(0.01)
+
+
+def test_a_single_server_refuses_the_faults_it_cannot_do():
+    with ZkpyServer() as server:
+        for fault in (Kill(1), Restart(1), Partition((1,))):
+            with pytest.raises(TypeError, match="use an ensemble"):
+                apply_fault(server, fault)
+        apply_fault(server, Pause(1, 0.05))
+        apply_fault(server, Heal())  # nothing to heal

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
+from hypothesis.stateful import RuleBasedStateMachine, rule
 
 from . import ops as o
 from .reference import ReferenceTree
@@ -227,10 +227,6 @@ class ReferenceMachine(RuleBasedStateMachine):
             if by_slot.get(slot, []) != actual.get(slot, []):
                 raise Mismatch(f"{op!r}: session slot {slot} got watch events {actual.get(slot, [])}, "
                                f"ZooKeeper sends {by_slot.get(slot, [])}")
-
-    @initialize()
-    def open_sessions(self) -> None:
-        """The model and the system each opened `sessions` sessions; nothing else to do."""
 
     @rule(data=st.data())
     def run_ops(self, data: st.DataObject) -> None:

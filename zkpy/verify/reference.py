@@ -39,6 +39,7 @@ invariants, and point a ReferenceMachine subclass at it (see zkpy.verify.machine
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -375,7 +376,7 @@ class ReferenceTree:
 
 
 def _as_session(sub: o.Operation, session: int) -> o.Operation:
-    return type(sub)(**{**sub.__dict__, "session": session})
+    return dataclasses.replace(sub, session=session)
 
 
 _HANDLERS: dict[type, str] = {

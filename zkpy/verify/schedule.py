@@ -60,40 +60,41 @@ Fault = Union[Kill, Restart, Pause, Partition, Heal, ExpireClient, Advance]
 
 
 def apply_fault(target: Any, fault: Fault, clients: Sequence[Any] = ()) -> None:
-    """Carry out `fault` on `target`: an Ensemble/InProcessEnsemble, or a ZkpyServer (member 1).
+    """Carry out `fault` on `target`: an Ensemble or InProcessEnsemble (members 1..n), or a
+    ZkpyServer (member 1: it can pause, expire sessions and advance, not die or split).
 
     `clients` are the kazoo clients that ExpireClient indexes.  A fault aimed at a member
-    that is down (or up, for Restart) does nothing: schedules stay valid when shrunk.
+    that is down (or up, for Restart) does nothing, so that schedules stay valid when shrunk;
+    one the target cannot do raises TypeError.
     """
-    members = getattr(target, "ids", [1])
-    if isinstance(fault, Kill) and _alive(target, fault.member):
-        target.kill(fault.member)
-    elif isinstance(fault, Restart) and hasattr(target, "start_server") and not _alive(target, fault.member):
-        target.start_server(fault.member)
-    elif isinstance(fault, Pause) and _alive(target, fault.member):
+    if isinstance(fault, (Kill, Restart, Partition)) and not hasattr(target, "partition"):
+        raise TypeError(f"{type(target).__name__} cannot {fault}: use an ensemble")
+    if isinstance(fault, Kill):
+        if target.alive(fault.member):
+            target.kill(fault.member)
+    elif isinstance(fault, Restart):
+        if not target.alive(fault.member):
+            target.start_server(fault.member)
+    elif isinstance(fault, Pause):
         _pause(target, fault.member, fault.seconds)
-    elif isinstance(fault, Partition) and hasattr(target, "partition"):
-        rest = [m for m in members if m not in fault.members]
-        target.partition(list(fault.members), rest)
-    elif isinstance(fault, Heal) and getattr(target, "proxy", None) is not None:
-        target.heal()
-    elif isinstance(fault, ExpireClient) and fault.client < len(clients):
-        _expire(target, clients[fault.client])
-    elif isinstance(fault, Advance):
-        if getattr(target, "clock", None) is not None:
-            target.advance(fault.seconds)
-        else:
-            time.sleep(fault.seconds)
-
-
-def _alive(target: Any, member: int) -> bool:
-    if hasattr(target, "alive"):
-        return target.alive(member)
-    return member == 1 and target.server is not None
+    elif isinstance(fault, Partition):
+        target.partition(list(fault.members), [m for m in target.ids if m not in fault.members])
+    elif isinstance(fault, Heal):
+        if getattr(target, "proxy", None) is not None:
+            target.heal()
+    elif isinstance(fault, ExpireClient):
+        if fault.client < len(clients):
+            _expire(target, clients[fault.client])
+    elif getattr(target, "clock", None) is not None:  # Advance
+        target.advance(fault.seconds)
+    else:
+        time.sleep(fault.seconds)
 
 
 def _pause(target: Any, member: int, seconds: float) -> None:
-    if hasattr(target, "members") or hasattr(target, "procs"):
+    if hasattr(target, "partition"):  # an ensemble
+        if not target.alive(member):
+            return
         target.pause(member)
         time.sleep(seconds)
         target.resume(member)
@@ -104,14 +105,14 @@ def _pause(target: Any, member: int, seconds: float) -> None:
 
 
 def _expire(target: Any, client: Any) -> None:
-    """Expire `client`'s session where sessions are tracked: the leader, or the one server."""
+    """Expire `client`'s session where sessions are tracked: the one server, or the leader."""
     session_id = client.client_id[0] if client.client_id else None
     if session_id is None:
         return
     if hasattr(target, "expire_session"):
         target.expire_session(session_id)
         return
-    leader = target.leader() if hasattr(target, "leader") else None
-    member = getattr(target, "members", {}).get(leader)
-    if member is not None:
-        member.expire_session(session_id)
+    member = getattr(target, "members", {}).get(target.leader())
+    if member is None:
+        raise TypeError(f"{type(target).__name__} cannot expire a session (an InProcessEnsemble can)")
+    member.expire_session(session_id)
