@@ -164,6 +164,7 @@ class ReferenceMachine(RuleBasedStateMachine):
     expire_sessions = True
     batch = 10  # most ops per step
     bad_paths = True  # ops on paths a client library would refuse: for systems taking raw requests
+    persistent_watches = True  # AddWatch ops (kazoo 2.11 has no addWatch)
 
     def __init__(self) -> None:
         super().__init__()
@@ -193,7 +194,8 @@ class ReferenceMachine(RuleBasedStateMachine):
 
     def operations(self) -> st.SearchStrategy[o.Operation]:
         """The ops the `run_ops` rule draws: override to change paths, modes, ACLs."""
-        return zkpy_operations(sessions=self.sessions, bad_paths=self.bad_paths)
+        return zkpy_operations(sessions=self.sessions, bad_paths=self.bad_paths,
+                               persistent_watches=self.persistent_watches)
 
     def operations_on_a_node(self) -> st.SearchStrategy[o.Operation]:
         """Ops that `OnExisting` points at a node the model holds (any path will do here)."""

@@ -155,6 +155,15 @@ class Sync:
 
 
 @dataclass(frozen=True)
+class AddWatch:
+    """A persistent watch (ZooKeeper 3.6+), recursive or not: it fires until its session ends."""
+
+    session: int
+    path: str
+    recursive: bool = False
+
+
+@dataclass(frozen=True)
 class AddAuth:
     session: int
     user: str  # a key of USERS
@@ -175,7 +184,7 @@ class ExpireSession:
 
 
 Operation = Union[Create, Delete, SetData, Check, GetData, Exists, GetChildren, SetAcl, GetAcl, Multi, Sync,
-                  AddAuth, CloseSession, ExpireSession]
+                  AddWatch, AddAuth, CloseSession, ExpireSession]
 Outcome = tuple[str, Any]  # ("ok", value) or ("error", code name)
 WRITES = (Create, Delete, SetData, SetAcl, Multi)
 

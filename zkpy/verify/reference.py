@@ -23,7 +23,9 @@ sources (release-3.8.x):
   its error for it, RUNTIMEINCONSISTENCY for those after; every write, failed or not, takes a
   zxid (the model counts them, the comparison only needs their order).
 - getData/exists set data watches, getChildren child watches; NONODE and NOAUTH set none, but
-  exists on a missing node does.  create fires NodeCreated (data watches of the path) and
+  exists on a missing node does.  addWatch sets a persistent or persistent-recursive watch in
+  both tables, on any path; a recursive one also fires for descendants, never with
+  NodeChildrenChanged; one mode per session, path and table, the last set winning.  create fires NodeCreated (data watches of the path) and
   NodeChildrenChanged (child watches of the parent); delete NodeDeleted to the path's data
   watchers, then to its child watchers not told already, then NodeChildrenChanged on the
   parent; setData NodeDataChanged.  Watches are one-shot; an event is delivered only to a
@@ -114,8 +116,11 @@ class ReferenceTree:
         self.session_numbers: list[int] = []  # slot -> the number of its current session
         self.identities: list[set[tuple[str, str]]] = []  # slot -> (scheme, id) it authenticated as
         self.sessions_opened = 0
-        self.data_watches: dict[str, set[int]] = {}  # path -> slots
-        self.child_watches: dict[str, set[int]] = {}
+        # path -> {slot: "standard" | "persistent" | "recursive"}: one mode per session, path and
+        # table, the last set winning (WatcherModeManager): getData on a persistently watched
+        # path makes its data watch one-shot again
+        self.data_watches: dict[str, dict[int, str]] = {}
+        self.child_watches: dict[str, dict[int, str]] = {}
         self.events: list[Event] = []
         for _ in range(slots):
             self.session_numbers.append(0)
@@ -188,10 +193,25 @@ class ReferenceTree:
                 raise Refused("INVALIDACL")
         return tuple(out)
 
-    def _fire(self, table: dict[str, set[int]], path: str, event: str, acl: tuple[o.AclEntry, ...],
+    def _fire(self, table: dict[str, dict[int, str]], path: str, event: str, acl: tuple[o.AclEntry, ...],
               skip: frozenset[int] = frozenset()) -> set[int]:
-        """Use up the one-shot watches of `path` in `table`; tell those that may read. Returns whom it hit."""
-        hit = table.pop(path, set())
+        """Trigger `event` at `path` in `table` (WatchManager.triggerWatch): the path's watchers
+        (one-shot ones used up), and the recursive watchers of it and its ancestors except for
+        NodeChildrenChanged.  Tells those not in `skip` that may read; returns whom it hit."""
+        hit: set[int] = set()
+        entry = table.get(path, {})
+        for slot, mode in list(entry.items()):
+            if mode != "recursive" or event != o.NODE_CHILDREN_CHANGED:
+                hit.add(slot)
+            if mode == "standard":
+                del entry[slot]
+        if not entry:
+            table.pop(path, None)
+        if event != o.NODE_CHILDREN_CHANGED:
+            ancestor = path
+            while ancestor != "/":
+                ancestor = parent_of(ancestor)
+                hit.update(slot for slot, mode in table.get(ancestor, {}).items() if mode == "recursive")
         for slot in sorted(hit - skip):
             if not self.EVENTS_NEED_READ or self.allowed(acl, o.READ, slot):
                 self.events.append((slot, event, path))
@@ -318,7 +338,7 @@ class ReferenceTree:
         node = self.node(op.path)
         self._require(node.acl, o.READ, op.session)
         if op.watch:
-            self.data_watches.setdefault(op.path, set()).add(op.session)
+            self.data_watches.setdefault(op.path, {})[op.session] = "standard"
         return ok((node.data, node.stat()))
 
     def exists(self, op: o.Exists) -> Outcome:
@@ -328,14 +348,14 @@ class ReferenceTree:
         if node is not None and self.EXISTS_CHECKS_READ:
             self._require(node.acl, o.READ, op.session)
         if op.watch:
-            self.data_watches.setdefault(op.path, set()).add(op.session)
+            self.data_watches.setdefault(op.path, {})[op.session] = "standard"
         return ok(node.stat() if node is not None else None)
 
     def get_children(self, op: o.GetChildren) -> Outcome:
         node = self.node(op.path)
         self._require(node.acl, o.READ, op.session)
         if op.watch:
-            self.child_watches.setdefault(op.path, set()).add(op.session)
+            self.child_watches.setdefault(op.path, {})[op.session] = "standard"
         return ok((sorted(node.children), node.stat()))
 
     def get_acl(self, op: o.GetAcl) -> Outcome:
@@ -350,6 +370,13 @@ class ReferenceTree:
     def sync(self, op: o.Sync) -> Outcome:
         return ok()
 
+    def add_watch(self, op: o.AddWatch) -> Outcome:
+        """A persistent (or persistent recursive) watch in both tables, whatever the path."""
+        mode = "recursive" if op.recursive else "persistent"
+        for table in (self.data_watches, self.child_watches):
+            table.setdefault(op.path, {})[op.session] = mode
+        return ok()
+
     # ------------------------------------------------------------ sessions
 
     def add_auth(self, op: o.AddAuth) -> Outcome:
@@ -361,7 +388,7 @@ class ReferenceTree:
         slot = op.session
         for table in (self.data_watches, self.child_watches):
             for path in list(table):
-                table[path].discard(slot)
+                table[path].pop(slot, None)
                 if not table[path]:
                     del table[path]
         number = self.session_numbers[slot]
@@ -382,6 +409,6 @@ def _as_session(sub: o.Operation, session: int) -> o.Operation:
 _HANDLERS: dict[type, str] = {
     o.Create: "create", o.Delete: "delete", o.SetData: "set_data", o.Check: "check", o.GetData: "get_data",
     o.Exists: "exists", o.GetChildren: "get_children", o.SetAcl: "set_acl", o.GetAcl: "get_acl",
-    o.Multi: "multi", o.Sync: "sync", o.AddAuth: "add_auth", o.CloseSession: "close_session",
+    o.Multi: "multi", o.Sync: "sync", o.AddWatch: "add_watch", o.AddAuth: "add_auth", o.CloseSession: "close_session",
     o.ExpireSession: "expire_session",
 }

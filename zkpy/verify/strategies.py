@@ -63,13 +63,15 @@ def _multi_op(paths: Sequence[str]) -> st.SearchStrategy:
 
 def zkpy_operations(sessions: int = 2, paths: Sequence[str] = PATHS, modes: Sequence[str] = ALL_MODES,
                     acls: Sequence[tuple] = o.ACLS, multi: bool = True,
-                    sessions_end: bool = False, bad_paths: bool = False) -> st.SearchStrategy[o.Operation]:
+                    sessions_end: bool = False, bad_paths: bool = False,
+                    persistent_watches: bool = False) -> st.SearchStrategy[o.Operation]:
     """One op of any kind for one of `sessions` slots.
 
     `modes`: the create modes to draw (SOCKET_MODES for clients such as kazoo that cannot send
     container or TTL creates).  `sessions_end`: also draw CloseSession (the machine draws
     session ends of its own, so it is off by default).  `bad_paths`: add BAD_PATHS, for
-    systems that take raw requests (not through kazoo).
+    systems that take raw requests (not through kazoo).  `persistent_watches`: draw AddWatch
+    (kazoo 2.11 cannot send it).
     """
     if bad_paths:
         paths = tuple(paths) + BAD_PATHS
@@ -100,6 +102,8 @@ def zkpy_operations(sessions: int = 2, paths: Sequence[str] = PATHS, modes: Sequ
         choices.append(st.builds(o.Multi, st.sampled_from(slots), subs))
     if sessions_end:
         choices.append(_each(o.CloseSession, slots))
+    if persistent_watches:
+        choices.append(_each(o.AddWatch, slots, read_paths, (False, True)))
     return st.one_of(choices)
 
 

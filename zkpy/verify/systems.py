@@ -215,6 +215,10 @@ class PureSystem:
             acl.append((perms, scheme, ident))
         return ok((sorted(acl), self._stat(body[pos:])))
 
+    def _AddWatch(self, op: o.AddWatch) -> Outcome:
+        err, _ = self._read(op, Op.ADD_WATCH, 1 if op.recursive else 0)
+        return error(o.ERROR_NAMES[err]) if err else ok()
+
     def _Sync(self, op: o.Sync) -> Outcome:
         err, _ = self._read(op, Op.SYNC)
         return error(o.ERROR_NAMES[err]) if err else ok()
