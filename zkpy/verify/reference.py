@@ -113,8 +113,8 @@ class ReferenceTree:
     def __init__(self, slots: int) -> None:
         self.zxid = 1
         self.nodes: dict[str, Node] = {"/": Node(b"", o.OPEN_ACL, self.zxid)}
-        self.session_numbers: list[int] = []  # slot -> the number of its current session
-        self.identities: list[set[tuple[str, str]]] = []  # slot -> (scheme, id) it authenticated as
+        self.session_numbers: list[int] = [0] * slots  # slot -> the number of its current session
+        self.identities: list[set[tuple[str, str]]] = [set() for _ in range(slots)]  # (scheme, id)s it added
         self.sessions_opened = 0
         # path -> {slot: "standard" | "persistent" | "recursive"}: one mode per session, path and
         # table, the last set winning (WatcherModeManager): getData on a persistently watched
@@ -122,9 +122,6 @@ class ReferenceTree:
         self.data_watches: dict[str, dict[int, str]] = {}
         self.child_watches: dict[str, dict[int, str]] = {}
         self.events: list[Event] = []
-        for _ in range(slots):
-            self.session_numbers.append(0)
-            self.identities.append(set())
         for slot in range(slots):
             self._open(slot)
 
