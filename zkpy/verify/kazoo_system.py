@@ -169,6 +169,8 @@ class KazooSystem:
             return ok()
         if isinstance(op, o.Multi):
             return self._multi(client, op)
+        if isinstance(op, o.AddWatch):
+            raise TypeError("kazoo 2.11 cannot send addWatch: give the machine persistent_watches = False")
         raise TypeError(f"not an op KazooSystem runs: {op!r}")
 
     def _multi(self, client: KazooClient, op: o.Multi) -> Outcome:
