@@ -74,7 +74,7 @@ def _stat_without_deletions(node: datatree.Znode) -> bytes:
 
 def _expect_mismatch(machine: type[ReferenceMachine]) -> list[o.Operation]:
     class Short(machine):  # type: ignore[valid-type, misc]
-        batch = 4  # shorter examples shrink in fewer runs
+        batch = 6  # shorter examples shrink in fewer runs (derandomized: 265 and 270 runs, 3 ops each)
 
     with pytest.raises(Mismatch) as caught:
         run_machine(Short, examples=300, steps=10, phases=(Phase.generate, Phase.shrink), derandomize=True)
