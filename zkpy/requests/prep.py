@@ -58,6 +58,12 @@ class Prep:
         self.changes: list[Change] = []
         self.by_path: dict[str, Change] = {}
         self._undo: list[tuple[str, Change | None]] | None = None
+        # ZooKeeper's PrepRequestProcessor counters: txns prepared (prep_processor_request_queued),
+        # change records added and retired (outstanding_changes_queued / _removed).
+        self.prepped = 0
+        self.changes_added = 0
+        self.changes_removed = 0
+        self.closes = 0  # closeSession txns
 
     # ------------------------------------------------------------ change records
 
@@ -77,6 +83,7 @@ class Prep:
             self._undo.append((c.path, self.by_path.get(c.path)))
         self.changes.append(c)
         self.by_path[c.path] = c
+        self.changes_added += 1
 
     def committed(self, zxid: int) -> None:
         """Forget the change records of txns up to `zxid`, now applied to the tree."""
@@ -90,9 +97,11 @@ class Prep:
                 del self.by_path[c.path]
             i += 1
         del changes[:i]
+        self.changes_removed += i
 
     def reset(self) -> None:
         """Drop every outstanding change (e.g. after a leader change); zxid follows the tree."""
+        self.changes_removed += len(self.changes)
         self.changes.clear()
         self.by_path.clear()
         self.zxid = self.tree.last_zxid
@@ -100,6 +109,7 @@ class Prep:
     # ------------------------------------------------------------ entry points
 
     def next_zxid(self) -> int:
+        self.prepped += 1
         self.zxid += 1
         return self.zxid
 
@@ -126,6 +136,7 @@ class Prep:
         return Txn(self.next_zxid(), now_ms, session, 0, Op.CREATE_SESSION, (timeout,))
 
     def close_session(self, session: int, cxid: int, now_ms: int) -> Txn:
+        self.closes += 1
         zxid = self.next_zxid()
         paths = dict(self.tree.ephemerals_of(session))
         for c in self.changes:
