@@ -89,8 +89,9 @@ class Quantiles(Summary):
                 samples[r] = value
 
     def add_many(self, value: int, n: int) -> None:
-        """As n `add`s; past the reservoir's size the replacements are drawn by geometric
-        skips (the replacement chance, size/count, taken as constant across the n)."""
+        """As n `add`s, at the cost of one: past the reservoir's size, about n * size/count of
+        them replace a random sample (algorithm R's chance, taken as constant across the n;
+        the count is rounded at random, so that its mean is exact)."""
         if n <= 0:
             return
         Summary.add_many(self, value, n)
@@ -102,11 +103,9 @@ class Quantiles(Summary):
             n -= k
             if n <= 0:
                 return
-        log_q = math.log1p(-RESERVOIR / self.count)
-        i = int(math.log(1.0 - random.random()) / log_q)
-        while i < n:
-            samples[int(random.random() * RESERVOIR)] = value
-            i += 1 + int(math.log(1.0 - random.random()) / log_q)
+        rand = random.random
+        for _ in range(int(n * RESERVOIR / self.count + rand())):
+            samples[int(rand() * RESERVOIR)] = value
 
     def reset(self) -> None:
         Summary.reset(self)
@@ -140,34 +139,12 @@ class Quantiles(Summary):
         return [(q, self.quantile(q, ordered)) for q in (0.5, 0.9, 0.99)]
 
 
-class SummarySet:
-    """ZooKeeper's AvgMinMaxCounterSet: a Summary per key; `mntr` prints `avg_<key>_<name>`..."""
-
-    __slots__ = ("by_key", "kind")
-
-    def __init__(self, kind: type[Summary] = Summary) -> None:
-        self.by_key: dict[str, Summary] = {}
-        self.kind = kind
-
-    def add(self, key: str, value: int) -> None:
-        s = self.by_key.get(key)
-        if s is None:
-            s = self.by_key[key] = self.kind()
-        s.add(value)
-
-    def rows(self, name: str) -> Iterator[tuple[str, int | float]]:
-        for key, s in self.by_key.items():
-            yield from s.rows(f"{key}_{name}")
-
-
 def reset_all(holder: object) -> None:
-    """srst (ServerMetrics.resetAll): every Summary and SummarySet in `holder`'s slots starts
-    again, every int there goes back to 0."""
+    """srst (ServerMetrics.resetAll): every Summary in `holder`'s slots starts again, every int
+    there goes back to 0."""
     for name in holder.__slots__:  # type: ignore[attr-defined]
         value = getattr(holder, name, None)
         if isinstance(value, Summary):
             value.reset()
-        elif isinstance(value, SummarySet):
-            value.by_key.clear()
         elif type(value) is int:
             setattr(holder, name, 0)

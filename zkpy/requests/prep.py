@@ -59,10 +59,10 @@ class Prep:
         self.by_path: dict[str, Change] = {}
         self._undo: list[tuple[str, Change | None]] | None = None
         # ZooKeeper's PrepRequestProcessor counters: txns prepared (prep_processor_request_queued),
-        # change records added and retired (outstanding_changes_queued / _removed).
+        # change records retired (outstanding_changes_removed) and rolled back with a failed multi.
         self.prepped = 0
-        self.changes_added = 0
         self.changes_removed = 0
+        self.changes_rolled_back = 0
         self.closes = 0  # closeSession txns
 
     # ------------------------------------------------------------ change records
@@ -83,7 +83,6 @@ class Prep:
             self._undo.append((c.path, self.by_path.get(c.path)))
         self.changes.append(c)
         self.by_path[c.path] = c
-        self.changes_added += 1
 
     def committed(self, zxid: int) -> None:
         """Forget the change records of txns up to `zxid`, now applied to the tree."""
@@ -98,6 +97,11 @@ class Prep:
             i += 1
         del changes[:i]
         self.changes_removed += i
+
+    @property
+    def changes_added(self) -> int:
+        """outstanding_changes_queued: every change record added, without a count on the write path."""
+        return self.changes_removed + self.changes_rolled_back + len(self.changes)
 
     def reset(self) -> None:
         """Drop every outstanding change (e.g. after a leader change); zxid follows the tree."""
@@ -186,6 +190,7 @@ class Prep:
     def _rollback(self, zxid: int) -> None:
         while self.changes and self.changes[-1].zxid == zxid:
             self.changes.pop()
+            self.changes_rolled_back += 1
         for path, previous in reversed(self._undo or []):
             if previous is None:
                 self.by_path.pop(path, None)

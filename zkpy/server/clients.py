@@ -34,7 +34,8 @@ class ServerStats:
 
     __slots__ = ("started", "packets_received", "packets_sent", "outstanding", "min_latency", "max_latency",
                  "total_latency", "count", "connections_total", "connections_rejected", "auth_failed",
-                 "bytes_received", "sent_bytes", "watch_bytes", "response_sizes", "update_latency")
+                 "bytes_received", "sent_bytes", "watch_bytes", "response_sizes", "update_latency", "run_latency",
+                 "run")
 
     def __init__(self) -> None:
         self.started = time.time()
@@ -58,6 +59,22 @@ class ServerStats:
         self.watch_bytes = 0  # watch_bytes: those of watch events
         self.response_sizes = [-1, -1, -1]  # last, min, max frame (BufferStats; -1 before the first)
         self.update_latency.reset()
+        # Writes answered in one pass mostly took the same ms: a run of equal latencies goes
+        # into update_latency as one add_many (`latencies()` folds the last run in).
+        self.run_latency = self.run = 0
+
+    def write_latency(self, latency: int) -> None:
+        """A run of equal latencies ended: fold it in and start the next with `latency`."""
+        if self.run:
+            self.update_latency.add_many(self.run_latency, self.run)
+        self.run_latency, self.run = latency, 1
+
+    def latencies(self) -> "Quantiles":
+        """updatelatency, the current run included."""
+        if self.run:
+            self.update_latency.add_many(self.run_latency, self.run)
+            self.run = 0
+        return self.update_latency
 
     def sent(self, frames: list[bytes], total: int) -> None:
         """A batch of frames (`total` bytes with their prefixes) written to one connection."""

@@ -280,7 +280,7 @@ class ClientConnection(asyncio.Protocol):
                 stats = self.table.stats
                 latency = self.member.clock() - entry.received_ms
                 stats.total_latency += latency
-                stats.update_latency.add(latency)
+                stats.write_latency(latency)
                 if latency > stats.max_latency:
                     stats.max_latency = latency
             self._complete(entry, frame)
@@ -461,7 +461,10 @@ class ClientConnection(asyncio.Protocol):
             self.last_response_ms = now = self.member.clock()
             latency = now - entry.received_ms
             stats.total_latency += latency
-            stats.update_latency.add(latency)
+            if latency == stats.run_latency:
+                stats.run += 1
+            else:
+                stats.write_latency(latency)
             if latency > stats.max_latency:
                 stats.max_latency = latency
             mine = self.write_latencies

@@ -52,7 +52,7 @@ class MonitorCollector:
     request path keeps no metric of its own.  As ZooKeeper's PrometheusMetricsProvider: gauges,
     counters (untyped, their own name), summaries (`_count`, `_sum`, and for the ADVANCED ones
     the 0.5/0.9/0.99 quantiles; ZooKeeper's BASIC ones also estimate a median, which zkpy,
-    keeping no reservoir for them, leaves out), summary sets with a `key` label."""
+    keeping no reservoir for them, leaves out)."""
 
     def __init__(self, server: ZkServer) -> None:
         self.server = server
@@ -68,23 +68,18 @@ class MonitorCollector:
             yield UnknownMetricFamily(key, key, value=value)
         for name, (summary, advanced) in v.summaries.items():
             family = Metric(name, name, "summary")
-            _summary_samples(family, name, {}, summary, advanced)
-            yield family
-        for name, (sset, advanced) in v.sets.items():
-            family = Metric(name, name, "summary")
-            for key, summary in sset.by_key.items():
-                _summary_samples(family, name, {"key": key}, summary, advanced)
+            _summary_samples(family, name, summary, advanced)
             yield family
 
 
-def _summary_samples(family: Any, name: str, labels: dict[str, str], summary: Any, advanced: bool) -> None:
+def _summary_samples(family: Any, name: str, summary: Any, advanced: bool) -> None:
     if advanced:
         quantiles = summary.prometheus_quantiles() if hasattr(summary, "prometheus_quantiles") else [
             (q, 0) for q in (0.5, 0.9, 0.99)]
         for q, value in quantiles:
-            family.add_sample(name, {**labels, "quantile": str(q)}, value)
-    family.add_sample(name + "_count", labels, summary.count)
-    family.add_sample(name + "_sum", labels, summary.total)
+            family.add_sample(name, {"quantile": str(q)}, value)
+    family.add_sample(name + "_count", {}, summary.count)
+    family.add_sample(name + "_sum", {}, summary.total)
 
 
 def metrics_app(server: ZkServer) -> web.Application:

@@ -32,7 +32,7 @@ from ..requests.sessions import SessionTracker, session_password
 from ..storage import snapshot as snapshots
 from ..storage.logwriter import LogDevice, LogWriter
 from ..storage.records import decode_txn, encode_txn
-from ..summary import Quantiles, Summary, SummarySet, reset_all
+from ..summary import Quantiles, Summary, reset_all
 from ..tree.datatree import DataTree, Txn
 from .config import Config
 from .faults import FaultTable
@@ -45,20 +45,16 @@ _APP_SCHEMA = forwarding.schema(WRITES)
 _CREATE_SESSION = int(Op.CREATE_SESSION)  # plain ints: an IntEnum member lookup costs ~100 ns
 _CLOSE_SESSION = int(Op.CLOSE_SESSION)
 _ROLES = {LEADING: "leader", FOLLOWING: "follower", OBSERVING: "observer", LOOKING: "looking"}
-_CREATES = frozenset(int(o) for o in (Op.CREATE, Op.CREATE2, Op.CREATE_CONTAINER, Op.CREATE_TTL))
-_DELETES = frozenset(int(o) for o in (Op.DELETE, Op.DELETE_CONTAINER))
-_SET_DATA, _MULTI = int(Op.SET_DATA), int(Op.MULTI)
-_DELETES_ONE = int(Op.DELETE)
 
 
 class MemberMetrics:
     """ZooKeeper's ServerMetrics that the member measures (server/metrics.py reads them, srst
     resets them).  Timed on role changes and on batches (a Ready pass, a batch of commits);
-    per txn only where ZooKeeper's meaning is per txn (propagation, per-namespace writes)."""
+    per run of txns prepped in one pass (propagation)."""
 
     __slots__ = ("looking_count", "election_time", "follower_sync_time", "observer_sync_time", "unavailable_time",
                  "leader_unavailable_time", "proposal_count", "commit_count", "commits_queued",
-                 "proposals_received", "propagation", "proposal_latency", "watch_triggers", "write_per_namespace",
+                 "proposals_received", "propagation", "proposal_latency", "watch_triggers",
                  "revalidate_count", "connection_revalidate_count", "proposal_sizes",
                  "dbinit_time", "snap_load_time", "txns_loaded", "txns_load_time", "base")
 
@@ -77,7 +73,6 @@ class MemberMetrics:
         self.proposal_latency = Quantiles()  # learner: received-at - txn time
         # node_{created,deleted,changed,children}_watch_count: watchers triggered by one path's event
         self.watch_triggers = {1: Summary(), 2: Summary(), 3: Summary(), 4: Summary()}
-        self.write_per_namespace = SummarySet()  # path length + data bytes of each node written, by top znode
         self.revalidate_count = 0  # leader: sessions a learner asked it to revalidate
         self.connection_revalidate_count = 0  # learner: reattaches it asked the leader about
         self.proposal_sizes = [-1, -1, -1]  # last, min, max record bytes (ZooKeeper's BufferStats; -1 before any)
@@ -287,12 +282,17 @@ class Member:
             m.commits_queued += len(commits)
             if self._leading:
                 m.commit_count += len(commits)
+        run_time, run = 0, 0  # txns prepped in one pass share their time: one add_many a run
         for zxid, record in commits:
             txn = local.pop(zxid, None) if local else None
             if txn is None:
                 txn = decode_txn(record)
-            if now >= txn.time:
-                propagation.add(now - txn.time)
+            if txn.time == run_time:
+                run += 1
+            else:
+                if run and now >= run_time:
+                    propagation.add_many(now - run_time, run)
+                run_time, run = txn.time, 1
             if arrivals:
                 while arrivals and arrivals[0][0] < zxid:
                     arrivals.popleft()
@@ -303,6 +303,8 @@ class Member:
                 # At once, not after the batch: a read queued behind the sync must not see a
                 # later write of its own session applied in the same batch.
                 self._wake_syncs()
+        if run and now >= run_time:
+            propagation.add_many(now - run_time, run)
         self.storage.applied(len(commits))
         self.clients.unthrottle()
 
@@ -312,8 +314,6 @@ class Member:
             watcher.notify(event_type, path)
         if events:
             self._count_triggers(events)
-        if txn.type != _CREATE_SESSION:
-            self._count_writes(txn.type, txn.args)
         self.prep.committed(txn.zxid)
         entry = self._take_waiter((txn.session, txn.cxid)) if self.waiting else None
         if entry is not None:
@@ -343,27 +343,6 @@ class Member:
             summary = triggers.get(event_type)
             if summary is not None:
                 summary.add(n)
-
-    def _count_writes(self, kind: int, args: tuple) -> None:
-        """ZooKeeper's write_per_namespace (DataTree.updateWriteStat): path length + data
-        bytes of each node created, changed or deleted, by its top-level znode."""
-        if kind in _CREATES or kind == _SET_DATA:
-            path, size = args[0], len(args[1] or b"")
-        elif kind in _DELETES:
-            path, size = args[0], 0
-        elif kind == _MULTI:
-            for sub_kind, sub_args in args[0]:
-                self._count_writes(sub_kind, sub_args)
-            return
-        elif kind == _CLOSE_SESSION:
-            for path in args[0]:
-                self._count_writes(_DELETES_ONE, (path,))
-            return
-        else:
-            return
-        top = path[1:].split("/", 1)[0]
-        if top:
-            self.metrics.write_per_namespace.add(top, len(path) + size)
 
     def _durable(self, zxid: int) -> None:
         """A batch is on disk: its acks (or, leading, its commits) go out now, not a loop turn

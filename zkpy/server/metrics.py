@@ -10,14 +10,13 @@ Leader, QuorumPeer), so dashboards built for ZooKeeper read zkpy unchanged:
   log writer (per batch), the log device (per fsync), the snapshotter, Prep and ZAB (plain
   ints) -- and read here; `srst` resets them all, as ZooKeeper's ServerMetrics.resetAll;
 - a summary prints as ZooKeeper's default provider prints it (zkpy/summary.py): `avg_`,
-  `min_`, `max_`, `cnt_`, `sum_` and, for its DetailLevel.ADVANCED ones, `p50_` ... `p999_`;
-  a summary set (write_per_namespace) one such group per key, `<stat>_<key>_<name>`.
+  `min_`, `max_`, `cnt_`, `sum_` and, for its DetailLevel.ADVANCED ones, `p50_` ... `p999_`.
 
 `mntr` prints `zk_<key>`, the AdminServer's `monitor` gives `<key>`; Prometheus (endpoints.py)
 exposes each numeric key under its own name: gauges as gauges, counters as untyped samples of
 exactly that name (prometheus-client would rename a counter `<name>_total`, ZooKeeper 3.8's
 simpleclient 0.9 does not), summaries as summaries (`_count`, `_sum`; the ADVANCED ones also
-their 0.5/0.9/0.99 quantiles, from the same reservoir), a summary set with a `key` label.
+their 0.5/0.9/0.99 quantiles, from the same reservoir).
 
 What ZooKeeper measures of a mechanism zkpy has not is printed under ZooKeeper's key with
 the value ZooKeeper shows while that mechanism is idle (counters 0, summaries with no
@@ -32,7 +31,7 @@ import time
 from typing import Any, Iterator, Protocol
 
 from .. import __version__
-from ..summary import QUANTILES, Quantiles, Summary, SummarySet
+from ..summary import QUANTILES, Quantiles, Summary
 
 
 class ZkServer(Protocol):
@@ -295,21 +294,23 @@ DERIVED = {
     "response_bytes": "bytes of every answer written, watch events left out (connect responses included)",
 }
 
-# Not printed (key sets ZooKeeper fills per key): read_per_namespace would cost every getData of
-# the hot read path a string slice and a dict update; learner_handler_qp_size/_time_ms measure
-# the LearnerHandler's packet queue, and a zkpy leader writes to its learners' sockets directly.
+# Not printed (ZooKeeper's summary sets, a group of keys per namespace or learner):
+# - write_per_namespace / read_per_namespace (DataTree.updateWriteStat/updateReadStat: path length
+#   + bytes by top-level znode): a string slice, a dict lookup and a summary update on every write
+#   and every getData of the hot path; measured on setData, in-process: +0.5 us of ~10 us.
+# - learner_handler_qp_size / learner_handler_qp_time_ms: the LearnerHandler's packet queue; a
+#   zkpy leader writes to its learners' sockets directly.
 
 
 class Values:
     """One reading of every metric, by kind (what mntr and Prometheus render)."""
 
-    __slots__ = ("gauges", "counters", "summaries", "sets")
+    __slots__ = ("gauges", "counters", "summaries")
 
     def __init__(self) -> None:
         self.gauges: dict[str, Any] = {}
         self.counters: dict[str, int] = {}
         self.summaries: dict[str, tuple[Summary, bool]] = {}  # name -> (summary, advanced)
-        self.sets: dict[str, tuple[SummarySet, bool]] = {}
 
 
 def _zeros(count: int, total: int = 0, high: int = 0) -> Summary:
@@ -452,8 +453,8 @@ def _summaries(server: ZkServer) -> dict[str, Summary]:
         "fsynctime": getattr(log, "fsync_time", _IDLE),
         "snapshottime": snapshotter.snapshot_time if snapshotter is not None else _IDLE,
         "dbinittime": mm.dbinit_time,
-        "readlatency": _zeros(max(0, st.count - st.update_latency.count)),
-        "updatelatency": st.update_latency,
+        "readlatency": _zeros(max(0, st.count - st.latencies().count)),
+        "updatelatency": st.latencies(),
         "propagation_latency": mm.propagation,
         "follower_sync_time": mm.follower_sync_time,
         "observer_sync_time": mm.observer_sync_time,
@@ -496,7 +497,6 @@ def collect(server: ZkServer) -> Values:
     v.gauges.update(_quorum_values(server))
     v.counters = _counters(server)
     v.summaries = {name: (s, SUMMARY_NAMES[name]) for name, s in _summaries(server).items()}
-    v.sets = {"write_per_namespace": (server.member.metrics.write_per_namespace, False)}
     return v
 
 
@@ -515,15 +515,12 @@ def summary_rows(summary: Summary, name: str, advanced: bool) -> Iterator[tuple[
 
 
 def monitor(server: ZkServer) -> dict[str, Any]:
-    """ZooKeeper's monitor values for this server: gauges, counters, summaries, summary sets."""
+    """ZooKeeper's monitor values for this server: gauges, counters, summaries."""
     v = collect(server)
     values: dict[str, Any] = dict(v.gauges)
     values.update(v.counters)
     for name, (summary, advanced) in v.summaries.items():
         values.update(summary_rows(summary, name, advanced))
-    for name, (sset, advanced) in v.sets.items():
-        for key, summary in sset.by_key.items():
-            values.update(summary_rows(summary, f"{key}_{name}", advanced))
     return values
 
 
