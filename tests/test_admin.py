@@ -135,6 +135,13 @@ def test_values_follow_the_clients_operations(admin_server, client):
     [conn] = command(port, "cons")["connections"]
     assert conn["session_id"] == session and conn["packets_received"] >= 4
     assert abs(conn["established"] - time.time() * 1000) < 60_000  # epoch milliseconds
+    # The per-connection stats cons prints: the last answer (the exists, xid 4), the latencies.
+    zxid = client.exists("/a/e").czxid
+    [conn] = command(port, "cons")["connections"]
+    assert (conn["last_operation"], conn["last_cxid"], conn["last_zxid"]) == ("EXIS", 4, zxid)
+    assert conn["min_latency"] <= conn["avg_latency"] <= conn["max_latency"] and conn["last_response_time"] > 0
+    stats = command(port, "srvr")["server_stats"]["client_response_stats"]
+    assert 0 < stats["min_buffer_size"] <= stats["last_buffer_size"] <= stats["max_buffer_size"]
     srvr = command(port, "srvr")
     assert srvr["node_count"] == 7 and srvr["server_stats"]["last_processed_zxid"] == client.exists("/a/e").czxid
     assert command(port, "isro")["read_only"] is False

@@ -292,6 +292,12 @@ DERIVED = {
     "commit_propagation_latency": "a zkpy learner applies a COMMIT in the pass it arrives: "
                                   "propagation_latency's samples, on learners",
     "response_bytes": "bytes of every answer written, watch events left out (connect responses included)",
+    "last_client_response_size": "the frames written to clients, sized per batch written; the connect "
+                                 "response is one of them (ZooKeeper sizes only what ServerCnxn.serialize sends)",
+    "min_client_response_size": "as last_client_response_size",
+    "max_client_response_size": "as last_client_response_size",
+    "sync_processor_queue_size": "the records waiting for the log writer, once per append (a Ready pass), "
+                                 "not once per request taken",
 }
 
 # Not printed (ZooKeeper's summary sets, a group of keys per namespace or learner):
