@@ -92,17 +92,20 @@ class Quantiles(Summary):
         """As n `add`s, at the cost of one: past the reservoir's size, about n * size/count of
         them replace a random sample (algorithm R's chance, taken as constant across the n;
         the count is rounded at random, so that its mean is exact)."""
-        if n <= 0:
-            return
-        Summary.add_many(self, value, n)
+        if not self.count or value < self.min:
+            self.min = value
+        if value > self.max:
+            self.max = value
+        self.count += n
+        self.total += value * n
         samples = self.samples
         room = RESERVOIR - len(samples)
         if room > 0:
-            k = min(room, n)
-            samples.extend([value] * k)
-            n -= k
-            if n <= 0:
+            if n <= room:
+                samples.extend([value] * n)
                 return
+            samples.extend([value] * room)
+            n -= room
         rand = random.random
         for _ in range(int(n * RESERVOIR / self.count + rand())):
             samples[int(rand() * RESERVOIR)] = value

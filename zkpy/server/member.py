@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections import deque
+from collections import Counter, deque
 from typing import Any, Callable, Protocol
 
 from ..consensus import forwarding
@@ -244,8 +244,11 @@ class Member:
             self.storage.write_epochs(*rd.epochs)
         if rd.entries:
             self.writer.append(rd.entries)
-            if not self._leading and self.soft.serving and not self.standalone:
-                self._received(rd.entries)
+            if not self.standalone:
+                if self._leading:
+                    self._proposed(rd.entries)
+                elif self.soft.serving:
+                    self._received(rd.entries)
         if rd.commits:
             self._apply_commits(rd.commits)
         if rd.messages and self.failed is None:
@@ -267,6 +270,19 @@ class Member:
         self.metrics.reset({k: v + self.metrics.base.get(k, 0) for k, v in self.counters().items()})
         self.writer.reset_metrics()
 
+    def _proposed(self, entries: list[tuple[int, bytes]]) -> None:
+        """An ensemble leader's batch of proposals: counted and sized (ZooKeeper's BufferStats)."""
+        m = self.metrics
+        m.proposal_count += len(entries)
+        sizes = m.proposal_sizes
+        lengths = [len(record) for _, record in entries]
+        low, high = min(lengths), max(lengths)
+        sizes[0] = lengths[-1]
+        if sizes[1] < 0 or low < sizes[1]:
+            sizes[1] = low
+        if high > sizes[2]:
+            sizes[2] = high
+
     def _received(self, entries: list[tuple[int, bytes]]) -> None:
         """A learner's batch of proposals: counted, and timed when each is applied."""
         self.metrics.proposals_received += len(entries)
@@ -275,38 +291,38 @@ class Member:
     def _apply_commits(self, commits: list[tuple[int, bytes]]) -> None:
         local = self.local_txns
         m = self.metrics
-        propagation = m.propagation
         now = self.clock()
-        arrivals = self._arrivals
         if not self.standalone:
             m.commits_queued += len(commits)
             if self._leading:
                 m.commit_count += len(commits)
-        run_time, run = 0, 0  # txns prepped in one pass share their time: one add_many a run
+        times = []  # the txns' prep times: counted by value below (txns prepped in one pass share one)
         for zxid, record in commits:
-            txn = local.pop(zxid, None) if local else None
-            if txn is None:
-                txn = decode_txn(record)
-            if txn.time == run_time:
-                run += 1
-            else:
-                if run and now >= run_time:
-                    propagation.add_many(now - run_time, run)
-                run_time, run = txn.time, 1
-            if arrivals:
-                while arrivals and arrivals[0][0] < zxid:
-                    arrivals.popleft()
-                if arrivals and arrivals[0][1] >= txn.time:
-                    m.proposal_latency.add(arrivals[0][1] - txn.time)
+            txn = (local.pop(zxid, None) if local else None) or self._decode(zxid, record)
+            times.append(txn.time)
             self._apply(txn)
             if self.sync_waiters:
                 # At once, not after the batch: a read queued behind the sync must not see a
                 # later write of its own session applied in the same batch.
                 self._wake_syncs()
-        if run and now >= run_time:
-            propagation.add_many(now - run_time, run)
+        propagation = m.propagation
+        for prepped, n in Counter(times).items():
+            if now >= prepped:
+                propagation.add_many(now - prepped, n)
         self.storage.applied(len(commits))
         self.clients.unthrottle()
+
+    def _decode(self, zxid: int, record: bytes) -> Txn:
+        """A txn not prepped here; on a learner, proposal_latency: from the leader's prep to
+        the arrival here of the batch of proposals that brought it."""
+        txn = decode_txn(record)
+        arrivals = self._arrivals
+        if arrivals:
+            while arrivals and arrivals[0][0] < zxid:
+                arrivals.popleft()
+            if arrivals and arrivals[0][1] >= txn.time:
+                self.metrics.proposal_latency.add(arrivals[0][1] - txn.time)
+        return txn
 
     def _apply(self, txn: Txn) -> None:
         result, events = self.tree.apply(txn)
@@ -546,21 +562,8 @@ class Member:
         if entry is not None:
             self._add_waiter((txn.session, txn.cxid), entry)
         self.local_txns[txn.zxid] = txn
-        record = encode_txn(txn)
-        core.propose(txn.zxid, record)
-        if not self.standalone:
-            self._count_proposal(len(record))
+        core.propose(txn.zxid, encode_txn(txn))
         self.wake()
-
-    def _count_proposal(self, size: int) -> None:
-        m = self.metrics
-        m.proposal_count += 1
-        sizes = m.proposal_sizes
-        sizes[0] = size
-        if sizes[1] < 0 or size < sizes[1]:
-            sizes[1] = size
-        if size > sizes[2]:
-            sizes[2] = size
 
     def _forward(self, kind: str, key: tuple[int, int], entry: Any, *fields: Any) -> None:
         """Learner: send a client's change to the leader; it is answered when its txn is applied here."""
