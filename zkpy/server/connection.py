@@ -222,8 +222,7 @@ class ClientConnection(asyncio.Protocol):
         word = four_letter_word(head, fourletter.COMMANDS)
         if word is None:
             return False
-        self.packets_received += 1  # ZooKeeper counts the command as a packet received,
-        self.table.stats.count -= 1  # but not as a request (srvr's latencies, readlatency)
+        self.packets_received += 1  # ZooKeeper counts the command as a packet received
         self.interest = 0
         if word == "stmk":
             # ZooKeeper reads the new mask, a long, from the 8 bytes after the word; without them
@@ -236,6 +235,7 @@ class ClientConnection(asyncio.Protocol):
         else:
             answer = self.table.four_letter_word(word).encode("utf-8")
         self.packets_sent += 1  # and its answer as one sent (after it ran, so cons shows sent=0)
+        self.table.stats.count -= 1  # but not as a request (srvr's latencies, readlatency): data_received adds it
         if self.out:
             self._flush()
         if self.transport is not None and not self.transport.is_closing():
