@@ -467,6 +467,7 @@ class Member:
             self.clients.drop_all()
 
     def _forget_requests(self) -> None:
+        self._arrivals.clear()
         self.waiting.clear()
         self.local_txns.clear()
         self.sync_tokens.clear()
@@ -500,6 +501,7 @@ class Member:
     def replace_tree(self, tree: DataTree) -> None:
         """After a SNAP or TRUNC from a leader: a new tree; clients reconnect."""
         self.tree = tree
+        self._arrivals.clear()  # a TRUNC or SNAP: zxids may go back
         self.prep.tree = tree
         self.prep.reset()
         self.clients.drop_all()
