@@ -81,3 +81,33 @@ def test_mntr_counts_rejected_connections_and_failed_auth():
         while mntr()["zk_connection_rejected"] == "0" and time.monotonic() < deadline:
             time.sleep(0.05)
         assert int(mntr()["zk_connection_rejected"]) >= 1
+
+
+def test_mntr_constants_are_listed_and_idle():
+    """Each key metrics.CONSTANT lists is one mntr prints, and stays at ZooKeeper's idle value
+    through a workload (the mechanism is absent); the ones measured are not listed."""
+    from zkpy.server import metrics
+
+    with ZkpyServer(four_letter_words=frozenset({"mntr"})) as s:
+        c = KazooClient(hosts=s.connect_string, timeout=10)
+        c.start(timeout=10)
+        try:
+            for i in range(5):
+                c.create(f"/c{i}", b"x")
+                c.get(f"/c{i}", watch=lambda e: None)
+                c.set(f"/c{i}", b"y")
+            mntr = dict(line.split("\t", 1) for line in s.four_letter_word("mntr").splitlines())
+        finally:
+            c.stop()
+            c.close()
+    for name in metrics.CONSTANT:
+        if name in metrics.SUMMARY_NAMES:
+            assert mntr[f"zk_cnt_{name}"] == "0" and mntr[f"zk_sum_{name}"] == "0", name
+        elif name in metrics.COUNTERS or f"zk_{name}" in mntr:
+            assert mntr[f"zk_{name}"] in ("0", "0.0"), name
+        else:
+            assert name in ("synced_non_voting_followers", "pending_syncs"), f"{name}: not a key zkpy prints"
+    for name in ("updatelatency", "readlatency", "propagation_latency", "sync_processor_batch_size",
+                 "node_changed_watch_count"):
+        assert name not in metrics.CONSTANT and int(mntr[f"zk_cnt_{name}"]) > 0, name
+    assert set(metrics.DERIVED).isdisjoint(metrics.CONSTANT)

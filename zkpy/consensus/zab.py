@@ -149,6 +149,11 @@ class Zab:
         self.join_seq = 0
         self.dropped = 0
         self.drop_reason = ""
+        # Counted for ZooKeeper's metrics (the caller reads them): SYNCs sent as DIFF (or
+        # TRUNC+DIFF) and as SNAP (LearnerHandler's diff_count, snap_count), COMMITs received.
+        self.diff_syncs = 0
+        self.snap_syncs = 0
+        self.commits_received = 0
         # A quorum of one (standalone) leads from boot: no election, no epochs to persist, and
         # zxids go on from the last one (0x1, 0x2, ... as ZooKeeper standalone assigns them).
         if self.alone:
@@ -491,10 +496,13 @@ class Zab:
         idx = self._index_after(point) if point is not None else None
         if idx is not None and point == their_zxid:
             msg = ("sync", self.epoch, "diff", None, None, self.log[idx:], last)
+            self.diff_syncs += 1
         else:
             if idx is not None and point >= their_floor:
                 msg = ("sync", self.epoch, "trunc", point, None, self.log[idx:], last)
+                self.diff_syncs += 1
             else:
+                self.snap_syncs += 1
                 assert self.snapshot_provider is not None, "SNAP sync needs a snapshot provider"
                 snap_zxid, state = self.snapshot_provider()
                 start = self._index_after(snap_zxid)
@@ -682,6 +690,7 @@ class Zab:
         self._append(zxid, record)
 
     def _on_commit(self, msg: tuple) -> None:
+        self.commits_received += 1
         self._commit_to(msg[2])
 
     def _on_ping(self, msg: tuple) -> None:

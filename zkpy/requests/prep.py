@@ -58,6 +58,12 @@ class Prep:
         self.changes: list[Change] = []
         self.by_path: dict[str, Change] = {}
         self._undo: list[tuple[str, Change | None]] | None = None
+        # ZooKeeper's PrepRequestProcessor counters: txns prepared (prep_processor_request_queued),
+        # change records retired (outstanding_changes_removed) and rolled back with a failed multi.
+        self.prepped = 0
+        self.changes_removed = 0
+        self.changes_rolled_back = 0
+        self.closes = 0  # closeSession txns
 
     # ------------------------------------------------------------ change records
 
@@ -90,9 +96,16 @@ class Prep:
                 del self.by_path[c.path]
             i += 1
         del changes[:i]
+        self.changes_removed += i
+
+    @property
+    def changes_added(self) -> int:
+        """outstanding_changes_queued: every change record added, without a count on the write path."""
+        return self.changes_removed + self.changes_rolled_back + len(self.changes)
 
     def reset(self) -> None:
         """Drop every outstanding change (e.g. after a leader change); zxid follows the tree."""
+        self.changes_removed += len(self.changes)
         self.changes.clear()
         self.by_path.clear()
         self.zxid = self.tree.last_zxid
@@ -100,6 +113,7 @@ class Prep:
     # ------------------------------------------------------------ entry points
 
     def next_zxid(self) -> int:
+        self.prepped += 1
         self.zxid += 1
         return self.zxid
 
@@ -126,6 +140,7 @@ class Prep:
         return Txn(self.next_zxid(), now_ms, session, 0, Op.CREATE_SESSION, (timeout,))
 
     def close_session(self, session: int, cxid: int, now_ms: int) -> Txn:
+        self.closes += 1
         zxid = self.next_zxid()
         paths = dict(self.tree.ephemerals_of(session))
         for c in self.changes:
@@ -175,6 +190,7 @@ class Prep:
     def _rollback(self, zxid: int) -> None:
         while self.changes and self.changes[-1].zxid == zxid:
             self.changes.pop()
+            self.changes_rolled_back += 1
         for path, previous in reversed(self._undo or []):
             if previous is None:
                 self.by_path.pop(path, None)

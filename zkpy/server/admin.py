@@ -89,17 +89,18 @@ def _conf(s: ZkServer, kw: dict[str, str]) -> dict[str, Any]:
 
 
 def connection_info(s: ZkServer, conn: Any, brief: bool) -> dict[str, Any]:
-    """ServerCnxn.getConnectionInfo.  zkpy does not track a connection's last operation, cxid or
-    per-connection latencies: those keys keep the values ZooKeeper shows before any request."""
-    info: dict[str, Any] = {"remote_socket_address": f"{conn.peer[0]}:{conn.peer[1]}", "interest_ops": 1,
+    """ServerCnxn.getConnectionInfo: the per-connection stats cons prints (metrics.connection_stats)."""
+    info: dict[str, Any] = {"remote_socket_address": f"{conn.peer[0]}:{conn.peer[1]}", "interest_ops": conn.interest,
                             "outstanding_requests": len(conn.pending), "packets_received": conn.packets_received,
                             "packets_sent": conn.packets_sent}
     if brief:
         return info
-    established = int(time.time() * 1000 - (s.loop.time() - conn.connected_at) * 1000)
-    info.update({"session_id": conn.session_id, "last_operation": "NA", "established": established,
-                 "session_timeout": conn.timeout, "last_cxid": -1, "last_zxid": conn.last_zxid or -1,
-                 "last_response_time": 0, "last_latency": 0, "min_latency": 0, "avg_latency": 0, "max_latency": 0})
+    st = metrics.connection_stats(conn)
+    info.update({"session_id": conn.session_id, "last_operation": st["last_operation"],
+                 "established": metrics.established_ms(s, conn), "session_timeout": conn.timeout,
+                 "last_cxid": conn.last_cxid, "last_zxid": conn.last_zxid,
+                 "last_response_time": conn.last_response_ms, "last_latency": st["last_latency"],
+                 "min_latency": st["min_latency"], "avg_latency": st["avg_latency"], "max_latency": st["max_latency"]})
     return info
 
 
@@ -251,19 +252,19 @@ def _ruok(s: ZkServer, kw: dict[str, str]) -> dict[str, Any]:
 
 
 def _server_stats(s: ZkServer) -> dict[str, Any]:
-    """ServerStats as ZooKeeper's Jackson serialises it.  zkpy does not size its responses:
-    client_response_stats keep ZooKeeper's 'none yet' -1s."""
+    """ServerStats as ZooKeeper's Jackson serialises it."""
     st = s.stats
     received, sent = metrics.packets(s)
     snap_dir, log_dir = metrics.data_dirs(s)
-    responses = {"last_buffer_size": -1, "min_buffer_size": -1, "max_buffer_size": -1}
+    last, low, high = st.response_sizes
+    responses = {"last_buffer_size": last, "min_buffer_size": low, "max_buffer_size": high}
     return {"packets_sent": sent, "packets_received": received, "fsync_threshold_exceed_count": 0,
             "client_response_stats": responses, "data_dir_size": metrics.dir_size(snap_dir),
             "log_dir_size": metrics.dir_size(log_dir), "provider_null": False, "server_state": s.state,
             "last_processed_zxid": s.tree.last_zxid, "outstanding_requests": s.member.outstanding,
             "avg_latency": metrics.avg_latency(s), "max_latency": st.max_latency, "min_latency": st.min_latency,
             "num_alive_client_connections": len(s.connections), "uptime": int((time.time() - st.started) * 1000),
-            "auth_failed_count": 0, "non_mtlsremote_conn_count": 0, "non_mtlslocal_conn_count": 0}
+            "auth_failed_count": st.auth_failed, "non_mtlsremote_conn_count": 0, "non_mtlslocal_conn_count": 0}
 
 
 def _srvr_body(s: ZkServer) -> dict[str, Any]:

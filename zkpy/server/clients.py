@@ -15,6 +15,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..logs import get_logger
+from ..summary import Quantiles
 from ..tree import acl as acls
 from .config import Config
 from .ratelimit import RateLimitedLog
@@ -27,19 +28,23 @@ bad_input = RateLimitedLog(log)  # every line here is about bad input: at most o
 
 
 class ServerStats:
+    """ZooKeeper's ServerStats and the client side of its ServerMetrics, counted by the
+    connections: per batch (bytes in, answers out and their sizes), per write answered (its
+    latency), per watch event (its bytes).  A read is answered in its batch: 0 ms."""
+
     __slots__ = ("started", "packets_received", "packets_sent", "outstanding", "min_latency", "max_latency",
-                 "total_latency", "count", "connections_total",
-                 "connections_rejected", "auth_failed")
+                 "total_latency", "count", "connections_total", "connections_rejected", "auth_failed",
+                 "bytes_received", "sent_bytes", "watch_bytes", "response_sizes", "update_latency", "run_latency",
+                 "run")
 
     def __init__(self) -> None:
         self.started = time.time()
+        self.update_latency = Quantiles()
+        self.auth_failed = 0  # auth packets and SASL exchanges that failed (ServerStats': srst leaves it)
         self.reset()
-        # ServerMetrics' counters: since the start, srst leaves them.
-        self.connections_total = 0
-        self.connections_rejected = 0  # over maxClientCnxns (per address) or maxCnxns
-        self.auth_failed = 0  # auth packets and SASL exchanges that failed
 
     def reset(self) -> None:
+        """srst: ServerStats.reset, which resets ZooKeeper's ServerMetrics too."""
         self.packets_received = 0
         self.packets_sent = 0
         self.outstanding = 0
@@ -47,6 +52,45 @@ class ServerStats:
         self.max_latency = 0
         self.total_latency = 0
         self.count = 0
+        self.connections_total = 0  # connection_request_count: ConnectRequests (not four-letter words)
+        self.connections_rejected = 0  # over maxClientCnxns (per address) or maxCnxns
+        self.bytes_received = 0  # bytes_received_count: everything read from clients
+        self.sent_bytes = 0  # the frames written to clients, without their length prefixes
+        self.watch_bytes = 0  # watch_bytes: those of watch events
+        self.response_sizes = [-1, -1, -1]  # last, min, max frame (BufferStats; -1 before the first)
+        self.update_latency.reset()
+        # Writes answered in one pass mostly took the same ms: a run of equal latencies goes
+        # into update_latency as one add_many (`latencies()` folds the last run in).
+        self.run_latency = self.run = 0
+
+    def write_latency(self, latency: int) -> None:
+        """A run of equal latencies ended: fold it in and start the next with `latency`."""
+        if self.run:
+            self.update_latency.add_many(self.run_latency, self.run)
+        self.run_latency, self.run = latency, 1
+
+    def latencies(self) -> "Quantiles":
+        """updatelatency, the current run included."""
+        if self.run:
+            self.update_latency.add_many(self.run_latency, self.run)
+            self.run = 0
+        return self.update_latency
+
+    def sent(self, frames: list[bytes], total: int) -> None:
+        """A batch of frames (`total` bytes with their prefixes) written to one connection."""
+        n = len(frames)
+        self.sent_bytes += total - 4 * n
+        sizes = self.response_sizes
+        if n == 1:
+            low = high = last = total - 4
+        else:
+            lengths = list(map(len, frames))
+            low, high, last = min(lengths) - 4, max(lengths) - 4, lengths[-1] - 4
+        sizes[0] = last
+        if sizes[1] < 0 or low < sizes[1]:
+            sizes[1] = low
+        if high > sizes[2]:
+            sizes[2] = high
 
 
 class ClientTable:
@@ -81,7 +125,6 @@ class ClientTable:
             return False
         self.per_ip[ip] = count + 1
         self.connections.add(conn)
-        self.stats.connections_total += 1
         return True
 
     def unregister(self, conn: Any) -> None:

@@ -184,7 +184,9 @@ class ClientConnection(asyncio.Protocol):
             self._in_batch = False
             # Latency statistics (srvr, mntr): every request counts; those answered in this
             # batch took 0 ms, and a write adds its time when it is answered (write_done).
-            self.table.stats.count += self.packets_received - received
+            stats = self.table.stats
+            stats.count += self.packets_received - received
+            stats.bytes_received += len(data)
         if self.out:
             self.last_response_ms = member.now_ms
             self._flush()
@@ -238,11 +240,15 @@ class ClientConnection(asyncio.Protocol):
             if len(arg) < 8:
                 self.close()
                 return True
-            self.out.append(self.table.four_letter_word(word, arg).encode("utf-8"))
+            answer = self.table.four_letter_word(word, arg).encode("utf-8")
         else:
-            self.out.append(self.table.four_letter_word(word).encode("utf-8"))
+            answer = self.table.four_letter_word(word).encode("utf-8")
         self.packets_sent += 1  # and its answer as one sent (after it ran, so cons shows sent=0)
-        self._flush()
+        self.table.stats.count -= 1  # but not as a request (srvr's latencies, readlatency): data_received adds it
+        if self.out:
+            self._flush()
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(answer)  # not a response: response sizes and bytes leave it out
         self.close()
         return True
 
@@ -256,6 +262,7 @@ class ClientConnection(asyncio.Protocol):
             self.close()
             return
         self.handshaken = True
+        self.table.stats.connections_total += 1
         log.info("client connected", client=self.address, session=f"0x{req.session_id:x}", timeout=req.timeout,
                  last_zxid_seen=f"0x{req.last_zxid_seen:x}")
         member.connect(self, req)
@@ -277,6 +284,14 @@ class ClientConnection(asyncio.Protocol):
             self.out.append(frame)
             self._kick()
         else:
+            if entry.received_ms and session_id:
+                # A new session's createSession txn: an update, as ZooKeeper times it.
+                stats = self.table.stats
+                latency = self.member.clock() - entry.received_ms
+                stats.total_latency += latency
+                stats.write_latency(latency)
+                if latency > stats.max_latency:
+                    stats.max_latency = latency
             self._complete(entry, frame)
 
     # ------------------------------------------------------------ requests
@@ -455,6 +470,10 @@ class ClientConnection(asyncio.Protocol):
             self.last_response_ms = now = self.member.clock()
             latency = now - entry.received_ms
             stats.total_latency += latency
+            if latency == stats.run_latency:
+                stats.run += 1
+            else:
+                stats.write_latency(latency)
             if latency > stats.max_latency:
                 stats.max_latency = latency
             mine = self.write_latencies
@@ -548,8 +567,10 @@ class ClientConnection(asyncio.Protocol):
 
     def notify(self, event_type: int, path: str) -> None:
         """A watch of this connection fired (the member passes on the events DataTree.apply returns)."""
-        self.out.append(jute.encode_event(event_type, State.SYNC_CONNECTED, path))
+        frame = jute.encode_event(event_type, State.SYNC_CONNECTED, path)
+        self.out.append(frame)
         self.packets_sent += 1  # ZooKeeper counts a notification as a packet sent
+        self.table.stats.watch_bytes += len(frame) - 4
         self._kick()
 
     def _kick(self) -> None:
@@ -563,7 +584,9 @@ class ClientConnection(asyncio.Protocol):
         self._out_bytes = 0
         out = self.out
         if out and self.transport is not None and not self.closed and not self.transport.is_closing():
-            self.transport.write(b"".join(out) if len(out) > 1 else out[0])
+            data = b"".join(out) if len(out) > 1 else out[0]
+            self.transport.write(data)
+            self.table.stats.sent(out, len(data))
         out.clear()
 
     def close(self) -> None:

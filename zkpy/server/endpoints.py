@@ -48,28 +48,38 @@ def admin_app(server: ZkServer) -> web.Application:
 
 
 class MonitorCollector:
-    """A prometheus-client collector that reads `metrics.monitor(server)` at each scrape: the
-    request path keeps no metric of its own."""
+    """A prometheus-client collector that reads `metrics.collect(server)` at each scrape: the
+    request path keeps no metric of its own.  As ZooKeeper's PrometheusMetricsProvider: gauges,
+    counters (untyped, their own name), summaries (`_count`, `_sum`, and for the ADVANCED ones
+    the 0.5/0.9/0.99 quantiles; ZooKeeper's BASIC ones also estimate a median, which zkpy,
+    keeping no reservoir for them, leaves out)."""
 
     def __init__(self, server: ZkServer) -> None:
         self.server = server
 
     def collect(self) -> Iterator[Any]:
-        from prometheus_client.core import (
-            GaugeMetricFamily,
-            SummaryMetricFamily,
-            UnknownMetricFamily,
-        )
+        from prometheus_client.core import GaugeMetricFamily, Metric, UnknownMetricFamily
 
-        values = metrics.monitor(self.server)
-        summaries = {k[4:] for k in values if k.startswith("cnt_")}
-        for key, value in values.items():
-            if key in metrics.STRINGS or key[:4] in ("cnt_", "sum_", "avg_") and key[4:] in summaries:
-                continue
-            family = UnknownMetricFamily if key in metrics.COUNTERS else GaugeMetricFamily
-            yield family(key, key, value=value)
-        for name in sorted(summaries):
-            yield SummaryMetricFamily(name, name, count_value=values["cnt_" + name], sum_value=values["sum_" + name])
+        v = metrics.collect(self.server)
+        for key, value in v.gauges.items():
+            if key not in metrics.STRINGS:
+                yield GaugeMetricFamily(key, key, value=value)
+        for key, value in v.counters.items():
+            yield UnknownMetricFamily(key, key, value=value)
+        for name, (summary, advanced) in v.summaries.items():
+            family = Metric(name, name, "summary")
+            _summary_samples(family, name, summary, advanced)
+            yield family
+
+
+def _summary_samples(family: Any, name: str, summary: Any, advanced: bool) -> None:
+    if advanced:
+        quantiles = summary.prometheus_quantiles() if hasattr(summary, "prometheus_quantiles") else [
+            (q, 0) for q in (0.5, 0.9, 0.99)]
+        for q, value in quantiles:
+            family.add_sample(name, {"quantile": str(q)}, value)
+    family.add_sample(name + "_count", {}, summary.count)
+    family.add_sample(name + "_sum", {}, summary.total)
 
 
 def metrics_app(server: ZkServer) -> web.Application:

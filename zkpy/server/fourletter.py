@@ -9,6 +9,7 @@ import platform
 import struct
 import sys
 import time
+from decimal import Decimal
 
 from . import metrics
 from .metrics import VERSION, ZkServer
@@ -152,7 +153,19 @@ def _user() -> str:
 
 def _mntr(s: ZkServer) -> str:
     """ZooKeeper's layout: the AdminServer's monitor keys with a zk_ prefix, tab, value."""
-    return "".join(f"zk_{k}\t{v}\n" for k, v in metrics.monitor(s).items())
+    return "".join(f"zk_{k}\t{java_double(v) if type(v) is float else v}\n" for k, v in metrics.monitor(s).items())
+
+
+def java_double(v: float) -> str:
+    """Double.toString: decimal from 10^-3 to 10^7, else "d.dddE<n>" (an average of 0.0002 is
+    "2.0E-4" in ZooKeeper's mntr)."""
+    if v != v or v in (float("inf"), float("-inf")):
+        return "NaN" if v != v else ("Infinity" if v > 0 else "-Infinity")
+    if v == 0 or 1e-3 <= abs(v) < 1e7:
+        return repr(v)
+    sign, digits, exponent = Decimal(repr(v)).as_tuple()
+    text = "".join(map(str, digits)).rstrip("0") or "0"
+    return f"{'-' if sign else ''}{text[0]}.{text[1:] or '0'}E{exponent + len(digits) - 1}"
 
 
 def _wchs(s: ZkServer) -> str:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections import deque
+from collections import Counter, deque
 from typing import Any, Callable, Protocol
 
 from ..consensus import forwarding
@@ -32,6 +32,7 @@ from ..requests.sessions import SessionTracker, session_password
 from ..storage import snapshot as snapshots
 from ..storage.logwriter import LogDevice, LogWriter
 from ..storage.records import decode_txn, encode_txn
+from ..summary import Quantiles, Summary, reset_all
 from ..tree.datatree import DataTree, Txn
 from .config import Config
 from .faults import FaultTable
@@ -44,6 +45,51 @@ _APP_SCHEMA = forwarding.schema(WRITES)
 _CREATE_SESSION = int(Op.CREATE_SESSION)  # plain ints: an IntEnum member lookup costs ~100 ns
 _CLOSE_SESSION = int(Op.CLOSE_SESSION)
 _ROLES = {LEADING: "leader", FOLLOWING: "follower", OBSERVING: "observer", LOOKING: "looking"}
+
+
+class MemberMetrics:
+    """ZooKeeper's ServerMetrics that the member measures (server/metrics.py reads them, srst
+    resets them).  Timed on role changes and on batches (a Ready pass, a batch of commits);
+    per run of txns prepped in one pass (propagation)."""
+
+    __slots__ = ("looking_count", "election_time", "follower_sync_time", "observer_sync_time", "unavailable_time",
+                 "leader_unavailable_time", "proposal_count", "commit_count", "commits_queued",
+                 "proposals_received", "propagation", "proposal_latency", "watch_triggers",
+                 "revalidate_count", "connection_revalidate_count", "proposal_sizes",
+                 "dbinit_time", "snap_load_time", "txns_loaded", "txns_load_time", "base")
+
+    def __init__(self) -> None:
+        self.looking_count = 0  # times this member went LOOKING (its start included)
+        self.election_time = Summary()  # LOOKING -> the election decided (ms)
+        self.follower_sync_time = Summary()  # decided -> synced with the leader (UPTODATE)
+        self.observer_sync_time = Summary()
+        self.unavailable_time = Summary()  # LOOKING -> broadcast
+        self.leader_unavailable_time = Summary()  # the same, for a member that then leads
+        self.proposal_count = 0  # proposals of a leader of an ensemble
+        self.commit_count = 0  # txns it committed
+        self.commits_queued = 0  # request_commit_queued: commits an ensemble member applied
+        self.proposals_received = 0  # learner_proposal_received_count: entries received while broadcasting
+        self.propagation = Quantiles()  # applied-at - txn time (the leader's clock when it prepped the txn)
+        self.proposal_latency = Quantiles()  # learner: received-at - txn time
+        # node_{created,deleted,changed,children}_watch_count: watchers triggered by one path's event
+        self.watch_triggers = {1: Summary(), 2: Summary(), 3: Summary(), 4: Summary()}
+        self.revalidate_count = 0  # leader: sessions a learner asked it to revalidate
+        self.connection_revalidate_count = 0  # learner: reattaches it asked the leader about
+        self.proposal_sizes = [-1, -1, -1]  # last, min, max record bytes (ZooKeeper's BufferStats; -1 before any)
+        self.dbinit_time = Summary()  # recovery at start: snapshot + log replay
+        self.snap_load_time = Summary()
+        self.txns_loaded = Summary()
+        self.txns_load_time = Summary()
+        # The counters Prep and ZAB keep themselves, as they were at the last srst.
+        self.base: dict[str, int] = {}
+
+    def reset(self, counters: dict[str, int]) -> None:
+        """srst: everything starts again; `counters` are Prep's and ZAB's now."""
+        reset_all(self)
+        for summary in self.watch_triggers.values():
+            summary.reset()
+        self.proposal_sizes = [-1, -1, -1]
+        self.base = counters
 
 
 class Storage(Protocol):
@@ -93,7 +139,9 @@ class Member:
                         applied_zxid=tree.last_zxid, snapshot_provider=self._snapshot, timing=self._timing(),
                         incarnation=random.getrandbits(48) if incarnation is None else incarnation)
         self.standalone = self.core.alone
-        self.writer = LogWriter(storage.log, self._durable, self._write_failed)
+        self.writer = LogWriter(storage.log, self._durable, self._write_failed, clock)
+        self.metrics = MemberMetrics()
+        self._arrivals: deque[tuple[int, int]] = deque()  # learner: (last zxid, ms) of each batch of proposals
         self.prep = Prep(tree, extended_types=config.extended_types)
         self.sessions = SessionTracker(config.tick_time, 0 if self.standalone else sid, self.now_ms)
         for session, timeout in tree.sessions.items():
@@ -115,6 +163,11 @@ class Member:
         self.faults: FaultTable | None = None
         self.leader_since_ms = 0
         self.looking_since_ms = self.now_ms
+        self._fle_started_ms = self.now_ms  # when this member last went LOOKING
+        self._decided_ms = self.now_ms  # when the last election was decided
+        self._unavailable_since: int | None = None if self.standalone else self.now_ms
+        if not self.standalone:
+            self.metrics.looking_count = 1
         self._last_core_tick = self.now_ms
         self._last_container_check = self.now_ms
         self._woken = False
@@ -191,6 +244,11 @@ class Member:
             self.storage.write_epochs(*rd.epochs)
         if rd.entries:
             self.writer.append(rd.entries)
+            if not self.standalone:
+                if self._leading:
+                    self._proposed(rd.entries)
+                elif self.soft.serving:
+                    self._received(rd.entries)
         if rd.commits:
             self._apply_commits(rd.commits)
         if rd.messages and self.failed is None:
@@ -198,22 +256,80 @@ class Member:
         if rd.soft != self.soft:
             self._soft_changed(rd.soft)  # type: ignore[arg-type]
 
+    def counters(self) -> dict[str, int]:
+        """Prep's and ZAB's own counters since the last srst (ZooKeeper's names)."""
+        prep, core, base = self.prep, self.core, self.metrics.base
+        now = {"prep_processor_request_queued": prep.prepped, "outstanding_changes_queued": prep.changes_added,
+               "outstanding_changes_removed": prep.changes_removed, "close_session_prepped": prep.closes,
+               "diff_count": core.diff_syncs, "snap_count": core.snap_syncs,
+               "learner_commit_received_count": core.commits_received}
+        return {k: v - base.get(k, 0) for k, v in now.items()}
+
+    def reset_metrics(self) -> None:
+        """srst: ZooKeeper's ServerMetrics.resetAll, for what the member and its log writer keep."""
+        self.metrics.reset({k: v + self.metrics.base.get(k, 0) for k, v in self.counters().items()})
+        self.writer.reset_metrics()
+
+    def _proposed(self, entries: list[tuple[int, bytes]]) -> None:
+        """An ensemble leader's batch of proposals: counted and sized (ZooKeeper's BufferStats)."""
+        m = self.metrics
+        m.proposal_count += len(entries)
+        sizes = m.proposal_sizes
+        lengths = [len(record) for _, record in entries]
+        low, high = min(lengths), max(lengths)
+        sizes[0] = lengths[-1]
+        if sizes[1] < 0 or low < sizes[1]:
+            sizes[1] = low
+        if high > sizes[2]:
+            sizes[2] = high
+
+    def _received(self, entries: list[tuple[int, bytes]]) -> None:
+        """A learner's batch of proposals: counted, and timed when each is applied."""
+        self.metrics.proposals_received += len(entries)
+        self._arrivals.append((entries[-1][0], self.clock()))
+
     def _apply_commits(self, commits: list[tuple[int, bytes]]) -> None:
         local = self.local_txns
+        m = self.metrics
+        now = self.clock()
+        if not self.standalone:
+            m.commits_queued += len(commits)
+            if self._leading:
+                m.commit_count += len(commits)
+        times = []  # the txns' prep times: counted by value below (txns prepped in one pass share one)
         for zxid, record in commits:
-            txn = local.pop(zxid, None) if local else None
-            self._apply(txn if txn is not None else decode_txn(record))
+            txn = (local.pop(zxid, None) if local else None) or self._decode(zxid, record)
+            times.append(txn.time)
+            self._apply(txn)
             if self.sync_waiters:
                 # At once, not after the batch: a read queued behind the sync must not see a
                 # later write of its own session applied in the same batch.
                 self._wake_syncs()
+        propagation = m.propagation
+        for prepped, n in Counter(times).items():
+            if now >= prepped:
+                propagation.add_many(now - prepped, n)
         self.storage.applied(len(commits))
         self.clients.unthrottle()
+
+    def _decode(self, zxid: int, record: bytes) -> Txn:
+        """A txn not prepped here; on a learner, proposal_latency: from the leader's prep to
+        the arrival here of the batch of proposals that brought it."""
+        txn = decode_txn(record)
+        arrivals = self._arrivals
+        if arrivals:
+            while arrivals and arrivals[0][0] < zxid:
+                arrivals.popleft()
+            if arrivals and arrivals[0][1] >= txn.time:
+                self.metrics.proposal_latency.add(arrivals[0][1] - txn.time)
+        return txn
 
     def _apply(self, txn: Txn) -> None:
         result, events = self.tree.apply(txn)
         for watcher, event_type, path in events:  # queued before the write's own reply, as in ZooKeeper
             watcher.notify(event_type, path)
+        if events:
+            self._count_triggers(events)
         self.prep.committed(txn.zxid)
         entry = self._take_waiter((txn.session, txn.cxid)) if self.waiting else None
         if entry is not None:
@@ -230,6 +346,19 @@ class Member:
                 peer = entry.conn.peer
                 log.info("session closed", session=f"0x{txn.session:x}", client=f"{peer[0]}:{peer[1]}")
             self._session_closed(txn.session)  # after the answer: the client reads it, then EOF
+
+    def _count_triggers(self, events: list) -> None:
+        """ZooKeeper's node_*_watch_count: one sample per path and event type that triggered
+        watchers, the number of watchers it triggered."""
+        by_path: dict[tuple[int, str], int] = {}
+        for _, event_type, path in events:
+            key = (event_type, path)
+            by_path[key] = by_path.get(key, 0) + 1
+        triggers = self.metrics.watch_triggers
+        for (event_type, _), n in by_path.items():
+            summary = triggers.get(event_type)
+            if summary is not None:
+                summary.add(n)
 
     def _durable(self, zxid: int) -> None:
         """A batch is on disk: its acks (or, leading, its commits) go out now, not a loop turn
@@ -275,8 +404,35 @@ class Member:
 
     # ------------------------------------------------------------ role changes
 
+    def _time_roles(self, previous: SoftState, soft: SoftState) -> None:
+        """ZooKeeper's election_time, follower/observer_sync_time, (leader_)unavailable_time, looking_count."""
+        now = self.clock()
+        m = self.metrics
+        if soft.state == LOOKING:
+            if previous.state != LOOKING:
+                m.looking_count += 1
+                self._fle_started_ms = now
+                if self._unavailable_since is None:
+                    self._unavailable_since = now
+            return
+        if previous.state == LOOKING or soft.leader != previous.leader:
+            m.election_time.add(now - self._fle_started_ms)
+            self._decided_ms = now
+        if soft.serving and not previous.serving:
+            if soft.state == FOLLOWING:
+                m.follower_sync_time.add(now - self._decided_ms)
+            elif soft.state == OBSERVING:
+                m.observer_sync_time.add(now - self._decided_ms)
+            if self._unavailable_since is not None:
+                m.unavailable_time.add(now - self._unavailable_since)
+                if soft.state == LEADING:
+                    m.leader_unavailable_time.add(now - self._unavailable_since)
+                self._unavailable_since = None
+
     def _soft_changed(self, soft: SoftState) -> None:
         previous_soft, self.soft = self.soft, soft
+        if not self.standalone:
+            self._time_roles(previous_soft, soft)
         self._leading = soft.established and soft.state == LEADING
         phase = (soft.state, soft.leader)
         if phase != self._phase:  # rare: each election and each (re)join, for post-mortems
@@ -311,6 +467,7 @@ class Member:
             self.clients.drop_all()
 
     def _forget_requests(self) -> None:
+        self._arrivals.clear()
         self.waiting.clear()
         self.local_txns.clear()
         self.sync_tokens.clear()
@@ -344,6 +501,7 @@ class Member:
     def replace_tree(self, tree: DataTree) -> None:
         """After a SNAP or TRUNC from a leader: a new tree; clients reconnect."""
         self.tree = tree
+        self._arrivals.clear()  # a TRUNC or SNAP: zxids may go back
         self.prep.tree = tree
         self.prep.reset()
         self.clients.drop_all()
@@ -443,6 +601,7 @@ class Member:
             session = self.sessions.new_session_id()
             self.clients.bind(conn, session)
             entry = conn.expect_connect_response(req.has_read_only)
+            entry.received_ms = self.now_ms  # its createSession txn is timed as an update
             if not self.leads:
                 self._forward("createsession", (session, 0), entry, session, timeout)
                 return
@@ -458,6 +617,7 @@ class Member:
             # The leader owns sessions: it says whether this one lives (ZooKeeper's REVALIDATE).
             token = random.getrandbits(62)
             entry = conn.expect_connect_response(req.has_read_only)
+            self.metrics.connection_revalidate_count += 1
             self.revalidations[token] = (conn, entry, session, timeout, req.has_read_only)
             self._send([(self.soft.leader, ("app", "revalidate", token, session))])
             return
@@ -677,6 +837,7 @@ class Member:
                 self.sessions.touch(session, now)
         elif kind == "revalidate":
             _, _, token, session = msg
+            self.metrics.revalidate_count += 1
             alive = self.sessions.is_alive(session)
             if alive:
                 self.sessions.touch(session, now)

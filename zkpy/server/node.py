@@ -67,8 +67,11 @@ class ZkServer:
         sid = read_myid(config.data_dir) if self.ensemble else 0  # type: ignore[arg-type]
         self.storage: DataDir | Memory
         epochs = (0, 0)
+        recovery: dict[str, int] = {}
         if config.data_dir:
-            tree, log_tail = recover_with_log(config.data_dir, config.data_log_dir)
+            started = time.monotonic()
+            tree, log_tail = recover_with_log(config.data_dir, config.data_log_dir, recovery)
+            recovery["ms"] = int((time.monotonic() - started) * 1000)
             self.storage = DataDir(config.data_dir, config.data_log_dir, config.force_sync, config.snap_count,
                                    config.purge_retain, self._post)
             if self.ensemble:
@@ -88,6 +91,13 @@ class ZkServer:
                                auth=config.quorum_auth, tls=peer_contexts(config) if config.ssl_quorum else None)
         self.member = Member(config, sid, tree, log_tail, self.storage, self._send, self.clients, clock_ms,
                              self._wake, epochs=epochs)
+        if recovery:  # ZooKeeper's dbinittime and startup_* summaries: one sample each, at start
+            m = self.member.metrics
+            m.dbinit_time.add(recovery["ms"])
+            m.snap_load_time.add(recovery["snap_ms"])
+            if recovery["txns"]:
+                m.txns_loaded.add(recovery["txns"])
+                m.txns_load_time.add(recovery["txns_ms"])
         self.member.on_new_tree = self._init_config_node  # type: ignore[method-assign]
         self.member.on_role_change = self._role_changed  # type: ignore[method-assign]
         self._served = False

@@ -315,6 +315,7 @@ class TlsListener:
         self.sock: socket.socket | None = None
         self.accepting: asyncio.Task | None = None
         self.handshakes: set[asyncio.Task] = set()  # in progress: cancelled on close
+        self.failed_handshakes = 0  # ZooKeeper's unsuccessful_handshake
 
     async def start(self, host: str, port: int) -> tuple[str, int]:
         loop = asyncio.get_running_loop()
@@ -357,6 +358,7 @@ class TlsListener:
             raise
         except OSError as e:  # ssl.SSLError, ConnectionError and TimeoutError are OSErrors
             _close_quietly(sock)
+            self.failed_handshakes += 1
             log.warning("closing connection: TLS handshake failed", peer=peer, reason=_reason(e),
                         timeout_s=self.timeout)
 

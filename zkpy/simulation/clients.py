@@ -28,7 +28,7 @@ EPHEMERAL, SEQUENTIAL = 1, 2
 class Entry:
     """A request of a connection waiting for its answer (connection._Pending)."""
 
-    __slots__ = ("conn", "xid", "op", "args", "frame", "with_read_only")
+    __slots__ = ("conn", "xid", "op", "args", "frame", "with_read_only", "received_ms")
 
     def __init__(self, conn: "SimConn", xid: int, op: int, args: tuple | None) -> None:
         self.conn = conn
@@ -37,6 +37,7 @@ class Entry:
         self.args = args
         self.frame: tuple | None = None
         self.with_read_only = False
+        self.received_ms = 0
 
 
 class SimConn:

@@ -9,6 +9,7 @@ back through `post` (the event loop's call_soon_threadsafe), never on the writer
 from __future__ import annotations
 
 import os
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable
 
@@ -20,6 +21,7 @@ from .logwriter import Done
 from .recovery import data_paths, purge, recover
 from .snapshotter import Snapshotter
 from .txnlog import TxnLog, segments, truncate_log
+from ..summary import Summary
 from ..tree.datatree import DataTree
 
 log = get_logger("zkpy.datadir")
@@ -39,6 +41,7 @@ class ThreadedLog:
         self.post = post
         self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zkpy-log")
         self.faults = None  # a server/faults.py FaultTable while it has rules: asked once a batch
+        self.fsync_time = Summary()  # ZooKeeper's fsynctime: ms of each batch's fsync (forceSync only)
 
     def write(self, data: bytes, first_zxid: int, done: Done) -> None:
         fault = self.faults.on_log_write() if self.faults is not None else None  # decided on the loop
@@ -49,8 +52,14 @@ class ThreadedLog:
         if fault is not None:
             disk_faults.log_write(fault, lambda: self.txlog.append(data, first_zxid), self.txlog.sync)
             return
-        self.txlog.append(data, first_zxid)
-        self.txlog.sync()
+        txlog = self.txlog
+        txlog.append(data, first_zxid)
+        if txlog.force_sync:
+            started = time.monotonic()
+            txlog.sync()
+            self.fsync_time.add(int((time.monotonic() - started) * 1000))  # on the writer thread only
+        else:
+            txlog.sync()
 
     def run(self, fn: Callable[[], object]) -> Future:
         """Run `fn` on the writer thread, after every write handed out before it."""

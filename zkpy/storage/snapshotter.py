@@ -17,6 +17,7 @@ from typing import Callable
 
 from . import snapshot as snapshots
 from ..logs import get_logger
+from ..summary import Summary
 from ..tree.datatree import DataTree
 
 log = get_logger("zkpy.snapshots")
@@ -33,6 +34,7 @@ class Snapshotter:
         self.threshold = self._next_threshold()
         self.pid: int | None = None
         self.taken = 0
+        self.snapshot_time = Summary()  # ZooKeeper's snapshottime: ms from the start to the child's exit
         self._writing: tuple[str, str, float] = ("", "", 0.0)  # (zxid, file, start) of the child's snapshot
 
     def _next_threshold(self) -> int:
@@ -82,7 +84,9 @@ class Snapshotter:
             return
         self.taken += 1
         zxid, path, started = self._writing
-        log.info("snapshot taken", zxid=zxid, file=path, ms=round((time.monotonic() - started) * 1000))
+        took = round((time.monotonic() - started) * 1000)
+        self.snapshot_time.add(took)
+        log.info("snapshot taken", zxid=zxid, file=path, ms=took)
         if self.purge is not None:
             removed = self.purge()
             if removed:  # ZooKeeper's PurgeTxnLog: "Removing file: ..." for each

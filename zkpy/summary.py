@@ -1,0 +1,153 @@
+"""ZooKeeper's summaries, as its default metrics provider keeps them (no I/O, no imports).
+
+- `Summary` (AvgMinMaxCounter, DetailLevel.BASIC): count, sum, min, max; `mntr` prints
+  `avg_<name>` (4 decimals, a float), `min_`, `max_`, `cnt_`, `sum_`;
+- `Quantiles` (AvgMinMaxPercentileCounter, DetailLevel.ADVANCED): the same plus `p50_`, `p95_`,
+  `p99_`, `p999_`, from a uniform reservoir of 4096 samples (Vitter's algorithm R, as
+  ZooKeeper's ResettableUniformReservoir), quantiles interpolated as Dropwizard's
+  UniformSnapshot does and rounded to integers.
+
+`add` is a few attribute operations (plus, for `Quantiles`, a list store); callers add on
+batches where ZooKeeper's meaning allows (`add_many`: one value for n requests).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Iterator
+
+RESERVOIR = 4096
+_SCALE = Decimal("0.0001")
+QUANTILES = (("p50", 0.5), ("p95", 0.95), ("p99", 0.99), ("p999", 0.999))
+
+
+class Summary:
+    __slots__ = ("count", "total", "min", "max")
+
+    def __init__(self) -> None:
+        self.count = self.total = self.max = 0
+        self.min = 0
+
+    def add(self, value: int) -> None:
+        if not self.count or value < self.min:
+            self.min = value
+        if value > self.max:
+            self.max = value
+        self.count += 1
+        self.total += value
+
+    def add_many(self, value: int, n: int) -> None:
+        """`n` samples of `value` (n requests of one batch)."""
+        if n <= 0:
+            return
+        if not self.count or value < self.min:
+            self.min = value
+        if value > self.max:
+            self.max = value
+        self.count += n
+        self.total += value * n
+
+    def reset(self) -> None:
+        self.count = self.total = self.max = self.min = 0
+
+    def avg(self) -> float:
+        # new BigDecimal(total / (double) count).setScale(4, HALF_UP); 0.0 before the first sample.
+        if not self.count:
+            return 0.0
+        return float(Decimal(self.total / self.count).quantize(_SCALE, ROUND_HALF_UP))
+
+    def rows(self, name: str) -> Iterator[tuple[str, int | float]]:
+        yield "avg_" + name, self.avg()
+        yield "min_" + name, self.min
+        yield "max_" + name, self.max
+        yield "cnt_" + name, self.count
+        yield "sum_" + name, self.total
+
+
+class Quantiles(Summary):
+    __slots__ = ("samples",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.samples: list[int] = []
+
+    def add(self, value: int) -> None:
+        if not self.count or value < self.min:
+            self.min = value
+        if value > self.max:
+            self.max = value
+        self.count += 1
+        self.total += value
+        samples = self.samples
+        if len(samples) < RESERVOIR:
+            samples.append(value)
+        else:
+            r = int(random.random() * self.count)
+            if r < RESERVOIR:
+                samples[r] = value
+
+    def add_many(self, value: int, n: int) -> None:
+        """As n `add`s, at the cost of one: past the reservoir's size, about n * size/count of
+        them replace a random sample (algorithm R's chance, taken as constant across the n;
+        the count is rounded at random, so that its mean is exact)."""
+        if not self.count or value < self.min:
+            self.min = value
+        if value > self.max:
+            self.max = value
+        self.count += n
+        self.total += value * n
+        samples = self.samples
+        room = RESERVOIR - len(samples)
+        if room > 0:
+            if n <= room:
+                samples.extend([value] * n)
+                return
+            samples.extend([value] * room)
+            n -= room
+        rand = random.random
+        for _ in range(int(n * RESERVOIR / self.count + rand())):
+            samples[int(rand() * RESERVOIR)] = value
+
+    def reset(self) -> None:
+        Summary.reset(self)
+        self.samples = []
+
+    def quantile(self, q: float, ordered: list[int]) -> int:
+        """Dropwizard UniformSnapshot.getValue, rounded (Math.round)."""
+        n = len(ordered)
+        if not n:
+            return 0
+        pos = q * (n + 1)
+        if pos < 1:
+            value = float(ordered[0])
+        elif pos >= n:
+            value = float(ordered[-1])
+        else:
+            i = int(pos)
+            lower, upper = ordered[i - 1], ordered[i]
+            value = lower + (pos - math.floor(pos)) * (upper - lower)
+        return int(math.floor(value + 0.5))
+
+    def rows(self, name: str) -> Iterator[tuple[str, int | float]]:
+        yield from Summary.rows(self, name)
+        ordered = sorted(self.samples)
+        for prefix, q in QUANTILES:
+            yield f"{prefix}_{name}", self.quantile(q, ordered)
+
+    def prometheus_quantiles(self) -> list[tuple[float, int]]:
+        """What ZooKeeper's Prometheus provider gives an ADVANCED summary: 0.5, 0.9, 0.99."""
+        ordered = sorted(self.samples)
+        return [(q, self.quantile(q, ordered)) for q in (0.5, 0.9, 0.99)]
+
+
+def reset_all(holder: object) -> None:
+    """srst (ServerMetrics.resetAll): every Summary in `holder`'s slots starts again, every int
+    there goes back to 0."""
+    for name in holder.__slots__:  # type: ignore[attr-defined]
+        value = getattr(holder, name, None)
+        if isinstance(value, Summary):
+            value.reset()
+        elif type(value) is int:
+            setattr(holder, name, 0)
