@@ -105,10 +105,12 @@ def linearizable(model: Model, ops: Sequence[Op]) -> bool:
 
 
 def check(history: History | Iterable[Op], models: dict[str, Model] | None = None,
-          all_reads_linearizable: bool = False, shrink: bool = True) -> Report:
+          all_reads_linearizable: bool = False, shrink: bool = True, shrink_seconds: float | None = None) -> Report:
     """Check every guarantee; `all_reads_linearizable` holds reads without a sync to
     linearizability too (stronger than ZooKeeper promises: for histories whose reads all go to
-    the leader, or model tests)."""
+    the leader, or model tests).  `shrink_seconds` bounds the shrinking of each anomaly: a
+    broken build's history of thousands of ops on one znode can take minutes to shrink fully,
+    and what the shrinker holds when time is up still fails (it is only less small)."""
     started = time.perf_counter()
     models = MODELS if models is None else models
     ops = list(history)
@@ -118,7 +120,8 @@ def check(history: History | Iterable[Op], models: dict[str, Model] | None = Non
     for (model_name, key), part in objects.items():
         model = models[model_name]
         if not linearizable(model, part):
-            witness = minimal_failing(model, part) if shrink else list(part)
+            deadline = None if shrink_seconds is None else time.perf_counter() + shrink_seconds
+            witness = minimal_failing(model, part, deadline) if shrink else list(part)
             syncs = {synced_by[op.id].id: synced_by[op.id] for op in witness if op.id in synced_by}
             report.anomalies.append(Anomaly("linearizability", model_name, key,
                                             [_original(op, ops) for op in witness] + list(syncs.values()),
@@ -174,18 +177,21 @@ def _partition(ops: list[Op], models: dict[str, Model], all_reads: bool
     return objects, synced_by
 
 
-def minimal_failing(model: Model, ops: Sequence[Op]) -> list[Op]:
+def minimal_failing(model: Model, ops: Sequence[Op], deadline: float | None = None) -> list[Op]:
     """Drop ops while the rest still fails: the shortest failing prefix (by call time) first,
     then chunks of halving size, then single ops until none can go.  A write that a kept read
     observed (its value) stays while that read does, so the witness shows where values came from;
     a need that no write in the history names keeps every write of unknown product that could
     have met it (a set whose reply was lost made the version a later set expected): without it,
-    dropping that write would leave a sub-history that fails only for want of it."""
+    dropping that write would leave a sub-history that fails only for want of it.  Past
+    `deadline` (time.perf_counter()) no candidate is taken: the sub-history so far is returned."""
     cur = sorted(ops, key=lambda o: (o.call, o.id))
     provided = _provided(model, cur)
 
     def fails(candidate: list[Op]) -> bool:
         """Still fails, and each kept op still has the (other) writes its values came from."""
+        if deadline is not None and time.perf_counter() > deadline:
+            return False
         have = _provided(model, candidate)
         for op in candidate:
             own = model.provides(op)
@@ -204,8 +210,7 @@ def minimal_failing(model: Model, ops: Sequence[Op]) -> list[Op]:
             hi = mid
         else:
             lo = mid + 1
-    if fails(cur[:hi]):
-        cur = cur[:hi]
+    cur = cur[:hi]  # hi only ever moves to a prefix that failed (the whole history fails)
     chunk = max(1, len(cur) // 2)
     while True:
         changed, i = False, 0

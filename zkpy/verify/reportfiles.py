@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from .history import History
 from .plot import plot_timeline
+from .report import Anomaly
 from .runconfig import RunResult
 
 
@@ -40,15 +41,33 @@ def render(result: RunResult) -> str:
     if r.ok:
         lines.append("None.")
     for i, anomaly in enumerate(r.anomalies, 1):
-        lines += [f"### {i}. {anomaly.kind} on {anomaly.model}:{anomaly.key}", "", "```", str(anomaly), "```", ""]
+        lines += [f"### {i}. {anomaly.kind} on {anomaly.model}:{anomaly.key}", "", "```", *_witness(anomaly, i), "```", ""]
     lines += ["", "## Lost acknowledged writes (each member read directly after healing)", ""]
     lines += [f"- {p}" for p in result.lost] or ["None."]
     lines += ["", "## Run log (faults as they happened)", "", "```", *result.log, "```", ""]
     return "\n".join(lines)
 
 
+LONG_WITNESS = 40  # ops shown in the report; the whole sub-history goes to anomaly-N.txt
+
+
+def _witness(anomaly: Anomaly, number: int) -> list[str]:
+    """The anomaly's sub-history, cut to its first and last ops when the shrinker ran out of
+    time before it got small (a broken build's register history keeps its whole version chain)."""
+    text = str(anomaly).splitlines()
+    if len(anomaly.ops) <= LONG_WITNESS:
+        return text
+    half = LONG_WITNESS // 2
+    return [text[0], *text[1:half + 1], f"  ... {len(anomaly.ops) - 2 * half} more ops in anomaly-{number}.txt "
+            "(shrinking stopped at its time limit) ...", *text[-half:]]
+
+
 def write_report(result: RunResult, history: History, started: float) -> None:
     os.makedirs(result.out, exist_ok=True)
+    for i, anomaly in enumerate(result.report.anomalies, 1):
+        if len(anomaly.ops) > LONG_WITNESS:
+            with open(os.path.join(result.out, f"anomaly-{i}.txt"), "w") as f:
+                f.write(str(anomaly) + "\n")
     text = render(result)
     for name in ("report.md", "report.txt"):
         with open(os.path.join(result.out, name), "w") as f:
