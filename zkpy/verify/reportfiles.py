@@ -25,14 +25,14 @@ def render(result: RunResult) -> str:
     c, s, r = result.config, result.stats, result.report
     lines = [f"# zkpy verify: {verdict(result)}", "",
              f"- workload `{c.workload}`, {c.clients} clients, {s.seconds:.1f}s of load, seed {c.seed}",
-             f"- target: " + (f"`{','.join(c.connect)}`" if c.connect else
+             "- target: " + (f"`{','.join(c.connect)}`" if c.connect else
                                f"local {c.size}-member {'Apache ZooKeeper 3.8' if c.apache else 'zkpy'} ensemble")
              + (f", broken build `{c.broken}`" if c.broken else ""),
              f"- nemesis: {', '.join(c.nemesis) or 'none'}; {len(result.windows)} faults injected",
              f"- replay: `{c.replay_command()}`",
              f"- end to end {result.seconds:.1f}s; checked {r.ops} ops over {r.partitions} objects in {r.seconds:.2f}s",
              "", "## Operations", "",
-             f"| ops | ok | error | unknown | ok ops/s | p50 ms | p90 ms | p99 ms | max ms |",
+             "| ops | ok | error | unknown | ok ops/s | p50 ms | p90 ms | p99 ms | max ms |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
              f"| {s.ops} | {s.ok} | {s.error} | {s.unknown} | {s.throughput:.0f} | {s.latency_ms['p50']:.1f} | "
              f"{s.latency_ms['p90']:.1f} | {s.latency_ms['p99']:.1f} | {s.latency_ms['max']:.0f} |", "",
