@@ -286,11 +286,15 @@ class Recorder:
         return self.history.begin(self.name, self._session(), model, kind, key, arg, self.client.last_zxid or 0)
 
     def _ok(self, op: Op, result: Any, zxid: int | None) -> None:
+        if op.session is None:  # sent while kazoo was between connections: it ran in the session it came back in
+            op.session = self._session()
         History.complete(op, "ok", result, zxid)
         if op.session is not None and op.call > self._alive_at.get(op.session, 0.0):
             self._alive_at[op.session] = op.call
 
     def _failed(self, op: Op, exc: BaseException, unsure: bool = True) -> None:
+        if op.session is None:
+            op.session = self._session()
         if (unsure and isinstance(exc, self._unsure)) or not isinstance(exc, Exception):
             History.complete(op, UNKNOWN, error_name(exc))
         else:

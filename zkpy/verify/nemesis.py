@@ -61,7 +61,7 @@ class FaultWindow:
 
 
 def schedule(seed: int, kinds: tuple[str, ...], seconds: float, size: int) -> list[Fault]:
-    """Faults from 1 s into the run until 1 s before its end, with 0.5–1.5 s quiet between."""
+    """Faults from 1–2 s into the run until 0.5 s before its end, with 0.5–1.5 s quiet between."""
     rng = random.Random(seed)
     out: list[Fault] = []
     at = 1.0 + rng.random()
@@ -76,7 +76,7 @@ def schedule(seed: int, kinds: tuple[str, ...], seconds: float, size: int) -> li
             target = f"members {min(member, second)},{max(member, second)}"
         else:
             target = "leader" if leader else f"member {member}"
-        if at + duration > seconds - 1.0:
+        if at + duration > seconds - 0.5:
             break
         out.append(Fault(round(at, 2), kind, target, round(duration, 2), rng.randint(1, 64)))
         at += duration + rng.uniform(0.5, 1.5)
