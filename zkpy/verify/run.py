@@ -88,7 +88,7 @@ def run(config: RunConfig) -> RunResult:
     from kazoo.client import KazooClient
 
     began = time.monotonic()
-    logging.getLogger("kazoo").setLevel(logging.WARNING)  # its connection chatter would bury the fault log
+    logging.getLogger("kazoo").setLevel(logging.ERROR)  # its connection warnings (expected under a nemesis) would bury the fault log
     log = RunLog(config.quiet)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = config.out or os.path.abspath(f"verify-{config.seed}-{stamp}")
