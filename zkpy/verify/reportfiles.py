@@ -14,8 +14,10 @@ def verdict(result: RunResult) -> str:
     if result.ok:
         return "VALID: linearizable, session guarantees kept, no acknowledged write lost"
     parts = []
-    if not result.report.ok:
+    if result.report.anomalies:
         parts.append(f"{len(result.report.anomalies)} anomalies")
+    if result.report.undetermined:
+        parts.append(f"{len(result.report.undetermined)} objects the checker could not decide")
     if result.lost:
         parts.append(f"{len(result.lost)} lost-write findings")
     return "INVALID: " + ", ".join(parts)
@@ -38,10 +40,13 @@ def render(result: RunResult) -> str:
              f"{s.latency_ms['p90']:.1f} | {s.latency_ms['p99']:.1f} | {s.latency_ms['max']:.0f} |", "",
              "By kind: " + ", ".join(f"{k} {n}" for k, n in s.by_kind.items()), "",
              "## Anomalies", ""]
-    if r.ok:
+    if not r.anomalies:
         lines.append("None.")
     for i, anomaly in enumerate(r.anomalies, 1):
         lines += [f"### {i}. {anomaly.kind} on {anomaly.model}:{anomaly.key}", "", "```", *_witness(anomaly, i), "```", ""]
+    if r.undetermined:
+        lines += ["", "Not decided (the search ran past its bound of states; neither shown valid nor invalid):", ""]
+        lines += [f"- {u}" for u in r.undetermined]
     lines += ["", "## Lost acknowledged writes (each member read directly after healing)", ""]
     lines += [f"- {p}" for p in result.lost] or ["None."]
     lines += ["", "## Run log (faults as they happened)", "", "```", *result.log, "```", ""]

@@ -27,6 +27,7 @@ from .stats import summarize
 from .workloads import make
 
 SESSION_TIMEOUT = 4.0  # the most a tickTime of 200 ms allows (20 ticks): expiry within a short run
+MAX_STATES = 200_000  # per object: bounds the checker's memory (a few hundred MB) on a shared machine
 SHRINK_SECONDS = 2.0  # per anomaly: a broken build's history can take minutes to shrink fully
 
 
@@ -135,7 +136,9 @@ def run(config: RunConfig) -> RunResult:
             c.close()
         addresses = {m: cluster.address(m) for m in cluster.members}
         lost, _ = lost_writes(workload, history, addresses, log)
-    report = check(history, models={**MODELS, **workload.models}, shrink_seconds=SHRINK_SECONDS)
+    history.save(os.path.join(out, "history.jsonl"))  # first: a check that fails still leaves it
+    report = check(history, models={**MODELS, **workload.models}, shrink_seconds=SHRINK_SECONDS,
+                   max_states=MAX_STATES)
     stats = summarize(history, ran)
     lost += [f"harness error (not a finding about the servers): {e}" for e in harness_errors[:5]]
     result = RunResult(config, report, lost, stats, nemesis.windows, log.lines, out, 0.0)
