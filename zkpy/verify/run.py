@@ -2,7 +2,8 @@
 nemesis plays its schedule, heal, check the history and what every member kept, write the report.
 
 The clients are threads of this process, each a kazoo client over the whole connect string
-(kazoo picks a member at random and moves on when it fails), recording into one History.
+(client i starting at member i mod n, moving on along it when one fails), recording into one
+History.
 """
 
 from __future__ import annotations
@@ -103,10 +104,9 @@ def run(config: RunConfig) -> RunResult:
     history = History()
     harness_errors: list[str] = []
     with _cluster(config, log) as cluster:
-        connect = ",".join(cluster.address(m) for m in cluster.members)
-        clients = [KazooClient(hosts=connect, timeout=SESSION_TIMEOUT,
+        clients = [KazooClient(hosts=_hosts(cluster, i), randomize_hosts=False, timeout=SESSION_TIMEOUT,
                                connection_retry={"max_tries": -1, "delay": 0.05, "max_delay": 0.5})
-                   for _ in range(config.clients)]
+                   for i in range(config.clients)]
         recorders = [Recorder(c, history, f"c{i}") for i, c in enumerate(clients)]
         for c in clients:
             c.start(30)
@@ -146,6 +146,14 @@ def run(config: RunConfig) -> RunResult:
     write_report(result, history, started)
     result.seconds = time.monotonic() - began
     return result
+
+
+def _hosts(cluster: Cluster, i: int) -> str:
+    """Client i's connect string starts at member i mod n: every member has clients, so the one
+    the nemesis isolates or pauses always has some (kazoo's shuffle left the leader without any
+    in 2 of 6 short runs), and they move on along the list when it fails."""
+    members = cluster.members[i % len(cluster.members):] + cluster.members[:i % len(cluster.members)]
+    return ",".join(cluster.address(m) for m in members)
 
 
 def _settle(cluster: Cluster, threads: list[threading.Thread], log: Callable[[str], None], started: float) -> None:
