@@ -106,7 +106,12 @@ class Register(Model):
 
     def needs(self, op: Op) -> frozenset[Any]:
         """A get needs a write of its data and version; a write that found the node needs its
-        creation, and one that returned version v needs the write that made v - 1."""
+        creation, and one that returned version v needs the write that made v - 1; a
+        version-checked set whose reply was lost took effect only on the version it expected,
+        so it needs the write that made that one (else a witness keeps the lost set without
+        its chain, and fails only because the chain is gone)."""
+        if op.status == UNKNOWN and op.kind == "set" and op.arg[1] != -1:
+            return frozenset(["exists", ("version", op.arg[1])])
         if op.status != OK:
             if op.result == "NONODE":
                 return frozenset(["deleted"])  # when a delete made it so
