@@ -93,6 +93,7 @@ def test_the_broken_builds_are_off_by_default():
     from zkpy.storage import logwriter
 
     assert logwriter.BROKEN_DURABLE_BEFORE_WRITE is False and zab.BROKEN_REUSE_EPOCH is False
+    assert zab.BROKEN_COMMIT_WITHOUT_QUORUM is False  # zkpy verify --broken ack-before-quorum
 
 
 # ---------------------------------------------------------------- the simulated disk itself

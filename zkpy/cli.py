@@ -256,6 +256,12 @@ def _simulate(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _verify(args: argparse.Namespace) -> int:
+    from .verify.command import main as verify
+
+    return verify(args)
+
+
 def _ensemble(args: argparse.Namespace) -> int:
     """A local ensemble on loopback ports and a temp dir (or --keep DIR), until Ctrl-C or a
     signal; its members die with the command however it dies (see testing/reaper.py)."""
@@ -420,6 +426,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-r", action="store_true", help="read-only: accept a read-only server (as zkCli's -r)")
     p.add_argument("-c", metavar="CMD", help="run this one command line and exit with its code")
     p.add_argument("cmd", nargs=argparse.REMAINDER, help="a command and its arguments, as zkCli.sh takes them")
+    from .verify.command import add_parser as add_verify
+
+    add_verify(sub, [common])
     # -D arguments look like options to argparse: split them off first.
     props = [a for a in argv if a.startswith("-D")]
     rest = [a for a in argv if not a.startswith("-D")]
@@ -435,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     commands = {"serve": _serve, "purge": _purge, "dump-log": _dump_log, "dump-snapshot": _dump_snapshot,
                 "check": _check, "import": _import, "simulate": _simulate, "ensemble": _ensemble,
-                "java-shim": _java_shim, "shell": _shell, "fuzz": _fuzz}
+                "java-shim": _java_shim, "shell": _shell, "fuzz": _fuzz, "verify": _verify}
     if args.command in ("dump-log", "dump-snapshot", "check", "purge"):
         # Tools that print: `zkpy dump-log FILE | head` ends quietly, as cat does.
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)

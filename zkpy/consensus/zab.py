@@ -37,6 +37,10 @@ Entry = tuple[int, bytes]  # (zxid, record)
 # epoch again instead of one above every accepted epoch.  Off in every real build; read once
 # an election.
 BROKEN_REUSE_EPOCH = False
+# Test-only broken build (`zkpy verify --broken ack-before-quorum` must catch it): the leader
+# commits, and so acknowledges, what it alone has logged, without waiting for a quorum's acks.
+# Off in every real build; read once per commit attempt (a batch), not per txn.
+BROKEN_COMMIT_WITHOUT_QUORUM = False
 
 
 def epoch_of(zxid: int) -> int:
@@ -566,7 +570,7 @@ class Zab:
         before it was committed when the epoch was established)."""
         if self.commit_zxid >= self.last_zxid:
             return
-        if self.alone:
+        if self.alone or BROKEN_COMMIT_WITHOUT_QUORUM:
             point = self.persisted_zxid
         else:
             acked = [self.match.get(s, -1) for s in self.voters if s != self.sid]

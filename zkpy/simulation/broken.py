@@ -17,6 +17,8 @@ BUILDS = {
     "early-durable": (logwriter, "BROKEN_DURABLE_BEFORE_WRITE"),
     # A new leader reuses the highest accepted epoch instead of taking one above all of them.
     "reuse-epoch": (zab, "BROKEN_REUSE_EPOCH"),
+    # The leader commits (acknowledges) what it alone has logged, before a quorum has it.
+    "ack-before-quorum": (zab, "BROKEN_COMMIT_WITHOUT_QUORUM"),
 }
 
 

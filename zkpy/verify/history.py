@@ -156,6 +156,8 @@ class Recorder:
         self.name = name or f"client-{id(client):x}"
         self._lost_state = KazooState.LOST
         self._alive_at: dict[int, float] = {}  # session -> call time of its latest op that came back ok
+        self._current: int | None = None  # the session of the latest op
+        self._ended: set[int] = set()  # sessions whose end is recorded
         self._unsure = _indeterminate_errors()
         client.add_listener(self._state_changed)
 
@@ -272,6 +274,8 @@ class Recorder:
         session = self._session()
         op = self._begin("session", "end_session", "", None)
         op.call = self._alive_at.get(session, op.call) if session is not None else op.call
+        if session is not None:
+            self._ended.add(session)
         try:
             self.client.stop()
         finally:
@@ -282,15 +286,42 @@ class Recorder:
         cid = self.client.client_id
         return cid[0] if cid else None
 
+    def _note_session(self) -> int | None:
+        """The client's session now; a new one means the old one expired (kazoo starts a new
+        session only then), which is recorded as its end if the LOST event did not record it."""
+        session = self._session()
+        if session is not None:
+            if self._current is not None and session != self._current:
+                self._end(self._current)
+            self._current = session
+        return session
+
+    def _end(self, session: int) -> None:
+        """Record the end of `session` once: some time after its last op that came back ok was
+        sent (a sound lower bound), and before now."""
+        if session in self._ended:
+            return
+        self._ended.add(session)
+        op = self.history.begin(self.name, session, "session", "end_session", "", None)
+        if session in self._alive_at:
+            op.call = self._alive_at[session]
+        History.complete(op, "ok")
+
     def _begin(self, model: str, kind: str, key: str, arg: Any) -> Op:
-        return self.history.begin(self.name, self._session(), model, kind, key, arg, self.client.last_zxid or 0)
+        return self.history.begin(self.name, self._note_session(), model, kind, key, arg, self.client.last_zxid or 0)
 
     def _ok(self, op: Op, result: Any, zxid: int | None) -> None:
+        session = self._note_session()
+        if op.session is None:  # sent while kazoo was between connections: it ran in the session it came back in
+            op.session = session
         History.complete(op, "ok", result, zxid)
         if op.session is not None and op.call > self._alive_at.get(op.session, 0.0):
             self._alive_at[op.session] = op.call
 
     def _failed(self, op: Op, exc: BaseException, unsure: bool = True) -> None:
+        session = self._note_session()
+        if op.session is None:
+            op.session = session
         if (unsure and isinstance(exc, self._unsure)) or not isinstance(exc, Exception):
             History.complete(op, UNKNOWN, error_name(exc))
         else:
@@ -311,14 +342,9 @@ class Recorder:
         after its last op that came back ok was sent (a sound lower bound), and before now."""
         if state != self._lost_state:
             return
-        cid = self.client.client_id
-        session = cid[0] if cid else None
-        if session is None:
-            return
-        op = self.history.begin(self.name, session, "session", "end_session", "", None)
-        if session in self._alive_at:
-            op.call = self._alive_at[session]
-        History.complete(op, "ok")
+        session = self._session() or self._current  # kazoo may have dropped the id already
+        if session is not None:
+            self._end(session)
 
 
 class RecordedLock:

@@ -30,8 +30,15 @@ from .models import MODELS, Model, wildcard
 from .report import Anomaly, Report
 
 
-def linearizable(model: Model, ops: Sequence[Op]) -> bool:
-    """Wing–Gong–Lowe with porcupine's memoisation, over one object's ops."""
+class SearchTooLarge(Exception):
+    """The search memoised more (linearized set, state) pairs than it was allowed: no verdict."""
+
+
+def linearizable(model: Model, ops: Sequence[Op], max_states: int | None = None) -> bool:
+    """Wing–Gong–Lowe with porcupine's memoisation, over one object's ops.  `max_states` bounds
+    the memo (each entry holds a set of ops and a model state: a queue's frozenset of hundreds of
+    children under many unknown outcomes filled 12 GB before it was given one); past it,
+    SearchTooLarge."""
     events = []
     for i, op in enumerate(ops):
         events.append((op.call, 0, i))
@@ -69,6 +76,8 @@ def linearizable(model: Model, ops: Sequence[Op]) -> bool:
                 memo = (bits, new)
                 if memo not in cache:
                     cache.add(memo)
+                    if max_states is not None and len(cache) > max_states:
+                        raise SearchTooLarge(f"more than {max_states} states")
                     stack.append((entry, state))
                     state, linearized = new, bits
                     # lift the call and its return out of the list
@@ -105,10 +114,15 @@ def linearizable(model: Model, ops: Sequence[Op]) -> bool:
 
 
 def check(history: History | Iterable[Op], models: dict[str, Model] | None = None,
-          all_reads_linearizable: bool = False, shrink: bool = True) -> Report:
+          all_reads_linearizable: bool = False, shrink: bool = True, shrink_seconds: float | None = None,
+          max_states: int | None = None) -> Report:
     """Check every guarantee; `all_reads_linearizable` holds reads without a sync to
     linearizability too (stronger than ZooKeeper promises: for histories whose reads all go to
-    the leader, or model tests)."""
+    the leader, or model tests).  `shrink_seconds` bounds the shrinking of each anomaly: a
+    broken build's history of thousands of ops on one znode can take minutes to shrink fully,
+    and what the shrinker holds when time is up still fails (it is only less small).
+    `max_states` bounds each object's search; an object past it is listed in
+    `report.undetermined` (and the report is not ok: nothing was shown either way)."""
     started = time.perf_counter()
     models = MODELS if models is None else models
     ops = list(history)
@@ -117,8 +131,14 @@ def check(history: History | Iterable[Op], models: dict[str, Model] | None = Non
     report.partitions = len(objects)
     for (model_name, key), part in objects.items():
         model = models[model_name]
-        if not linearizable(model, part):
-            witness = minimal_failing(model, part) if shrink else list(part)
+        try:
+            valid = linearizable(model, part, max_states)
+        except SearchTooLarge as e:
+            report.undetermined.append(f"{model_name}:{key} ({len(part)} ops): the search passed {e}")
+            continue
+        if not valid:
+            deadline = None if shrink_seconds is None else time.perf_counter() + shrink_seconds
+            witness = minimal_failing(model, part, deadline, max_states) if shrink else list(part)
             syncs = {synced_by[op.id].id: synced_by[op.id] for op in witness if op.id in synced_by}
             report.anomalies.append(Anomaly("linearizability", model_name, key,
                                             [_original(op, ops) for op in witness] + list(syncs.values()),
@@ -174,18 +194,22 @@ def _partition(ops: list[Op], models: dict[str, Model], all_reads: bool
     return objects, synced_by
 
 
-def minimal_failing(model: Model, ops: Sequence[Op]) -> list[Op]:
+def minimal_failing(model: Model, ops: Sequence[Op], deadline: float | None = None,
+                    max_states: int | None = None) -> list[Op]:
     """Drop ops while the rest still fails: the shortest failing prefix (by call time) first,
     then chunks of halving size, then single ops until none can go.  A write that a kept read
     observed (its value) stays while that read does, so the witness shows where values came from;
     a need that no write in the history names keeps every write of unknown product that could
     have met it (a set whose reply was lost made the version a later set expected): without it,
-    dropping that write would leave a sub-history that fails only for want of it."""
+    dropping that write would leave a sub-history that fails only for want of it.  Past
+    `deadline` (time.perf_counter()) no candidate is taken: the sub-history so far is returned."""
     cur = sorted(ops, key=lambda o: (o.call, o.id))
     provided = _provided(model, cur)
 
     def fails(candidate: list[Op]) -> bool:
         """Still fails, and each kept op still has the (other) writes its values came from."""
+        if deadline is not None and time.perf_counter() > deadline:
+            return False
         have = _provided(model, candidate)
         for op in candidate:
             own = model.provides(op)
@@ -195,7 +219,10 @@ def minimal_failing(model: Model, ops: Sequence[Op]) -> list[Op]:
                         return False
                 elif have[wildcard(t)] < provided[wildcard(t)]:
                     return False
-        return not linearizable(model, candidate)
+        try:
+            return not linearizable(model, candidate, max_states)
+        except SearchTooLarge:
+            return False
 
     lo, hi = 1, len(cur)
     while lo < hi:  # a heuristic bisection: every candidate is checked
@@ -204,8 +231,7 @@ def minimal_failing(model: Model, ops: Sequence[Op]) -> list[Op]:
             hi = mid
         else:
             lo = mid + 1
-    if fails(cur[:hi]):
-        cur = cur[:hi]
+    cur = cur[:hi]  # hi only ever moves to a prefix that failed (the whole history fails)
     chunk = max(1, len(cur) // 2)
     while True:
         changed, i = False, 0

@@ -8,7 +8,7 @@ effect is the checker's business (it need not linearize unknown ops at all).
 
 `needs`/`provides` name the values a read observed and a write produced, so the shrinker keeps the
 write a kept read depends on; a write whose product the history cannot name (a set or add whose
-reply was lost, a delete that bumped a cversion) provides `wildcard(tag)` (`ANY`, or `(kind,
+reply was lost) provides `wildcard(tag)` (`ANY`, or `(kind,
 ANY)`), so a kept op whose need no named write meets keeps every such write; `observed`/`written` are the comparable values of one znode's state
 for the session checks (a read at zxid z must see what the write at zxid z wrote).
 """
@@ -106,7 +106,12 @@ class Register(Model):
 
     def needs(self, op: Op) -> frozenset[Any]:
         """A get needs a write of its data and version; a write that found the node needs its
-        creation, and one that returned version v needs the write that made v - 1."""
+        creation, and one that returned version v needs the write that made v - 1; a
+        version-checked set whose reply was lost took effect only on the version it expected,
+        so it needs the write that made that one (else a witness keeps the lost set without
+        its chain, and fails only because the chain is gone)."""
+        if op.status == UNKNOWN and op.kind == "set" and op.arg[1] != -1:
+            return frozenset(["exists", ("version", op.arg[1])])
         if op.status != OK:
             if op.result == "NONODE":
                 return frozenset(["deleted"])  # when a delete made it so
@@ -178,8 +183,10 @@ class Counter(Model):
 
 class Sequence(Model):
     """The children of one parent znode with sequential creates, as ZooKeeper numbers them: the
-    suffix is the parent's cversion, which every child create and delete bumps, so no two
-    creates get one number and a gap needs a delete, or a create whose outcome is unknown.
+    suffix counts the parent's child creations so far (Apache ZooKeeper 3.8 and zkpy: create,
+    delete, create gives -0000000000 then -0000000001, though the Stat's cversion, which counts
+    deletions too, is then 2), so no two creates get one number and a gap needs a create whose
+    outcome is unknown (or that failed after taking a number: none does).
     State: (cversion, frozenset of child names); the parent starts new (cversion 0, no children).
     Ops: create (arg [name or prefix, data, sequential]; a sequential name is prefix + 10 digits),
     delete (arg: the child's name), children (result: the sorted names)."""
@@ -212,7 +219,7 @@ class Sequence(Model):
                 return status == UNKNOWN or result == "NONODE", state
             if status == ERROR:
                 return result in ("BADVERSION", "NOTEMPTY"), state
-            return True, (cversion + 1, children - {op.arg})
+            return True, (cversion, children - {op.arg})  # a deletion takes no number
         raise ValueError(f"sequence has no {op.kind!r}")
 
     def needs(self, op: Op) -> frozenset[Any]:
@@ -226,11 +233,9 @@ class Sequence(Model):
         return frozenset()
 
     def provides(self, op: Op) -> frozenset[Any]:
-        """Every create and delete bumps the cversion; only a sequential create's reply names it."""
+        """Every create takes the next number; only a sequential create's reply names it."""
         if op.status == ERROR:
             return frozenset()
-        if op.kind == "delete":
-            return frozenset([("cversion", ANY)])
         if op.kind != "create":
             return frozenset()
         if op.status != OK:

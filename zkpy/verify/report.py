@@ -26,15 +26,17 @@ class Anomaly:
 @dataclass
 class Report:
     anomalies: list[Anomaly] = field(default_factory=list)
+    undetermined: list[str] = field(default_factory=list)  # objects whose search ran past its bound
     ops: int = 0
     partitions: int = 0
     seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
-        return not self.anomalies
+        return not self.anomalies and not self.undetermined
 
     def __str__(self) -> str:
-        head = (f"{'linearizable' if self.ok else f'{len(self.anomalies)} anomalies'}: {self.ops} ops, "
+        head = (f"{'linearizable' if self.ok else f'{len(self.anomalies)} anomalies'}"
+                f"{f', {len(self.undetermined)} objects not decided' if self.undetermined else ''}: {self.ops} ops, "
                 f"{self.partitions} objects, checked in {self.seconds:.3f}s")
-        return "\n".join([head] + [str(a) for a in self.anomalies])
+        return "\n".join([head] + [str(a) for a in self.anomalies] + [f"not decided: {u}" for u in self.undetermined])

@@ -3,7 +3,9 @@
 A read without a sync before it may be stale, but not arbitrarily:
 - "read-unwritten": it returns a value some write wrote.  When the read's zxid (the mzxid it
   saw) is the zxid of a recorded write to the same znode, the value must be that write's;
-  otherwise it must be the value of some write invoked before the read returned.
+  otherwise it must be the value of some write invoked before the read returned (any value
+  once a write of unknown product was: a counter add whose reply was lost wrote a number that
+  no reply names).
 - "read-back-in-time": it never goes back in time within its session.  Before sending it, the
   client had seen zxid H (reply headers: kazoo's last_zxid), and the server it reads from has
   applied everything up to H, so the read reflects every write to its znode with zxid <= H.
@@ -19,7 +21,7 @@ import bisect
 from collections import defaultdict
 from typing import Any
 
-from .history import OK, Op
+from .history import OK, UNKNOWN, Op
 from .models import Model
 from .report import Anomaly
 
@@ -28,6 +30,7 @@ def check(ops: list[Op], models: dict[str, Model]) -> list[Anomaly]:
     anomalies: list[Anomaly] = []
     writes: dict[tuple[str, str], list[tuple[int, Op]]] = defaultdict(list)  # by zxid, acknowledged writes
     values: dict[tuple[str, str], list[tuple[float, Any]]] = defaultdict(list)  # (call, value) of every write
+    blind: dict[tuple[str, str], float] = {}  # earliest call of a write whose value nobody knows
     reads: list[tuple[Model, Op]] = []
     by_session: dict[int | None, list[Op]] = defaultdict(list)
     for op in ops:
@@ -41,6 +44,9 @@ def check(ops: list[Op], models: dict[str, Model]) -> list[Anomaly]:
         value = model.written(op)
         if value is not None and op.status != "error":
             values[(op.model, op.key)].append((op.call, value))
+        elif value is None and op.status == UNKNOWN:  # a lost reply's add: what it wrote is unknown
+            key = (op.model, op.key)
+            blind[key] = min(blind.get(key, op.call), op.call)
         if op.status == OK and op.zxid is not None:
             writes[(op.model, op.key)].append((op.zxid, op))
             by_session[op.session].append(op)
@@ -58,7 +64,8 @@ def check(ops: list[Op], models: dict[str, Model]) -> list[Anomaly]:
                 if model.written(source) is not None and model.written(source) != seen:
                     anomalies.append(Anomaly("read-unwritten", read.model, read.key, [source, read],
                                              f"the write at zxid {read.zxid:#x} wrote {model.written(source)!r}"))
-            elif not any(v == seen and call <= read.ret for call, v in values.get(key, ())) and seen != _initial(model):
+            elif (not any(v == seen and call <= read.ret for call, v in values.get(key, ())) and seen != _initial(model)
+                  and blind.get(key, float("inf")) > read.ret):
                 anomalies.append(Anomaly("read-unwritten", read.model, read.key, [read], "no write wrote this value"))
         latest = bisect.bisect_right(zs, read.seen_zxid) - 1
         if latest >= 0 and zs[latest] > read.zxid:
