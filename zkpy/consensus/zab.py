@@ -420,14 +420,11 @@ class Zab:
         self.joins[sender] = list(join)
         self.followerinfo[sender] = accepted_epoch
         self.epoch_acks.pop(sender, None)
-        if sender not in self.sync_points:
-            self.forwarding.discard(sender)
-            self.synced.discard(sender)
-            self.match.pop(sender, None)
-        # else a learner we synchronised joins afresh (it restarted, or missed a proposal), or a
-        # peer claims its id: the link we have keeps being served until the new join is
-        # acknowledged (_on_ackepoch), which only the learner itself can do, since our LEADERINFO
-        # goes to its own address.  ZooKeeper's old LearnerHandler likewise serves on until the
+        # A learner we synchronised that joins afresh (it restarted, or missed a proposal), or a
+        # peer that claims its id: the link we have keeps being served (forwarding, synced and
+        # match only ever hold learners with a sync point) until the new join is acknowledged
+        # (_on_ackepoch), which only the learner itself can do, since our LEADERINFO goes to its
+        # own address.  ZooKeeper's old LearnerHandler likewise serves on until the
         # new one is synced; resetting here let a forged FOLLOWERINFO cut a follower off for a
         # syncLimit (found by the peer-port fuzzer).
         if self.epoch:
