@@ -284,8 +284,12 @@ def test_snapshots_log_rolls_and_purges_are_logged(tmp_path: Path) -> None:
     with serve(tmp_path, "--log-format", "json", fmt="json",
                settings="snapCount=40\nautopurge.snapRetainCount=3\nautopurge.purgeInterval=1\n") as server:
         c = client(server.port)
-        for i in range(400):
-            c.create(f"/n{i}", b"x")
+        # A snapshot starts on a tick (200 ms) once 20-40 txns went by: 50 creates, then the
+        # wait for its "taken", make one snapshot per round however fast the machine is.
+        for round in range(6):
+            for i in range(50):
+                c.create(f"/n{round}-{i}", b"x")
+            wait_for(lambda: len(server.named("snapshot taken")) > round, message=f"snapshot {round + 1}")
         c.stop()
         c.close()
         purged = server.wait("purged old snapshots and logs")
