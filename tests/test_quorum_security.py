@@ -10,6 +10,7 @@ refusals are the server's doing, not a broken test client's.
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
 import time
@@ -266,6 +267,17 @@ def test_tls_quorum_serves_and_refuses_plaintext_and_unknown_certificates(tmp_pa
             except socket.timeout:
                 raise AssertionError("the link of a plaintext peer stayed up") from None
         assert _tls_dial(port, str(tmp_path)) == "closed"
+        # Each refusal is one line in the refusing member's log, naming the port and the reason.
+        log = os.path.join(ens.base, f"server{leader}", "server.log")
+        deadline = time.monotonic() + 10
+        while True:
+            with open(log, errors="replace") as f:
+                refusals = [line for line in f if "TLS handshake failed" in line and "quorum port" in line]
+            if len(refusals) >= 2 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert len(refusals) >= 2, ens.log_tails(sids=[leader])
+        assert any("certificate" in line.lower() for line in refusals), refusals
         time.sleep(1)
         _assert_serving_with_leader(ens, leader, "/tls-after")
 

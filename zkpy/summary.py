@@ -7,8 +7,9 @@
   ZooKeeper's ResettableUniformReservoir), quantiles interpolated as Dropwizard's
   UniformSnapshot does and rounded to integers.
 
-`add` is a few attribute operations (plus, for `Quantiles`, a list store); callers add on
-batches where ZooKeeper's meaning allows (`add_many`: one value for n requests).
+`add` is a few attribute operations (plus, for `Quantiles`, a list store while the reservoir
+fills); callers add on batches where ZooKeeper's meaning allows (`add_many`: one value for n
+requests).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Iterator
 
 RESERVOIR = 4096
+_INVERSE = 1.0 / RESERVOIR
 _SCALE = Decimal("0.0001")
 QUANTILES = (("p50", 0.5), ("p95", 0.95), ("p99", 0.99), ("p999", 0.999))
 
@@ -67,11 +69,19 @@ class Summary:
 
 
 class Quantiles(Summary):
-    __slots__ = ("samples",)
+    """A uniform reservoir of RESERVOIR samples, as ZooKeeper's ResettableUniformReservoir keeps
+    (algorithm R: each of n values stays with chance RESERVOIR/n), drawn with Li's algorithm L:
+    once the reservoir is full, the number of values to pass over before the next replacement
+    is drawn at once, so an `add` costs a comparison and an `add_many` of n values as many
+    random draws as the values it keeps (about RESERVOIR * n / count), not n."""
+
+    __slots__ = ("samples", "_w", "_next")
 
     def __init__(self) -> None:
         super().__init__()
         self.samples: list[int] = []
+        self._w = 1.0
+        self._next = 0  # the 1-based index of the next value to keep, once full
 
     def add(self, value: int) -> None:
         if not self.count or value < self.min:
@@ -80,18 +90,17 @@ class Quantiles(Summary):
             self.max = value
         self.count += 1
         self.total += value
-        samples = self.samples
-        if len(samples) < RESERVOIR:
-            samples.append(value)
-        else:
-            r = int(random.random() * self.count)
-            if r < RESERVOIR:
-                samples[r] = value
+        if self.count <= RESERVOIR:
+            self.samples.append(value)
+            if self.count == RESERVOIR:
+                self._skip_from(RESERVOIR)
+        elif self.count >= self._next:
+            self._keep(value)
 
     def add_many(self, value: int, n: int) -> None:
-        """As n `add`s, at the cost of one: past the reservoir's size, about n * size/count of
-        them replace a random sample (algorithm R's chance, taken as constant across the n;
-        the count is rounded at random, so that its mean is exact)."""
+        """As n `add`s of one value (n requests of one batch)."""
+        if n <= 0:
+            return
         if not self.count or value < self.min:
             self.min = value
         if value > self.max:
@@ -101,18 +110,29 @@ class Quantiles(Summary):
         samples = self.samples
         room = RESERVOIR - len(samples)
         if room > 0:
-            if n <= room:
-                samples.extend([value] * n)
+            samples.extend([value] * min(n, room))
+            if len(samples) < RESERVOIR:
                 return
-            samples.extend([value] * room)
-            n -= room
-        rand = random.random
-        for _ in range(int(n * RESERVOIR / self.count + rand())):
-            samples[int(rand() * RESERVOIR)] = value
+            self._skip_from(RESERVOIR)
+        while self._next <= self.count:
+            self._keep(value)
+
+    def _skip_from(self, index: int) -> None:
+        """The reservoir filled at value `index`: draw where the first replacement falls."""
+        self._w = _unit() ** _INVERSE
+        self._next = index + int(math.log(_unit()) / math.log1p(-self._w)) + 1
+
+    def _keep(self, value: int) -> None:
+        """Value `_next` replaces a random sample; draw the gap to the one after it."""
+        self.samples[int(random.random() * RESERVOIR)] = value
+        w = self._w = self._w * _unit() ** _INVERSE
+        self._next += int(math.log(_unit()) / math.log1p(-w)) + 1
 
     def reset(self) -> None:
         Summary.reset(self)
         self.samples = []
+        self._w = 1.0
+        self._next = 0
 
     def quantile(self, q: float, ordered: list[int]) -> int:
         """Dropwizard UniformSnapshot.getValue, rounded (Math.round)."""
@@ -140,6 +160,12 @@ class Quantiles(Summary):
         """What ZooKeeper's Prometheus provider gives an ADVANCED summary: 0.5, 0.9, 0.99."""
         ordered = sorted(self.samples)
         return [(q, self.quantile(q, ordered)) for q in (0.5, 0.9, 0.99)]
+
+
+def _unit() -> float:
+    """A uniform draw in (0, 1): random() may return 0.0, whose log algorithm L cannot take."""
+    u = random.random()
+    return u if u > 0.0 else 5e-324
 
 
 def reset_all(holder: object) -> None:

@@ -63,6 +63,16 @@ class ServerStats:
         # into update_latency as one add_many (`latencies()` folds the last run in).
         self.run_latency = self.run = 0
 
+    def update(self, latency: int) -> None:
+        """An update answered after `latency` ms (srvr's latencies, mntr's updatelatency)."""
+        self.total_latency += latency
+        if latency == self.run_latency:
+            self.run += 1
+        else:
+            self.write_latency(latency)
+        if latency > self.max_latency:
+            self.max_latency = latency
+
     def write_latency(self, latency: int) -> None:
         """A run of equal latencies ended: fold it in and start the next with `latency`."""
         if self.run:

@@ -286,12 +286,7 @@ class ClientConnection(asyncio.Protocol):
         else:
             if entry.received_ms and session_id:
                 # A new session's createSession txn: an update, as ZooKeeper times it.
-                stats = self.table.stats
-                latency = self.member.clock() - entry.received_ms
-                stats.total_latency += latency
-                stats.write_latency(latency)
-                if latency > stats.max_latency:
-                    stats.max_latency = latency
+                self.table.stats.update(self.member.clock() - entry.received_ms)
             self._complete(entry, frame)
 
     # ------------------------------------------------------------ requests
@@ -466,16 +461,9 @@ class ClientConnection(asyncio.Protocol):
         self.last_cxid = entry.xid
         self.last_op = entry.op
         if entry.received_ms:
-            stats = self.table.stats
             self.last_response_ms = now = self.member.clock()
             latency = now - entry.received_ms
-            stats.total_latency += latency
-            if latency == stats.run_latency:
-                stats.run += 1
-            else:
-                stats.write_latency(latency)
-            if latency > stats.max_latency:
-                stats.max_latency = latency
+            self.table.stats.update(latency)
             mine = self.write_latencies
             if mine is None:
                 mine = self.write_latencies = WriteLatencies()

@@ -30,7 +30,7 @@ from .member import Member
 from .ratelimit import RateLimitedLog
 from .peers import Peers
 from .peers import encode as encode_frame
-from .tls import TlsListener, peer_contexts, tls_connection_class
+from .tls import TlsListener, peer_contexts, server_context, tls_connection_class
 from .wiretrace import connection_class
 
 log = get_logger("zkpy.server")
@@ -114,7 +114,7 @@ class ZkServer:
         self.tls: TlsListener | None = None
         self._tls_class: type[ClientConnection] | None = None
         if config.secure_client_port is not None:
-            self.tls = TlsListener(config, self._tls_connection)
+            self.tls = TlsListener(server_context(config), config.ssl.handshake_timeout_ms / 1000.0, self._tls_connection)
         self.secure_port: int | None = config.secure_client_port
 
     # ------------------------------------------------------------ lifecycle

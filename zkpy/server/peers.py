@@ -9,8 +9,8 @@ unknown id, malformed frames, and peers that flood past a bound are dropped with
 With quorum authentication (quorum_auth.py) the hello opens a challenge–response, and the
 acceptor reads no message from a link until the dialer has proved its credentials and that
 they may claim its server id.  With sslQuorum the links are mutual TLS (tls.peer_contexts);
-a failed TLS handshake on the accepting side closes the link without a log line (asyncio's
-ssl= server; the dialling side logs its failures).
+the accepting side handshakes through tls.TlsListener, so a member without the ensemble's
+certificate is refused with a log line on both sides.
 
 Server lines may name hosts by DNS name.  A link resolves its peer's name each time it dials
 (the event loop's getaddrinfo, off the loop thread), so a member that comes back on another
@@ -34,6 +34,7 @@ from ..protocol.framing import BufferLimitError, FrameLengthError, Frames
 from . import quorum_auth
 from .quorum_auth import QuorumAuth
 from .ratelimit import RateLimitedLog
+from .tls import TlsListener
 
 log = get_logger("zkpy.peers")
 bad_input = RateLimitedLog(log)  # every line here is about bad input: at most one a second each
@@ -316,16 +317,20 @@ class Peers:
         self.on_connect = on_connect  # a connection we dialled is up (the hello is queued)
         self.out: dict[int, _Outbound] = {}
         self.server: asyncio.AbstractServer | None = None
+        self.tls_listener: TlsListener | None = None  # the quorum port with sslQuorum
         self._flush_scheduled = False
 
     async def start(self) -> None:
         port = self.addresses[self.my_sid][1]
         loop = asyncio.get_running_loop()
-        # create_server resolves a host name itself (getaddrinfo off the loop) and binds each address.
+        # Both resolve a host name off the loop; create_server binds each of its addresses.
         try:
-            self.server = await loop.create_server(lambda: _Inbound(self), self.listen_host, port, reuse_address=True,
-                                                   ssl=self.tls[0] if self.tls else None,
-                                                   ssl_handshake_timeout=HANDSHAKE_TIMEOUT if self.tls else None)
+            if self.tls is not None:
+                self.tls_listener = TlsListener(self.tls[0], HANDSHAKE_TIMEOUT, lambda: _Inbound(self), "quorum port")
+                await self.tls_listener.start(self.listen_host, port)
+            else:
+                self.server = await loop.create_server(lambda: _Inbound(self), self.listen_host, port,
+                                                       reuse_address=True)
         except OSError as e:  # the usual cause across hosts: this member's line names another host
             reason = e.strerror or str(e)
             raise OSError(e.errno, f"{reason.rstrip('.')}: the quorum port {self.listen_host}:{port} of this member "
@@ -359,6 +364,8 @@ class Peers:
     async def stop(self) -> None:
         for conn in self.out.values():
             conn.stop()
+        if self.tls_listener is not None:
+            await self.tls_listener.close()
         if self.server is not None:
             self.server.close()
             await self.server.wait_closed()

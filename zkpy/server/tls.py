@@ -298,7 +298,8 @@ def tls_connection_class(base: type["ClientConnection"], super_user: str | None)
 
 
 class TlsListener:
-    """The secure client port: accepts, handshakes (bounded in time), hands on to a connection.
+    """A TLS port (the secure client port; with sslQuorum, the quorum port): accepts,
+    handshakes (bounded in time), hands on to a protocol.
 
     Its own accept loop hands each socket to `connect_accepted_socket(ssl=...)`, so the TLS
     layer is the transport's protocol from its first byte, and a failed handshake raises here,
@@ -308,10 +309,12 @@ class TlsListener:
     handshake in ten then stalled until its timeout.)
     """
 
-    def __init__(self, config: Config, make_connection: Callable[[], asyncio.Protocol]) -> None:
-        self.context = server_context(config)
-        self.timeout = config.ssl.handshake_timeout_ms / 1000.0
+    def __init__(self, context: ssl.SSLContext, timeout: float, make_connection: Callable[[], asyncio.Protocol],
+                 port_name: str = "TLS port") -> None:
+        self.context = context
+        self.timeout = timeout
         self.make_connection = make_connection
+        self.port_name = port_name  # in its log lines
         self.sock: socket.socket | None = None
         self.accepting: asyncio.Task | None = None
         self.handshakes: set[asyncio.Task] = set()  # in progress: cancelled on close
@@ -340,7 +343,7 @@ class TlsListener:
             try:
                 sock, address = await loop.sock_accept(listening)
             except OSError as e:  # EMFILE and the like: try again in a moment
-                log.warning("TLS port: accept failed", error=str(e))
+                log.warning(f"{self.port_name}: accept failed", error=str(e))
                 await asyncio.sleep(0.1)
                 continue
             task = loop.create_task(self._handshake(sock, address))
@@ -359,8 +362,8 @@ class TlsListener:
         except OSError as e:  # ssl.SSLError, ConnectionError and TimeoutError are OSErrors
             _close_quietly(sock)
             self.failed_handshakes += 1
-            log.warning("closing connection: TLS handshake failed", peer=peer, reason=_reason(e),
-                        timeout_s=self.timeout)
+            log.warning("closing connection: TLS handshake failed", port=self.port_name, peer=peer,
+                        reason=_reason(e), timeout_s=self.timeout)
 
     async def close(self) -> None:
         if self.accepting is not None:

@@ -37,29 +37,6 @@ class LogDevice(Protocol):
         """Append framed records and make them durable; then `done(None)` or `done(error)`.
         The writer never has two writes outstanding."""
 
-    def _time_start(self, n: int) -> None:
-        """The marks of the batch's `n` records move to the outstanding write (a mark split
-        between two batches is split with them); their queue time is counted."""
-        now = self._started_ms = self.clock()  # type: ignore[misc]
-        marks, taken = self._marks, []
-        while n > 0 and marks:
-            mark = marks[0]
-            k = min(n, mark[0])
-            taken.append([k, mark[1]])
-            self.queue_time.add_many(now - mark[1], k)
-            n -= k
-            mark[0] -= k
-            if not mark[0]:
-                marks.popleft()
-        self._batch_marks = taken
-
-    def _time_done(self) -> None:
-        now = self.clock()  # type: ignore[misc]
-        self.flush_time.add(now - self._started_ms)
-        for k, t in self._batch_marks:
-            self.queue_and_flush.add_many(now - t, k)
-        self._batch_marks = []
-
     def truncate(self, zxid: int) -> None:
         """Forget every record after `zxid` (after the outstanding write, if any, ended)."""
 
