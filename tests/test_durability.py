@@ -90,6 +90,34 @@ def test_torn_tail_is_cut(tmp_path):
         assert s3.digest() == after
 
 
+def test_zkpy_check_reports_a_torn_tail_and_leaves_the_files_as_they_are(tmp_path):
+    """`zkpy check` is read-only: an operator runs it on a copy or a stopped member's data dir
+    to see what a start would do, and the start (not the check) cuts the tail."""
+    import subprocess
+    import sys
+
+    with ZkpyServer(data_dir=str(tmp_path)) as s:
+        c = KazooClient(s.connect_string)
+        c.start(10)
+        c.create("/kept", b"1")
+        c.stop()
+        before = s.digest()
+    seg = _last_segment(tmp_path)
+    end = _end_of_records(seg)
+    with open(seg, "r+b") as f:
+        f.seek(end)
+        f.write(b"\x00\x00\x00\x40\x12\x34\x56\x78partial")
+    torn = open(seg, "rb").read()
+    done = subprocess.run([sys.executable, "-m", "zkpy", "check", str(tmp_path)], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "torn tail" in done.stderr and f"offset={end}" in done.stderr and "cutting" not in done.stderr
+    assert open(seg, "rb").read() == torn
+    with ZkpyServer(data_dir=str(tmp_path)) as s2:  # the start cuts it
+        assert s2.digest() == before
+    assert open(seg, "rb").read() != torn
+
+
 def test_corrupt_record_in_the_middle_stops_the_start(tmp_path):
     with ZkpyServer(data_dir=str(tmp_path)) as s:
         c = KazooClient(s.connect_string)

@@ -182,7 +182,7 @@ def _check(args: argparse.Namespace) -> int:
     if args.data_log_dir:
         _existing_dir(args.data_log_dir)
     try:
-        tree = recover(args.data_dir, args.data_log_dir or args.data_dir)
+        tree = recover(args.data_dir, args.data_log_dir or args.data_dir, repair=False)  # a check changes nothing
     except LogCorrupt as e:
         print(f"corrupt: {e}", file=sys.stderr)
         return 1

@@ -18,36 +18,37 @@ def data_paths(data_dir: str, data_log_dir: str | None) -> tuple[str, str]:
     return os.path.join(data_dir, "version-2"), os.path.join(data_log_dir or data_dir, "version-2")
 
 
-def recover(data_dir: str, data_log_dir: str | None) -> DataTree:
-    """Newest valid snapshot + every logged txn after it.  Cuts a torn tail; raises LogCorrupt."""
-    return recover_with_log(data_dir, data_log_dir)[0]
+def recover(data_dir: str, data_log_dir: str | None, repair: bool = True) -> DataTree:
+    """Newest valid snapshot + every logged txn after it; raises LogCorrupt.  Cuts a torn tail
+    unless `repair` is off (`zkpy check` reads and reports, and leaves the files as they are)."""
+    return recover_with_log(data_dir, data_log_dir, repair=repair)[0]
 
 
-def recover_with_log(data_dir: str, data_log_dir: str | None,
-                     timings: dict[str, int] | None = None) -> tuple[DataTree, list[tuple[int, bytes]]]:
+def recover_with_log(data_dir: str, data_log_dir: str | None, timings: dict[str, int] | None = None,
+                     repair: bool = True) -> tuple[DataTree, list[tuple[int, bytes]]]:
     """The recovered tree and the (zxid, record) entries replayed into it, for ZAB: the log
     is read once.  `timings` gets ZooKeeper's startup measures: `snap_ms` (loading the
     snapshot), `txns` and `txns_ms` (replaying the log after it)."""
     with snapshots.collector_paused():
-        return _recover(data_dir, data_log_dir, {} if timings is None else timings)
+        return _recover(data_dir, data_log_dir, {} if timings is None else timings, repair)
 
 
-def _recover(data_dir: str, data_log_dir: str | None,
-             timings: dict[str, int]) -> tuple[DataTree, list[tuple[int, bytes]]]:
+def _recover(data_dir: str, data_log_dir: str | None, timings: dict[str, int],
+             repair: bool) -> tuple[DataTree, list[tuple[int, bytes]]]:
     snap_dir, log_dir = data_paths(data_dir, data_log_dir)
     started = time.monotonic()
     tree = snapshots.load_latest(snap_dir) or DataTree()
     loaded = time.monotonic()
     snap_zxid = tree.last_zxid
     entries = []
-    for txn, record in log_records(log_dir, tree.last_zxid, repair=True):
+    for txn, record in log_records(log_dir, tree.last_zxid, repair=repair):
         tree.apply(txn)  # (result, events): no watcher exists yet, so there are no events
         entries.append((txn.zxid, record))
     count = len(entries)
     timings.update(snap_ms=int((loaded - started) * 1000), txns=count,
                    txns_ms=int((time.monotonic() - loaded) * 1000))
     segs = segments(log_dir)
-    if segs and not any(True for _ in read_segment(segs[-1][1], True)):
+    if repair and segs and not any(True for _ in read_segment(segs[-1][1], True)):
         os.unlink(segs[-1][1])  # the newest segment held nothing but a torn write
     log.info("recovered", snapshot_zxid=hex(snap_zxid), replayed=count, last_zxid=hex(tree.last_zxid),
              nodes=len(tree.nodes), sessions=len(tree.sessions))

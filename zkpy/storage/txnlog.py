@@ -213,7 +213,9 @@ def segment_records(path: str, is_last: bool, repair: bool = False) -> Iterator[
                 reason = "checksum mismatch" if len(payload) == length else "record past end of file"
             end_of_claim = min(size, offset + FRAME.size + max(length, 0))
             if is_last and _all_zero(f, end_of_claim, size) and not _valid_record_after(f, offset, size):
-                log.warning("cutting off torn tail of the transaction log", file=path, offset=offset, reason=reason)
+                log.warning("cutting off torn tail of the transaction log" if repair else
+                            "torn tail of the transaction log (a server cuts it when it starts)",
+                            file=path, offset=offset, reason=reason)
                 if repair:
                     with open(path, "r+b") as w:
                         w.seek(offset)
