@@ -32,10 +32,10 @@ from ..requests.sessions import SessionTracker, session_password
 from ..storage import snapshot as snapshots
 from ..storage.logwriter import LogDevice, LogWriter
 from ..storage.records import decode_txn, encode_txn
-from ..summary import Quantiles, Summary, reset_all
 from ..tree.datatree import DataTree, Txn
 from .config import Config
 from .faults import FaultTable
+from .member_metrics import MemberMetrics
 from .ratelimit import RateLimitedLog
 
 log = get_logger("zkpy.member")
@@ -45,51 +45,6 @@ _APP_SCHEMA = forwarding.schema(WRITES)
 _CREATE_SESSION = int(Op.CREATE_SESSION)  # plain ints: an IntEnum member lookup costs ~100 ns
 _CLOSE_SESSION = int(Op.CLOSE_SESSION)
 _ROLES = {LEADING: "leader", FOLLOWING: "follower", OBSERVING: "observer", LOOKING: "looking"}
-
-
-class MemberMetrics:
-    """ZooKeeper's ServerMetrics that the member measures (server/metrics.py reads them, srst
-    resets them).  Timed on role changes and on batches (a Ready pass, a batch of commits);
-    per run of txns prepped in one pass (propagation)."""
-
-    __slots__ = ("looking_count", "election_time", "follower_sync_time", "observer_sync_time", "unavailable_time",
-                 "leader_unavailable_time", "proposal_count", "commit_count", "commits_queued",
-                 "proposals_received", "propagation", "proposal_latency", "watch_triggers",
-                 "revalidate_count", "connection_revalidate_count", "proposal_sizes",
-                 "dbinit_time", "snap_load_time", "txns_loaded", "txns_load_time", "base")
-
-    def __init__(self) -> None:
-        self.looking_count = 0  # times this member went LOOKING (its start included)
-        self.election_time = Summary()  # LOOKING -> the election decided (ms)
-        self.follower_sync_time = Summary()  # decided -> synced with the leader (UPTODATE)
-        self.observer_sync_time = Summary()
-        self.unavailable_time = Summary()  # LOOKING -> broadcast
-        self.leader_unavailable_time = Summary()  # the same, for a member that then leads
-        self.proposal_count = 0  # proposals of a leader of an ensemble
-        self.commit_count = 0  # txns it committed
-        self.commits_queued = 0  # request_commit_queued: commits an ensemble member applied
-        self.proposals_received = 0  # learner_proposal_received_count: entries received while broadcasting
-        self.propagation = Quantiles()  # applied-at - txn time (the leader's clock when it prepped the txn)
-        self.proposal_latency = Quantiles()  # learner: received-at - txn time
-        # node_{created,deleted,changed,children}_watch_count: watchers triggered by one path's event
-        self.watch_triggers = {1: Summary(), 2: Summary(), 3: Summary(), 4: Summary()}
-        self.revalidate_count = 0  # leader: sessions a learner asked it to revalidate
-        self.connection_revalidate_count = 0  # learner: reattaches it asked the leader about
-        self.proposal_sizes = [-1, -1, -1]  # last, min, max record bytes (ZooKeeper's BufferStats; -1 before any)
-        self.dbinit_time = Summary()  # recovery at start: snapshot + log replay
-        self.snap_load_time = Summary()
-        self.txns_loaded = Summary()
-        self.txns_load_time = Summary()
-        # The counters Prep and ZAB keep themselves, as they were at the last srst.
-        self.base: dict[str, int] = {}
-
-    def reset(self, counters: dict[str, int]) -> None:
-        """srst: everything starts again; `counters` are Prep's and ZAB's now."""
-        reset_all(self)
-        for summary in self.watch_triggers.values():
-            summary.reset()
-        self.proposal_sizes = [-1, -1, -1]
-        self.base = counters
 
 
 class Storage(Protocol):
@@ -140,7 +95,7 @@ class Member:
                         incarnation=random.getrandbits(48) if incarnation is None else incarnation)
         self.standalone = self.core.alone
         self.writer = LogWriter(storage.log, self._durable, self._write_failed, clock)
-        self.metrics = MemberMetrics()
+        self.metrics = MemberMetrics(self.now_ms, ensemble=not self.core.alone)
         self._arrivals: deque[tuple[int, int]] = deque()  # learner: (last zxid, ms) of each batch of proposals
         self.prep = Prep(tree, extended_types=config.extended_types)
         self.sessions = SessionTracker(config.tick_time, 0 if self.standalone else sid, self.now_ms)
@@ -163,11 +118,6 @@ class Member:
         self.faults: FaultTable | None = None
         self.leader_since_ms = 0
         self.looking_since_ms = self.now_ms
-        self._fle_started_ms = self.now_ms  # when this member last went LOOKING
-        self._decided_ms = self.now_ms  # when the last election was decided
-        self._unavailable_since: int | None = None if self.standalone else self.now_ms
-        if not self.standalone:
-            self.metrics.looking_count = 1
         self._last_core_tick = self.now_ms
         self._last_container_check = self.now_ms
         self._woken = False
@@ -246,7 +196,7 @@ class Member:
             self.writer.append(rd.entries)
             if not self.standalone:
                 if self._leading:
-                    self._proposed(rd.entries)
+                    self.metrics.proposed(rd.entries)
                 elif self.soft.serving:
                     self._received(rd.entries)
         if rd.commits:
@@ -269,19 +219,6 @@ class Member:
         """srst: ZooKeeper's ServerMetrics.resetAll, for what the member and its log writer keep."""
         self.metrics.reset({k: v + self.metrics.base.get(k, 0) for k, v in self.counters().items()})
         self.writer.reset_metrics()
-
-    def _proposed(self, entries: list[tuple[int, bytes]]) -> None:
-        """An ensemble leader's batch of proposals: counted and sized (ZooKeeper's BufferStats)."""
-        m = self.metrics
-        m.proposal_count += len(entries)
-        sizes = m.proposal_sizes
-        lengths = [len(record) for _, record in entries]
-        low, high = min(lengths), max(lengths)
-        sizes[0] = lengths[-1]
-        if sizes[1] < 0 or low < sizes[1]:
-            sizes[1] = low
-        if high > sizes[2]:
-            sizes[2] = high
 
     def _received(self, entries: list[tuple[int, bytes]]) -> None:
         """A learner's batch of proposals: counted, and timed when each is applied."""
@@ -329,7 +266,7 @@ class Member:
         for watcher, event_type, path in events:  # queued before the write's own reply, as in ZooKeeper
             watcher.notify(event_type, path)
         if events:
-            self._count_triggers(events)
+            self.metrics.triggered(events)
         self.prep.committed(txn.zxid)
         entry = self._take_waiter((txn.session, txn.cxid)) if self.waiting else None
         if entry is not None:
@@ -346,19 +283,6 @@ class Member:
                 peer = entry.conn.peer
                 log.info("session closed", session=f"0x{txn.session:x}", client=f"{peer[0]}:{peer[1]}")
             self._session_closed(txn.session)  # after the answer: the client reads it, then EOF
-
-    def _count_triggers(self, events: list) -> None:
-        """ZooKeeper's node_*_watch_count: one sample per path and event type that triggered
-        watchers, the number of watchers it triggered."""
-        by_path: dict[tuple[int, str], int] = {}
-        for _, event_type, path in events:
-            key = (event_type, path)
-            by_path[key] = by_path.get(key, 0) + 1
-        triggers = self.metrics.watch_triggers
-        for (event_type, _), n in by_path.items():
-            summary = triggers.get(event_type)
-            if summary is not None:
-                summary.add(n)
 
     def _durable(self, zxid: int) -> None:
         """A batch is on disk: its acks (or, leading, its commits) go out now, not a loop turn
@@ -404,35 +328,10 @@ class Member:
 
     # ------------------------------------------------------------ role changes
 
-    def _time_roles(self, previous: SoftState, soft: SoftState) -> None:
-        """ZooKeeper's election_time, follower/observer_sync_time, (leader_)unavailable_time, looking_count."""
-        now = self.clock()
-        m = self.metrics
-        if soft.state == LOOKING:
-            if previous.state != LOOKING:
-                m.looking_count += 1
-                self._fle_started_ms = now
-                if self._unavailable_since is None:
-                    self._unavailable_since = now
-            return
-        if previous.state == LOOKING or soft.leader != previous.leader:
-            m.election_time.add(now - self._fle_started_ms)
-            self._decided_ms = now
-        if soft.serving and not previous.serving:
-            if soft.state == FOLLOWING:
-                m.follower_sync_time.add(now - self._decided_ms)
-            elif soft.state == OBSERVING:
-                m.observer_sync_time.add(now - self._decided_ms)
-            if self._unavailable_since is not None:
-                m.unavailable_time.add(now - self._unavailable_since)
-                if soft.state == LEADING:
-                    m.leader_unavailable_time.add(now - self._unavailable_since)
-                self._unavailable_since = None
-
     def _soft_changed(self, soft: SoftState) -> None:
         previous_soft, self.soft = self.soft, soft
         if not self.standalone:
-            self._time_roles(previous_soft, soft)
+            self.metrics.roles_changed(previous_soft, soft, self.clock())
         self._leading = soft.established and soft.state == LEADING
         phase = (soft.state, soft.leader)
         if phase != self._phase:  # rare: each election and each (re)join, for post-mortems

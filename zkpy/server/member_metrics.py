@@ -1,0 +1,102 @@
+"""ZooKeeper's ServerMetrics that a member measures (server/metrics.py reads them, srst resets
+them): timed on role changes and counted on batches (a Ready pass, a batch of commits), never
+per request, so that the write path pays for them once a batch."""
+
+from __future__ import annotations
+
+from ..consensus.zab import FOLLOWING, LEADING, LOOKING, OBSERVING, SoftState
+from ..summary import Quantiles, Summary, reset_all
+
+
+class MemberMetrics:
+    __slots__ = ("looking_count", "election_time", "follower_sync_time", "observer_sync_time", "unavailable_time",
+                 "leader_unavailable_time", "proposal_count", "commit_count", "commits_queued",
+                 "proposals_received", "propagation", "proposal_latency", "watch_triggers",
+                 "revalidate_count", "connection_revalidate_count", "proposal_sizes",
+                 "dbinit_time", "snap_load_time", "txns_loaded", "txns_load_time", "base",
+                 "_looking_since", "_decided", "_unavailable_since")
+
+    def __init__(self, now_ms: int, ensemble: bool) -> None:
+        self.looking_count = 1 if ensemble else 0  # times this member went LOOKING (its start included)
+        self.election_time = Summary()  # LOOKING -> the election decided (ms)
+        self.follower_sync_time = Summary()  # decided -> synced with the leader (UPTODATE)
+        self.observer_sync_time = Summary()
+        self.unavailable_time = Summary()  # LOOKING -> broadcast
+        self.leader_unavailable_time = Summary()  # the same, for a member that then leads
+        self.proposal_count = 0  # proposals of a leader of an ensemble
+        self.commit_count = 0  # txns it committed
+        self.commits_queued = 0  # request_commit_queued: commits an ensemble member applied
+        self.proposals_received = 0  # learner_proposal_received_count: entries received while broadcasting
+        self.propagation = Quantiles()  # applied-at - txn time (the leader's clock when it prepped the txn)
+        self.proposal_latency = Quantiles()  # learner: received-at - txn time
+        # node_{created,deleted,changed,children}_watch_count: watchers triggered by one path's event
+        self.watch_triggers = {1: Summary(), 2: Summary(), 3: Summary(), 4: Summary()}
+        self.revalidate_count = 0  # leader: sessions a learner asked it to revalidate
+        self.connection_revalidate_count = 0  # learner: reattaches it asked the leader about
+        self.proposal_sizes = [-1, -1, -1]  # last, min, max record bytes (ZooKeeper's BufferStats; -1 before any)
+        self.dbinit_time = Summary()  # recovery at start: snapshot + log replay
+        self.snap_load_time = Summary()
+        self.txns_loaded = Summary()
+        self.txns_load_time = Summary()
+        # The counters Prep and ZAB keep themselves, as they were at the last srst.
+        self.base: dict[str, int] = {}
+        self._looking_since = now_ms  # when this member last went LOOKING
+        self._decided = now_ms  # when the last election was decided
+        self._unavailable_since: int | None = now_ms if ensemble else None
+
+    def reset(self, counters: dict[str, int]) -> None:
+        """srst: everything starts again; `counters` are Prep's and ZAB's now."""
+        times = self._looking_since, self._decided, self._unavailable_since
+        reset_all(self)
+        self._looking_since, self._decided, self._unavailable_since = times  # where the member is, not a count
+        for summary in self.watch_triggers.values():
+            summary.reset()
+        self.proposal_sizes = [-1, -1, -1]
+        self.base = counters
+
+    def proposed(self, entries: list[tuple[int, bytes]]) -> None:
+        """An ensemble leader's batch of proposals: counted and sized (ZooKeeper's BufferStats)."""
+        self.proposal_count += len(entries)
+        sizes = self.proposal_sizes
+        lengths = [len(record) for _, record in entries]
+        low, high = min(lengths), max(lengths)
+        sizes[0] = lengths[-1]
+        if sizes[1] < 0 or low < sizes[1]:
+            sizes[1] = low
+        if high > sizes[2]:
+            sizes[2] = high
+
+    def triggered(self, events: list) -> None:
+        """node_*_watch_count: one sample per path and event type that triggered watchers, the
+        number of watchers it triggered."""
+        by_path: dict[tuple[int, str], int] = {}
+        for _, event_type, path in events:
+            key = (event_type, path)
+            by_path[key] = by_path.get(key, 0) + 1
+        for (event_type, _), n in by_path.items():
+            summary = self.watch_triggers.get(event_type)
+            if summary is not None:
+                summary.add(n)
+
+    def roles_changed(self, previous: SoftState, soft: SoftState, now: int) -> None:
+        """election_time, follower/observer_sync_time, (leader_)unavailable_time, looking_count."""
+        if soft.state == LOOKING:
+            if previous.state != LOOKING:
+                self.looking_count += 1
+                self._looking_since = now
+                if self._unavailable_since is None:
+                    self._unavailable_since = now
+            return
+        if previous.state == LOOKING or soft.leader != previous.leader:
+            self.election_time.add(now - self._looking_since)
+            self._decided = now
+        if soft.serving and not previous.serving:
+            if soft.state == FOLLOWING:
+                self.follower_sync_time.add(now - self._decided)
+            elif soft.state == OBSERVING:
+                self.observer_sync_time.add(now - self._decided)
+            if self._unavailable_since is not None:
+                self.unavailable_time.add(now - self._unavailable_since)
+                if soft.state == LEADING:
+                    self.leader_unavailable_time.add(now - self._unavailable_since)
+                self._unavailable_since = None
