@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 
 import pytest
-
 from kazoo.client import KazooClient
 
 from zkpy.storage.records import FRAME

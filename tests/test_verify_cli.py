@@ -164,8 +164,8 @@ def test_a_member_that_never_serves_is_named_with_its_state():
     finally:
         block.release()
     assert states == {}
-    assert lost == [f"member 3 ({address}) did not serve after healing: srvr says no answer (ConnectionRefusedError)"
-                    "; its process exited with code 1: zkpy: cannot start"], lost
+    assert lost == [(f"member 3 ({address}) did not serve after healing: srvr says no answer (ConnectionRefusedError)"
+                     "; its process exited with code 1: zkpy: cannot start")], lost
 
 
 @pytest.mark.parametrize("args, words", [
