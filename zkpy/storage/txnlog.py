@@ -7,8 +7,8 @@ segment ends where its records end: the preallocated tail reads as zeros.
 Blocking I/O: the server calls `append`/`sync` from one writer thread.
 
 Recovery rules: a bad record at the end of the newest segment, with nothing but zeros
-after it, is a torn write of a batch that was never acknowledged: it is cut off with a
-log line.  A bad record anywhere else is corruption: `LogCorrupt` names file and offset
+after it (or a part of a record header, when the file ends there), is a torn write of a
+batch that was never acknowledged: it is cut off with a log line.  A bad record anywhere else is corruption: `LogCorrupt` names file and offset
 and nothing is changed.
 """
 
@@ -224,8 +224,19 @@ def segment_records(path: str, is_last: bool, repair: bool = False) -> Iterator[
                         os.fsync(w.fileno())
                 return
             raise LogCorrupt(path, offset, reason)
-        if offset < size and not (is_last and _all_zero(f, offset, size)):
-            raise LogCorrupt(path, offset, "truncated record header")
+        if offset < size and not _all_zero(f, offset, size):
+            # Fewer bytes than a record header after the last whole record: the start of a
+            # write that went no further, the same torn write as a cut payload when this is
+            # the newest segment (an older one was closed after whole records).
+            if not is_last:
+                raise LogCorrupt(path, offset, "truncated record header")
+            log.warning("cutting off torn tail of the transaction log", file=path, offset=offset,
+                        reason="truncated record header")
+            if repair:
+                with open(path, "r+b") as w:
+                    w.truncate(offset)  # the file ends there: nothing to zero, just less of it
+                    w.flush()
+                    os.fsync(w.fileno())
 
 
 def read_log(log_dir: str, after_zxid: int, repair: bool = False) -> Iterator[Txn]:

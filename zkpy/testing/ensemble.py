@@ -106,21 +106,26 @@ class Ensemble:
             f.write("\n".join(lines) + "\n")
         return cfg
 
-    def start_server(self, sid: int) -> None:
+    def command(self, sid: int) -> list[str]:
+        """Member `sid`'s command line (its zoo.cfg written first): what start_server runs, and
+        what a script of one's own runs to start the member outside this object (e.g. the
+        --restart-cmd of `zkpy verify --connect`)."""
         cfg = self._config(sid)
-        log = open(os.path.join(self.base, f"server{sid}", "server.log"), "ab")
         if self.apache:
             log4j = os.path.join(self.base, f"server{sid}", "log4j.properties")
             with open(log4j, "w") as f:
                 f.write(_LOG4J_PROPERTIES)
-            cmd = ["java", f"-Xmx{self.apache_heap}", "-Djava.net.preferIPv4Stack=true", "-cp",
-                   apache_zookeeper_classpath(), f"-Dzookeeper.log.dir={self.base}",
-                   "-Dzookeeper.root.logger=INFO,CONSOLE", f"-Dlog4j.configuration=file:{log4j}",
-                   "-Dzookeeper.jmx.log4j.disable=true", "org.apache.zookeeper.server.quorum.QuorumPeerMain", cfg]
-        else:
-            cmd = [sys.executable, "-m", "zkpy", "serve", cfg, "--faults", os.path.join(self.base, "faults.json"),
-                   *self.serve_options]
-            cmd += [f"-D{k}={v}" for k, v in self.member_properties.get(sid, {}).items()]
+            return ["java", f"-Xmx{self.apache_heap}", "-Djava.net.preferIPv4Stack=true", "-cp",
+                    apache_zookeeper_classpath(), f"-Dzookeeper.log.dir={self.base}",
+                    "-Dzookeeper.root.logger=INFO,CONSOLE", f"-Dlog4j.configuration=file:{log4j}",
+                    "-Dzookeeper.jmx.log4j.disable=true", "org.apache.zookeeper.server.quorum.QuorumPeerMain", cfg]
+        cmd = [sys.executable, "-m", "zkpy", "serve", cfg, "--faults", os.path.join(self.base, "faults.json"),
+               *self.serve_options]
+        return cmd + [f"-D{k}={v}" for k, v in self.member_properties.get(sid, {}).items()]
+
+    def start_server(self, sid: int) -> None:
+        cmd = self.command(sid)
+        log = open(os.path.join(self.base, f"server{sid}", "server.log"), "ab")
         env = {**os.environ, **self.member_env[sid]} if self.member_env.get(sid) else None
         self.procs[sid] = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                            start_new_session=True, env=env)

@@ -28,11 +28,13 @@ import os
 import random
 import shlex
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 KINDS = ("kill", "pause", "partition", "skew", "torn-tail")
+COMMAND_TIMEOUT = 60.0  # seconds for one --*-cmd command (an ssh to a slow host)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +109,10 @@ class Cluster:
 
     def wait_serving(self, timeout: float) -> None: ...
 
+    def describe(self, member: int) -> str:
+        """More about a member that does not serve than `srvr` can say ("" when nothing)."""
+        return ""
+
 
 class LocalCluster(Cluster):
     """An `Ensemble` this process started (zkpy or Apache ZooKeeper members)."""
@@ -157,7 +163,16 @@ class LocalCluster(Cluster):
         return f"cut {end - keep} bytes off the {end} bytes of records in {os.path.basename(newest)}"
 
     def wait_serving(self, timeout: float) -> None:
-        self.ens.wait_serving(timeout=timeout)
+        """Every member, not only the live ones: heal_all restarted each, so one that is not
+        alive now exited on its own (a member that cannot start), and fails the wait at once."""
+        self.ens.wait_serving(timeout=timeout, fail_on_exit=True)
+
+    def describe(self, member: int) -> str:
+        proc = self.ens.procs.get(member)
+        if proc is None or proc.poll() is None:
+            return ""
+        tail = self.ens.log_tails(lines=1, sids=[member]).splitlines()[1:]
+        return f"; its process exited with code {proc.returncode}" + (f": {tail[0][:300]}" if tail else "")
 
 
 class CommandCluster(Cluster):
@@ -199,9 +214,23 @@ class CommandCluster(Cluster):
             host, _, port = self.address(m).rpartition(":") if m else ("", "", "")
             cmd = template.format(member=m, host=host, port=port,
                                   members=",".join(map(str, members or [])))
-            done = subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=60)
+            self._shell(cmd)
+
+    def _shell(self, cmd: str) -> None:
+        """Run one command, logging a failure.  Its output goes to a file, not a pipe: a restart
+        command that leaves a server running in the background (`... &`) would hold a pipe
+        open, and the run would wait on it until the timeout."""
+        with tempfile.TemporaryFile() as err:
+            try:
+                done = subprocess.run(cmd, shell=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                      stderr=err, timeout=COMMAND_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.log(f"command {shlex.quote(cmd)} still running after {COMMAND_TIMEOUT:.0f}s: left to itself")
+                return
             if done.returncode:
-                self.log(f"command {shlex.quote(cmd)} exited {done.returncode}: {done.stderr.strip()[:200]}")
+                err.seek(0)
+                text = err.read(400).decode("utf-8", "replace").strip()
+                self.log(f"command {shlex.quote(cmd)} exited {done.returncode}: {text[:200]}")
 
     def kill(self, member: int) -> None:
         self.down.add(member)
@@ -228,19 +257,18 @@ class CommandCluster(Cluster):
         self._run("heal", None)
 
     def wait_serving(self, timeout: float) -> None:
-        from ..testing.external import four_letter_word
+        """Until every member says (`srvr`) that it leads, follows, observes or stands alone;
+        RuntimeError naming each member's state if some never do within `timeout`."""
+        from .durability import SERVING_MODES, UNKNOWN, member_state
 
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            modes = []
-            for m in self.members:
-                host, _, port = self.address(m).rpartition(":")
-                try:
-                    modes.append(four_letter_word(host, int(port), "srvr", timeout=1))
-                except OSError:
-                    modes.append("")
-            if all("Mode: " in m for m in modes):
+        while True:
+            states = {m: member_state(self.address(m)) for m in self.members}
+            if all(s in SERVING_MODES or s == UNKNOWN for s in states.values()):
                 return
+            if time.monotonic() >= deadline:
+                raise RuntimeError(f"not every member serves after {timeout:.0f}s: "
+                                   + ", ".join(f"member {m} {s}" for m, s in states.items()))
             time.sleep(0.2)
 
 

@@ -1,5 +1,6 @@
 """The report directory of a `zkpy verify` run: report.md (and the same text as report.txt),
-history.jsonl (replayable with `python -m zkpy.verify`), timeline.png."""
+history.jsonl (replayable with `python -m zkpy.verify`), timeline.png, and for a local
+ensemble members/serverN/ (each member's log and data-dir listing: members.py)."""
 
 from __future__ import annotations
 
@@ -49,6 +50,9 @@ def render(result: RunResult) -> str:
         lines += [f"- {u}" for u in r.undetermined]
     lines += ["", "## Lost acknowledged writes (each member read directly after healing)", ""]
     lines += [f"- {p}" for p in result.lost] or ["None."]
+    lines += ["", "## Members' logs and data", ""]
+    lines += [f"- {m}" for m in result.members] or [
+        "Not kept: with --connect the members' logs are on your side." if c.connect else "None kept."]
     lines += ["", "## Run log (faults as they happened)", "", "```", *result.log, "```", ""]
     return "\n".join(lines)
 

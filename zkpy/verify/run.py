@@ -20,6 +20,7 @@ from collections.abc import Callable
 from .durability import lost_writes
 from .history import History, Recorder
 from .linearizability import check
+from .members import finish, members_dir
 from .models import MODELS
 from .nemesis import Cluster, CommandCluster, LocalCluster, Nemesis, schedule
 from .reportfiles import write_report
@@ -63,14 +64,15 @@ def _client_loop(rec: Recorder, workload, rng: random.Random, stop: threading.Ev
 
 
 @contextlib.contextmanager
-def _cluster(config: RunConfig, log: RunLog):
-    """The ensemble under test, stopped (with its temp dirs) however the run ends."""
+def _cluster(config: RunConfig, log: RunLog, out: str):
+    """The ensemble under test, stopped however the run ends; a local one keeps its members'
+    dirs (logs, data) in OUT/members/, which `members.finish` trims once the verdict is known."""
     if config.connect:
         yield CommandCluster(config.connect, config.commands, log)
         return
     from ..testing.ensemble import Ensemble
 
-    ens = Ensemble(config.size, apache=config.apache, proxied=True, startup_timeout=60)
+    ens = Ensemble(config.size, apache=config.apache, proxied=True, startup_timeout=60, keep=members_dir(out))
     if config.broken:
         from .broken import member_env
 
@@ -103,7 +105,7 @@ def run(config: RunConfig) -> RunResult:
     workload = make(config.workload, f"/zkpy-verify/{config.seed}-{stamp}-{os.getpid()}")
     history = History()
     harness_errors: list[str] = []
-    with _cluster(config, log) as cluster:
+    with _cluster(config, log, out) as cluster:
         clients = [KazooClient(hosts=_hosts(cluster, i), randomize_hosts=False, timeout=SESSION_TIMEOUT,
                                connection_retry={"max_tries": -1, "delay": 0.05, "max_delay": 0.5})
                    for i in range(config.clients)]
@@ -135,13 +137,15 @@ def run(config: RunConfig) -> RunResult:
         for c in clients:
             c.close()
         addresses = {m: cluster.address(m) for m in cluster.members}
-        lost, _ = lost_writes(workload, history, addresses, log)
+        lost, _ = lost_writes(workload, history, addresses, log, cluster.describe)
     history.save(os.path.join(out, "history.jsonl"))  # first: a check that fails still leaves it
     report = check(history, models={**MODELS, **workload.models}, shrink_seconds=SHRINK_SECONDS,
                    max_states=MAX_STATES)
     stats = summarize(history, ran)
     lost += [f"harness error (not a finding about the servers): {e}" for e in harness_errors[:5]]
     result = RunResult(config, report, lost, stats, nemesis.windows, log.lines, out, 0.0)
+    if not config.connect:
+        result.members = finish(os.path.join(out, "members"), cluster.members, failed=not result.ok)
     result.seconds = time.monotonic() - began
     write_report(result, history, started)
     result.seconds = time.monotonic() - began

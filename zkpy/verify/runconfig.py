@@ -49,6 +49,7 @@ class RunResult:
     log: list[str]
     out: str
     seconds: float  # end to end, ensemble start to report written
+    members: list[str] = field(default_factory=list)  # what OUT/members/ kept of each member (members.py)
 
     @property
     def ok(self) -> bool:
