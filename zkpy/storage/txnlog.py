@@ -213,15 +213,7 @@ def segment_records(path: str, is_last: bool, repair: bool = False) -> Iterator[
                 reason = "checksum mismatch" if len(payload) == length else "record past end of file"
             end_of_claim = min(size, offset + FRAME.size + max(length, 0))
             if is_last and _all_zero(f, end_of_claim, size) and not _valid_record_after(f, offset, size):
-                log.warning("cutting off torn tail of the transaction log" if repair else
-                            "torn tail of the transaction log (a server cuts it when it starts)",
-                            file=path, offset=offset, reason=reason)
-                if repair:
-                    with open(path, "r+b") as w:
-                        w.seek(offset)
-                        w.write(b"\0" * (end_of_claim - offset))
-                        w.flush()
-                        os.fsync(w.fileno())
+                _torn_tail(path, offset, end_of_claim, reason, repair)
                 return
             raise LogCorrupt(path, offset, reason)
         if offset < size and not _all_zero(f, offset, size):
@@ -230,13 +222,21 @@ def segment_records(path: str, is_last: bool, repair: bool = False) -> Iterator[
             # the newest segment (an older one was closed after whole records).
             if not is_last:
                 raise LogCorrupt(path, offset, "truncated record header")
-            log.warning("cutting off torn tail of the transaction log", file=path, offset=offset,
-                        reason="truncated record header")
-            if repair:
-                with open(path, "r+b") as w:
-                    w.truncate(offset)  # the file ends there: nothing to zero, just less of it
-                    w.flush()
-                    os.fsync(w.fileno())
+            _torn_tail(path, offset, size, "truncated record header", repair)
+
+
+def _torn_tail(path: str, offset: int, end: int, reason: str, repair: bool) -> None:
+    """A write torn at the end of the newest segment: logged, and with `repair` zeroed from
+    `offset` to `end`, so that the segment reads as whole records and preallocated zeros."""
+    log.warning("cutting off torn tail of the transaction log" if repair else
+                "torn tail of the transaction log (a server cuts it when it starts)",
+                file=path, offset=offset, reason=reason)
+    if repair:
+        with open(path, "r+b") as w:
+            w.seek(offset)
+            w.write(b"\0" * (end - offset))
+            w.flush()
+            os.fsync(w.fileno())
 
 
 def read_log(log_dir: str, after_zxid: int, repair: bool = False) -> Iterator[Txn]:
