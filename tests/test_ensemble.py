@@ -316,3 +316,47 @@ def test_a_silent_client_of_a_follower_expires_and_its_ephemerals_go_everywhere(
         assert alive.exists("/alive").ephemeralOwner == alive.client_id[0]
         alive.stop()
         alive.close()
+
+
+def test_members_die_with_the_process_that_ran_the_ensemble_however_it_dies(tmp_path):
+    """A test run or `zkpy verify` killed with SIGKILL (no finally, no atexit) leaves no member
+    running and no temp dir: each Ensemble's reaper outlives it and cleans up."""
+    import signal
+    import subprocess
+    import sys
+
+    script = ("from zkpy.testing.ensemble import Ensemble\n"
+              "import time\n"
+              "ens = Ensemble(3).start()\n"
+              "ens.kill(2); ens.start_server(2)\n"  # a restarted member is watched too
+              "print(ens.base, *[p.pid for p in ens.procs.values()], flush=True)\n"
+              "time.sleep(120)\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        base, *pids = proc.stdout.readline().split()
+        assert len(pids) == 3 and os.path.isdir(base)
+        proc.kill()
+        proc.wait(10)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            alive = []
+            for pid in map(int, pids):
+                try:
+                    os.kill(pid, 0)
+                    alive.append(pid)
+                except ProcessLookupError:
+                    pass
+            if not alive and not os.path.exists(base):
+                break
+            time.sleep(0.1)
+        assert not alive, f"members {alive} outlived the process that ran them"
+        assert not os.path.exists(base)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        for pid in map(int, pids if "pids" in dir() else []):
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass

@@ -268,7 +268,6 @@ def _ensemble(args: argparse.Namespace) -> int:
     import time
 
     from .testing.ensemble import Ensemble
-    from .testing.reaper import Reaper
 
     if args.n < 1:
         raise BadInput(f"-n {args.n}: an ensemble has at least one server (-n 1 runs a standalone one)")
@@ -281,12 +280,10 @@ def _ensemble(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, interrupt)
     signal.signal(signal.SIGHUP, interrupt)
     ens = Ensemble(args.n, tick_time=args.tick_time, base_port=args.base_port, keep=args.keep)
-    reaper = Reaper(None if args.keep else ens.base)
     reported: set[int] = set()
     try:
         for sid in ens.ids:
             ens.start_server(sid)
-            reaper.watch(ens.procs[sid].pid)
         ens.wait_serving(fail_on_exit=True)
         print(ens.connect_string, flush=True)
         where = f"leader: server {ens.leader()}; " if args.n > 1 else "standalone; "
@@ -307,7 +304,6 @@ def _ensemble(args: argparse.Namespace) -> int:
         return 1
     finally:
         ens.stop()
-        reaper.release()
     return 0
 
 

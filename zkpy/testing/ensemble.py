@@ -28,6 +28,7 @@ from .external import _LOG4J_PROPERTIES, apache_zookeeper_classpath, four_letter
 from .faults import FileFaults
 from .ports import PortBlock
 from .proxy import Proxy
+from .reaper import Reaper
 from .reset import reset_process_ensemble
 
 
@@ -56,6 +57,7 @@ class Ensemble:
         self.peer_ports = {sid: base_port + n + k for k, sid in enumerate(self.ids)}
         self.election_ports = {sid: base_port + 2 * n + k for k, sid in enumerate(self.ids)}
         self.procs: dict[int, subprocess.Popen] = {}
+        self._reaper: Reaper | None = None  # from the first start: the members die with this process
         self._faults: FileFaults | None = None
         self.keep_dir = keep is not None  # stop() leaves self.base (logs, data) in place, e.g. after a failed test
         self.settings = dict(settings or {})
@@ -130,6 +132,9 @@ class Ensemble:
         self.procs[sid] = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                            start_new_session=True, env=env)
         log.close()
+        if self._reaper is None:
+            self._reaper = Reaper(None if self.keep_dir else self.base)
+        self._reaper.watch(self.procs[sid].pid)
 
     def start(self) -> "Ensemble":
         """Start every member and wait until they serve; on failure nothing is left behind
@@ -222,6 +227,8 @@ class Ensemble:
         if p is not None and p.poll() is None:
             os.killpg(p.pid, signal.SIGKILL)
             p.wait(10)
+            if self._reaper is not None:
+                self._reaper.forget(p.pid)
 
     def pause(self, sid: int) -> None:
         os.killpg(self.procs[sid].pid, signal.SIGSTOP)
@@ -328,6 +335,9 @@ class Ensemble:
             self.port_block.release()
         if not self.keep_dir:
             shutil.rmtree(self.base, ignore_errors=True)
+        if self._reaper is not None:
+            self._reaper.release()
+            self._reaper = None
 
     def reset(self, timeout: float = 10.0) -> None:
         """Back to an empty tree, through a client (see zkpy.testing.reset for what stays)."""

@@ -1,10 +1,11 @@
 """A watchdog that outlives its parent: when the parent dies, however it dies (SIGKILL
 included), the reaper kills the process groups it was told of and removes a directory.
 
-`zkpy ensemble` runs one so that a `kill -9` of the command leaves no member running and
-(without `--keep`) no temp dir.  The parent holds the write end of the reaper's stdin and
-writes `pid N` for each process group to kill; its death closes the pipe, and the EOF is
-the signal.  `done` written before a normal exit (the parent cleaned up itself) lets the
+Every process `Ensemble` runs one, so that a `kill -9` of `zkpy ensemble`, `zkpy verify` or
+a test run leaves no member running and (without `keep`) no temp dir.  The parent holds the
+write end of the reaper's stdin and writes `pid N` for each process group to kill (`forget
+N` once it is gone: its number may be reused); its death closes the pipe, and the EOF is the
+signal.  `done` written before a normal exit (the parent cleaned up itself) lets the
 reaper exit without touching anything: a pid it knew of may belong to another process by
 then.
 """
@@ -21,13 +22,23 @@ import time
 
 class Reaper:
     def __init__(self, remove_dir: str | None) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "zkpy.testing.reaper", remove_dir or ""],
+        # Run by path, not `-m zkpy.testing.reaper`: it needs nothing but the standard library,
+        # and the package (which imports this module) would be imported first for nothing.
+        self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), remove_dir or ""],
                                      stdin=subprocess.PIPE, start_new_session=True, text=True)
 
     def watch(self, pid: int) -> None:
         """Kill process group `pid` if this process dies first."""
         self.proc.stdin.write(f"pid {pid}\n")  # type: ignore[union-attr]
         self.proc.stdin.flush()  # type: ignore[union-attr]
+
+    def forget(self, pid: int) -> None:
+        """Process group `pid` is gone (killed and waited for): never kill that number."""
+        try:
+            self.proc.stdin.write(f"forget {pid}\n")  # type: ignore[union-attr]
+            self.proc.stdin.flush()  # type: ignore[union-attr]
+        except BrokenPipeError:
+            pass
 
     def release(self) -> None:
         """This process cleaned up itself: the reaper ends without acting."""
@@ -47,6 +58,8 @@ def _reap(remove_dir: str) -> None:
             return
         if word == "pid":
             groups.append(int(arg))
+        elif word == "forget" and int(arg) in groups:
+            groups.remove(int(arg))
     # EOF without "done": the parent died.
     for pgid in groups:
         try:
