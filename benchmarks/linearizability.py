@@ -1,6 +1,7 @@
 """How fast zkpy.verify checks histories: ops/s of checking, for synthetic register histories.
 
     python benchmarks/linearizability.py [--ops 100000] [--keys 1000] [--clients 5] [--out FILE]
+                                         [--history HISTORY.jsonl ...]
 
 Each history is made by clients that run ops one after another, each op's effect at a random
 point inside its interval, results computed by executing the ops in the order of those points
@@ -10,6 +11,9 @@ point inside its interval, results computed by executing the ops in the order of
   others of its znode are pending (the overlap column; the search is exponential in it);
 - unknown: well-formed, with 1% of the writes unknown (connection loss), never returning.
 Reads are held to linearizability (all_reads_linearizable), the checker's hardest setting.
+`--history` adds a row per history saved by `zkpy verify` (its DIR/history.jsonl), checked as
+the run checks it (reads after a sync, run.py's bounds on the search): recorded histories put
+thousands of ops and dozens of unknown outcomes on one znode, which the synthetic ones do not.
 """
 
 from __future__ import annotations
@@ -19,7 +23,10 @@ import platform
 import random
 import time
 
-from zkpy.verify import Op, check
+from zkpy.verify import History, Op, check
+from zkpy.verify.models import MODELS
+from zkpy.verify.run import MAX_EXACT_STATES, MAX_STATES
+from zkpy.verify.workloads import FencingWorkload
 
 
 def history(n: int, keys: int, clients: int, spread: float, unknown: float, seed: int = 1) -> list[Op]:
@@ -77,9 +84,13 @@ def overlap(ops: list[Op]) -> float:
     return total / len(ops)
 
 
-def measure(name: str, ops: list[Op]) -> str:
+def measure(name: str, ops: list[Op], recorded: bool = False) -> str:
     started = time.perf_counter()
-    report = check(ops, all_reads_linearizable=True)
+    if recorded:
+        report = check(ops, models={**MODELS, **FencingWorkload.models}, shrink=False,
+                       max_states=MAX_STATES, max_exact_states=MAX_EXACT_STATES)
+    else:
+        report = check(ops, all_reads_linearizable=True)
     seconds = time.perf_counter() - started
     assert report.ok, str(report)[:2000]
     return (f"| {name} | {len(ops)} | {report.partitions} | {overlap(ops):.1f} | {seconds:.2f} | "
@@ -92,12 +103,13 @@ def main() -> None:
     parser.add_argument("--keys", type=int, default=1000)
     parser.add_argument("--clients", type=int, default=5)
     parser.add_argument("--out")
+    parser.add_argument("--history", action="append", default=[], help="a recorded history (repeatable)")
     args = parser.parse_args()
     rows = [
         measure("well-formed", history(args.ops, args.keys, args.clients, spread=0.1, unknown=0)),
         measure("concurrent", history(args.ops, max(1, args.keys // 20), args.clients * 100, spread=1.0, unknown=0)),
         measure("unknown (1% of writes)", history(args.ops, args.keys, args.clients, spread=0.1, unknown=0.01)),
-    ]
+    ] + [measure(f"recorded: {path}", History.load(path).ops, recorded=True) for path in args.history]
     title = (f"# zkpy.verify checking speed ({platform.python_implementation()} {platform.python_version()}, "
              f"{args.clients} clients; concurrent: {args.clients * 100})")
     text = "\n".join([title, "",

@@ -1,11 +1,7 @@
 """Check a history against ZooKeeper's guarantees, and shrink what fails to a minimal witness.
 
 Writes (and reads after a `sync` in their session) must be linearizable: the Wing–Gong–Lowe
-search as porcupine runs it — the history's calls and returns in one doubly linked list by time
-(calls before returns at equal times), a depth-first search that linearizes a pending call,
-*lifts* it and its return out of the list, and backtracks when it meets the return of an op it
-has not linearized; memoised on (set of linearized ops, model state), since two paths that reach
-the same pair have the same future.  The history is split by (model, key) first
+search (wgl.py) over each object's sub-history, the history being split by (model, key) first
 (P-compositionality: a history is linearizable iff each object's subhistory is).  An op whose
 outcome is unknown has no return entry: the search may linearize it anywhere after its call, and
 succeeds once every op that did return is linearized (unknown ones never having taken effect).
@@ -28,100 +24,19 @@ from . import sessions
 from .history import OK, UNKNOWN, History, Op
 from .models import MODELS, Model, wildcard
 from .report import Anomaly, Report
-
-
-class SearchTooLarge(Exception):
-    """The search memoised more (linearized set, state) pairs than it was allowed: no verdict."""
-
-
-def linearizable(model: Model, ops: Sequence[Op], max_states: int | None = None) -> bool:
-    """Wing–Gong–Lowe with porcupine's memoisation, over one object's ops.  `max_states` bounds
-    the memo (each entry holds a set of ops and a model state: a queue's frozenset of hundreds of
-    children under many unknown outcomes filled 12 GB before it was given one); past it,
-    SearchTooLarge."""
-    events = []
-    for i, op in enumerate(ops):
-        events.append((op.call, 0, i))
-        if op.ret is not None:
-            events.append((op.ret, 1, i))
-    events.sort()
-    m = len(events)
-    # Node 0 is the head; node k is events[k-1].  nxt of the last node is -1.
-    nxt = list(range(1, m + 1)) + [-1]
-    prv = list(range(-1, m))
-    index = [0] * (m + 1)
-    is_call = [False] * (m + 1)
-    match = [0] * (m + 1)  # call node -> its return node, 0 when it has none
-    call_node = [0] * len(ops)
-    for k, (_, kind, i) in enumerate(events, 1):
-        index[k] = i
-        if kind == 0:
-            is_call[k] = True
-            call_node[i] = k
-        else:
-            match[call_node[i]] = k
-    pending = sum(1 for op in ops if op.ret is not None)  # returns still in the list
-    step = model.step
-    state = model.init()
-    linearized = 0
-    stack: list[tuple[int, object]] = []
-    cache: set[tuple[int, object]] = set()
-    entry = nxt[0]
-    while pending:
-        if is_call[entry]:
-            i = index[entry]
-            ok, new = step(state, ops[i])
-            if ok:
-                bits = linearized | (1 << i)
-                memo = (bits, new)
-                if memo not in cache:
-                    cache.add(memo)
-                    if max_states is not None and len(cache) > max_states:
-                        raise SearchTooLarge(f"more than {max_states} states")
-                    stack.append((entry, state))
-                    state, linearized = new, bits
-                    # lift the call and its return out of the list
-                    p, n = prv[entry], nxt[entry]
-                    nxt[p] = n
-                    if n != -1:
-                        prv[n] = p
-                    r = match[entry]
-                    if r:
-                        pending -= 1
-                        p, n = prv[r], nxt[r]
-                        nxt[p] = n
-                        if n != -1:
-                            prv[n] = p
-                    entry = nxt[0]
-                    continue
-            entry = nxt[entry]
-        else:  # the return of an op not yet linearized: undo the latest choice
-            if not stack:
-                return False
-            entry, state = stack.pop()
-            linearized &= ~(1 << index[entry])
-            r = match[entry]
-            if r:
-                pending += 1
-                nxt[prv[r]] = r
-                if nxt[r] != -1:
-                    prv[nxt[r]] = r
-            nxt[prv[entry]] = entry
-            if nxt[entry] != -1:
-                prv[nxt[entry]] = entry
-            entry = nxt[entry]
-    return True
+from .wgl import SearchTooLarge, linearizable
 
 
 def check(history: History | Iterable[Op], models: dict[str, Model] | None = None,
           all_reads_linearizable: bool = False, shrink: bool = True, shrink_seconds: float | None = None,
-          max_states: int | None = None) -> Report:
+          max_states: int | None = None, max_exact_states: int | None = None) -> Report:
     """Check every guarantee; `all_reads_linearizable` holds reads without a sync to
     linearizability too (stronger than ZooKeeper promises: for histories whose reads all go to
     the leader, or model tests).  `shrink_seconds` bounds the shrinking of each anomaly: a
     broken build's history of thousands of ops on one znode can take minutes to shrink fully,
     and what the shrinker holds when time is up still fails (it is only less small).
-    `max_states` bounds each object's search; an object past it is listed in
+    `max_states` bounds each object's hashed search and `max_exact_states` the exact one that
+    confirms a violation (wgl.linearizable); an object past either is listed in
     `report.undetermined` (and the report is not ok: nothing was shown either way)."""
     started = time.perf_counter()
     models = MODELS if models is None else models
@@ -132,13 +47,13 @@ def check(history: History | Iterable[Op], models: dict[str, Model] | None = Non
     for (model_name, key), part in objects.items():
         model = models[model_name]
         try:
-            valid = linearizable(model, part, max_states)
+            valid = linearizable(model, part, max_states, max_exact_states)
         except SearchTooLarge as e:
             report.undetermined.append(f"{model_name}:{key} ({len(part)} ops): the search passed {e}")
             continue
         if not valid:
             deadline = None if shrink_seconds is None else time.perf_counter() + shrink_seconds
-            witness = minimal_failing(model, part, deadline, max_states) if shrink else list(part)
+            witness = minimal_failing(model, part, deadline, max_states, max_exact_states) if shrink else list(part)
             syncs = {synced_by[op.id].id: synced_by[op.id] for op in witness if op.id in synced_by}
             report.anomalies.append(Anomaly("linearizability", model_name, key,
                                             [_original(op, ops) for op in witness] + list(syncs.values()),
@@ -195,7 +110,7 @@ def _partition(ops: list[Op], models: dict[str, Model], all_reads: bool
 
 
 def minimal_failing(model: Model, ops: Sequence[Op], deadline: float | None = None,
-                    max_states: int | None = None) -> list[Op]:
+                    max_states: int | None = None, max_exact_states: int | None = None) -> list[Op]:
     """Drop ops while the rest still fails: the shortest failing prefix (by call time) first,
     then chunks of halving size, then single ops until none can go.  A write that a kept read
     observed (its value) stays while that read does, so the witness shows where values came from;
@@ -220,7 +135,7 @@ def minimal_failing(model: Model, ops: Sequence[Op], deadline: float | None = No
                 elif have[wildcard(t)] < provided[wildcard(t)]:
                     return False
         try:
-            return not linearizable(model, candidate, max_states)
+            return not linearizable(model, candidate, max_states, max_exact_states)  # False confirmed exactly
         except SearchTooLarge:
             return False
 

@@ -48,6 +48,11 @@ class Model:
     def provides(self, op: Op) -> frozenset[Any]:
         return frozenset()
 
+    def effect(self, op: Op) -> Hashable:
+        """What `step` reads of an op whose outcome is unknown: the checker treats two unknown
+        ops with equal effects as interchangeable.  By default all an op says but its times."""
+        return repr((op.kind, op.arg, op.session, op.result))
+
     def observed(self, op: Op) -> Any:
         """The value a read saw, compared with `written` of the write at its zxid; None: not compared."""
         return None
@@ -163,6 +168,10 @@ class Counter(Model):
             return op.status == UNKNOWN or op.result == new, new
         raise ValueError(f"counter has no {op.kind!r}")
 
+    def effect(self, op: Op) -> Hashable:
+        """An unknown add is its delta: whoever sent it, it adds the same."""
+        return (op.kind, op.arg)
+
     def needs(self, op: Op) -> frozenset[Any]:
         if op.status != OK:
             return frozenset()
@@ -221,6 +230,10 @@ class Sequence(Model):
                 return result in ("BADVERSION", "NOTEMPTY"), state
             return True, (cversion, children - {op.arg})  # a deletion takes no number
         raise ValueError(f"sequence has no {op.kind!r}")
+
+    def effect(self, op: Op) -> Hashable:
+        """An unknown create is its name or prefix (its data is not modelled); a delete, its child."""
+        return (op.kind, op.arg[0], op.arg[2]) if op.kind == "create" else (op.kind, op.arg)
 
     def needs(self, op: Op) -> frozenset[Any]:
         """A listing needs the creates of its names; sequential number n needs the create of n - 1."""

@@ -29,7 +29,10 @@ from .stats import summarize
 from .workloads import make
 
 SESSION_TIMEOUT = 4.0  # the most a tickTime of 200 ms allows (20 ticks): expiry within a short run
-MAX_STATES = 200_000  # per object: bounds the checker's memory (a few hundred MB) on a shared machine
+# Per object, the checker's memory on a shared machine: ~80 B a hashed state (4M: ~330 MB peak),
+# ~175 B an exact one, searched only to confirm a violation the hashed search reports.
+MAX_STATES = 4_000_000
+MAX_EXACT_STATES = 2_000_000
 SHRINK_SECONDS = 2.0  # per anomaly: a broken build's history can take minutes to shrink fully
 
 
@@ -140,7 +143,7 @@ def run(config: RunConfig) -> RunResult:
         lost, _ = lost_writes(workload, history, addresses, log, cluster.describe)
     history.save(os.path.join(out, "history.jsonl"))  # first: a check that fails still leaves it
     report = check(history, models={**MODELS, **workload.models}, shrink_seconds=SHRINK_SECONDS,
-                   max_states=MAX_STATES)
+                   max_states=MAX_STATES, max_exact_states=MAX_EXACT_STATES)
     stats = summarize(history, ran)
     lost += [f"harness error (not a finding about the servers): {e}" for e in harness_errors[:5]]
     result = RunResult(config, report, lost, stats, nemesis.windows, log.lines, out, 0.0)
