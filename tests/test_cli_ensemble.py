@@ -26,11 +26,18 @@ class Command:
         env = dict(os.environ, PYTHONPATH=ROOT)
         self.proc = subprocess.Popen([sys.executable, "-m", "zkpy", "ensemble", *args], stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True, env=env)
-        self.connect_string = self.proc.stdout.readline().strip()
-        if not self.connect_string:
-            raise AssertionError(f"zkpy ensemble did not start: {self.proc.stderr.read()}")
-        line = self.proc.stderr.readline()
-        self.base = re.search(r"data and logs in (\S+);", line).group(1)  # type: ignore[union-attr]
+        try:
+            self.connect_string = self.proc.stdout.readline().strip()
+            if not self.connect_string:
+                raise AssertionError(f"zkpy ensemble did not start: {self.proc.stderr.read()}")
+            line = self.proc.stderr.readline()
+            found = re.search(r"data and logs in (\S+);", line)
+            assert found, f"zkpy ensemble's second line names no data dir: {line!r}"
+            self.base = found.group(1)
+        except BaseException:  # a command that started wrongly still stops (with its members)
+            self.proc.send_signal(signal.SIGINT)
+            self.proc.wait(30)
+            raise
 
     def member_pids(self) -> list[int]:
         """The `zkpy serve` processes whose zoo.cfg is under this command's dir."""
