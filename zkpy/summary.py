@@ -84,12 +84,7 @@ class Quantiles(Summary):
         self._next = 0  # the 1-based index of the next value to keep, once full
 
     def add(self, value: int) -> None:
-        if not self.count or value < self.min:
-            self.min = value
-        if value > self.max:
-            self.max = value
-        self.count += 1
-        self.total += value
+        Summary.add(self, value)
         if self.count <= RESERVOIR:
             self.samples.append(value)
             if self.count == RESERVOIR:
@@ -101,12 +96,7 @@ class Quantiles(Summary):
         """As n `add`s of one value (n requests of one batch)."""
         if n <= 0:
             return
-        if not self.count or value < self.min:
-            self.min = value
-        if value > self.max:
-            self.max = value
-        self.count += n
-        self.total += value * n
+        Summary.add_many(self, value, n)
         samples = self.samples
         room = RESERVOIR - len(samples)
         if room > 0:
