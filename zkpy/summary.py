@@ -21,6 +21,7 @@ from typing import Iterator
 
 RESERVOIR = 4096
 _INVERSE = 1.0 / RESERVOIR
+_TINY = 5e-324  # the smallest float above 0.0
 _SCALE = Decimal("0.0001")
 QUANTILES = (("p50", 0.5), ("p95", 0.95), ("p99", 0.99), ("p999", 0.999))
 
@@ -109,14 +110,17 @@ class Quantiles(Summary):
 
     def _skip_from(self, index: int) -> None:
         """The reservoir filled at value `index`: draw where the first replacement falls."""
-        self._w = _unit() ** _INVERSE
-        self._next = index + int(math.log(_unit()) / math.log1p(-self._w)) + 1
+        rand = random.random
+        self._w = (rand() or _TINY) ** _INVERSE
+        self._next = index + int(math.log(rand() or _TINY) / math.log1p(-self._w)) + 1
 
     def _keep(self, value: int) -> None:
-        """Value `_next` replaces a random sample; draw the gap to the one after it."""
-        self.samples[int(random.random() * RESERVOIR)] = value
-        w = self._w = self._w * _unit() ** _INVERSE
-        self._next += int(math.log(_unit()) / math.log1p(-w)) + 1
+        """Value `_next` replaces a random sample; draw the gap to the one after it.  (A draw of
+        0.0, whose log algorithm L cannot take, counts as the smallest float above it.)"""
+        rand = random.random
+        self.samples[int(rand() * RESERVOIR)] = value
+        w = self._w = self._w * (rand() or _TINY) ** _INVERSE
+        self._next += int(math.log(rand() or _TINY) / math.log1p(-w)) + 1
 
     def reset(self) -> None:
         Summary.reset(self)
@@ -150,12 +154,6 @@ class Quantiles(Summary):
         """What ZooKeeper's Prometheus provider gives an ADVANCED summary: 0.5, 0.9, 0.99."""
         ordered = sorted(self.samples)
         return [(q, self.quantile(q, ordered)) for q in (0.5, 0.9, 0.99)]
-
-
-def _unit() -> float:
-    """A uniform draw in (0, 1): random() may return 0.0, whose log algorithm L cannot take."""
-    u = random.random()
-    return u if u > 0.0 else 5e-324
 
 
 def reset_all(holder: object) -> None:
