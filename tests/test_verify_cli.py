@@ -200,3 +200,24 @@ def test_apache_zookeeper_under_the_same_nemesis_is_valid(tmp_path):
     report = assert_report(out, "VALID")
     assert "Apache ZooKeeper 3.8 ensemble" in report, report
     assert "SIGKILL member" in report or "SIGSTOP member" in report, report
+
+
+def test_a_replayed_history_checks_the_workloads_own_models(tmp_path):
+    """`python -m zkpy.verify history.jsonl` decides what the run decided: a deposed
+    controller's fenced write that succeeded (the fencing model's anomaly) is found in a
+    replay too, not skipped as an op of an unknown model."""
+    from zkpy.verify import History, Op
+
+    key = "/fence"
+    ops = [Op(0, "c0", 1, "fencing", "bump", key, 0, 1.0, 1.1, "ok", 1),
+           Op(1, "c1", 2, "fencing", "bump", key, 1, 2.0, 2.1, "ok", 2),  # c1 deposes c0
+           Op(2, "c0", 1, "fencing", "write", key, [1, 0, "stale"], 3.0, 3.1, "ok", True)]  # c0 writes anyway
+    path = tmp_path / "history.jsonl"
+    History(ops).save(path)
+    done = subprocess.run([sys.executable, "-m", "zkpy.verify", str(path)], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "PYTHONPATH": ROOT})
+    assert done.returncode == 1 and "fencing" in done.stdout, done.stdout + done.stderr
+    History(ops[:2]).save(path)  # without the stale write: valid
+    done = subprocess.run([sys.executable, "-m", "zkpy.verify", str(path)], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "PYTHONPATH": ROOT})
+    assert done.returncode == 0 and "1 objects" in done.stdout, done.stdout + done.stderr

@@ -17,7 +17,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--all-reads", action="store_true",
                         help="hold reads without a sync to linearizability too (stronger than ZooKeeper promises)")
     args = parser.parse_args(argv)
-    report = check(History.load(args.history), all_reads_linearizable=args.all_reads)
+    from .models import MODELS
+    from .run import MAX_EXACT_STATES, MAX_STATES
+    from .workloads import WORKLOADS, make
+
+    # Every model a workload of `zkpy verify` checks (the fencing epoch's too), with a run's
+    # bounds: a replay decides what the run decided, and skips no op it checked.
+    models = dict(MODELS)
+    for name in WORKLOADS:
+        models.update(make(name, "/").models)
+    report = check(History.load(args.history), models=models, all_reads_linearizable=args.all_reads,
+                   max_states=MAX_STATES, max_exact_states=MAX_EXACT_STATES)
     print(report)
     return 0 if report.ok else 1
 
