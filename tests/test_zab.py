@@ -3,6 +3,8 @@
 The core under faults, driven through real members, is tests/test_simulation.py.
 """
 
+import msgpack
+
 from zkpy.consensus.zab import Zab, make_zxid
 
 
@@ -85,3 +87,90 @@ def test_a_follower_rejoins_at_once_when_its_leader_announces_it_leads():
     _sent(core)
     core.receive(3, ("vote", LEADING, 3, 0, 0, core.logical_clock, 1))
     assert [(to, m[0]) for to, m in _sent(core)] == [(3, "followerinfo")]
+
+
+class _Switch:
+    """Three cores wired together: every log write is durable at once, `applied` is what each
+    core handed out to apply (as its member's tree would hold it), `down` members neither send
+    nor receive nor tick, and `drop(src, dst, msg)` loses chosen messages."""
+
+    def __init__(self) -> None:
+        self.cores = {sid: Zab(sid, {1, 2, 3}, set()) for sid in (1, 2, 3)}
+        self.applied: dict[int, list[int]] = {sid: [] for sid in self.cores}
+        self.down: set[int] = set()
+        self.drop = lambda src, dst, msg: False
+
+    def _step(self) -> bool:
+        moved = False
+        for sid, core in self.cores.items():
+            if sid in self.down:
+                continue
+            rd = core.ready()
+            if rd.truncate is not None:  # the member rebuilds its tree from its (cut) log
+                self.applied[sid] = [z for z in self.applied[sid] if z <= rd.truncate]
+            if rd.entries:
+                core.persisted(rd.entries[-1][0])
+                moved = True
+            for zxid, _ in rd.commits:
+                self.applied[sid].append(zxid)
+                moved = True
+            for dst, msg in rd.messages:
+                moved = True
+                if dst not in self.down and not self.drop(sid, dst, msg):
+                    self.cores[dst].receive(sid, msgpack.unpackb(msgpack.packb(msg), raw=False))  # as peers.py
+        return moved
+
+    def settle(self, ticks: int = 40) -> None:
+        for _ in range(ticks):
+            while self._step():
+                pass
+            for sid, core in self.cores.items():
+                if sid not in self.down:
+                    core.tick()
+        while self._step():
+            pass
+
+    def leader(self) -> Zab:
+        [core] = [c for s, c in self.cores.items() if s not in self.down and c.state == "leading" and c.established]
+        return core
+
+    def propose(self, n: int) -> list[int]:
+        core = self.leader()
+        zxids = []
+        for _ in range(n):
+            zxid = core.last_zxid + 1 if epoch_of(core.last_zxid) == core.epoch else make_zxid(core.epoch, 1)
+            core.propose(zxid, b"txn")
+            zxids.append(zxid)
+        self.settle(2)
+        return zxids
+
+
+def epoch_of(zxid: int) -> int:
+    return zxid >> 32
+
+
+def test_a_learner_that_leads_before_its_sync_finished_applies_its_whole_history_first():
+    """Found by `zkpy verify` (seed 2045, 752 acknowledged writes lost): a restarted follower
+    got its leader's DIFF and a COMMIT of a newer proposal, but the leader stopped before its
+    UPTODATE; the follower, with the newest log, won the next election.  Its commit point was
+    already past the DIFF, so establishing handed out none of it: the new leader prepped
+    version-checked writes against a tree missing a whole epoch.  Everything in the new
+    leader's log must be applied when it establishes, before anything new is proposed."""
+    net = _Switch()
+    net.settle()
+    assert net.leader().sid == 3
+    first = net.propose(5)
+    net.down = {2}  # server 2 misses the next txns
+    missed = net.propose(5)
+    net.down = set()
+    net.drop = lambda src, dst, msg: msg[0] == "uptodate" and dst == 2  # its sync never finishes
+    missed += net.propose(1)  # server 2 sees the gap, rejoins and gets the DIFF
+    assert not net.cores[2].serving and net.cores[2].last_zxid == missed[-1]
+    later = net.propose(1)  # its COMMIT reaches server 2 too (it is forwarded to while syncing)
+    assert net.cores[2].last_zxid == later[-1] and net.cores[2].commit_zxid == later[-1]
+    assert net.applied[2] == first, "server 2 applied the DIFF before it was synced"
+    net.down = {3}  # the leader stops; 1 and 2 have the same history, 2 has the higher id
+    net.drop = lambda src, dst, msg: False
+    net.settle()
+    assert net.leader().sid == 2
+    assert net.applied[2] == first + missed + later, "the new leader serves without its own history applied"

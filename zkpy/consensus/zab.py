@@ -244,13 +244,17 @@ class Zab:
         return lasts
 
     def _commit_to(self, zxid: int) -> None:
-        """Advance the commit point and hand out the newly committed entries to apply."""
-        if zxid <= self.commit_zxid:
-            return
-        self.commit_zxid = min(zxid, self.last_zxid)
+        """Advance the commit point and hand out the committed entries not yet applied.  A
+        learner that is not synced only records the point (COMMITs of proposals forwarded to
+        it while it syncs); what it recorded goes out as soon as it may apply: at UPTODATE, or
+        when it leads first (its leader stopped before UPTODATE and it won the election).  A
+        new leader must not prep a single request against a tree that lacks its own history."""
+        if zxid > self.commit_zxid:
+            self.commit_zxid = min(zxid, self.last_zxid)
         if not self.serving and self.state != LEADING:
             return  # a learner applies only once synced
-        self._emit_commits()
+        if self.applied_zxid < self.commit_zxid:
+            self._emit_commits()
 
     def _emit_commits(self) -> None:
         start = self._index_after(self.applied_zxid)
