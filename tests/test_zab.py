@@ -174,3 +174,30 @@ def test_a_learner_that_leads_before_its_sync_finished_applies_its_whole_history
     net.settle()
     assert net.leader().sid == 2
     assert net.applied[2] == first + missed + later, "the new leader serves without its own history applied"
+
+
+def test_the_simulators_invariants_catch_a_leader_established_behind_its_history():
+    """The invariant that a new leader's tree holds its whole earlier history, seen to fail
+    on the state the bug above left (log up to 0x200000007, tree at 0x100000005)."""
+    import pytest
+
+    from zkpy.consensus.zab import LEADING, SoftState
+    from zkpy.simulation.invariants import Checker, InvariantBroken
+
+    class Core:
+        base_zxid = 0
+        log = [(make_zxid(1, i), b"txn") for i in range(1, 6)] + [(make_zxid(2, i), b"txn") for i in range(1, 8)]
+
+    class Member:
+        core = Core()
+        standalone = False
+        soft = SoftState(LEADING, 2, 3, True, True)
+
+    for applied, broken in ((make_zxid(1, 5), True), (make_zxid(2, 7), False)):
+        checker = Checker(seed=0, voters=[1, 2, 3])
+        checker.applied[2], checker.leading[2] = applied, False
+        if broken:
+            with pytest.raises(InvariantBroken, match="behind its own history"):
+                checker._soft(2, Member(), Member.soft)
+        else:
+            checker._soft(2, Member(), Member.soft)

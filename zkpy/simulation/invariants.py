@@ -9,7 +9,8 @@ log when it establishes (ZAB makes the new leader's history the truth).  Checked
   skips no committed zxid (so every member's applied sequence is a prefix of every other's);
 - a member whose log failed never reports anything durable again;
 - each member's tree is as far as ZAB says it applied (a rebuilt tree reaches its TRUNC point);
-- a new leader's log holds every committed txn after its snapshot (nothing committed is lost);
+- a new leader's log holds every committed txn after its snapshot (nothing committed is lost),
+  and its tree has applied all of its log from earlier epochs before it serves;
 - every committed txn is durable on a quorum of voters' simulated disks, at every moment;
 - a write a client was told succeeded is in H under its (session, xid);
 - replies to a session come in xid order and never carry an older zxid (clients.py);
@@ -103,6 +104,7 @@ class Checker:
                 self.fail(f"epoch {soft.epoch} established twice: by {leader} and by {sid}")
             self.leaders[soft.epoch] = sid
             self._established(sid, member.core)
+            self._caught_up(sid, member.core, soft.epoch)
         self.leading[sid] = leads
 
     def _established(self, sid: int, core: Any) -> None:
@@ -120,6 +122,15 @@ class Checker:
             self._commit(base, self.history.get(base))
         for zxid, record in core.log:
             self._commit(zxid, record)
+
+    def _caught_up(self, sid: int, core: Any, epoch: int) -> None:
+        """A new leader preps requests against its tree: it must have applied its whole history
+        from earlier epochs first (a learner whose sync was cut before UPTODATE, then elected,
+        once established with its tree an epoch behind its log)."""
+        prior = [zxid for zxid, _ in core.log if zxid >> 32 < epoch]
+        if prior and self.applied[sid] < prior[-1]:
+            self.fail(f"leader {sid} established epoch {epoch} with its tree at {self.applied[sid]:#x}, "
+                      f"behind its own history up to {prior[-1]:#x}")
 
     def trees(self, members: dict[int, Any]) -> None:
         """Each member's tree is exactly as far as ZAB says it applied (after a TRUNC too: the
