@@ -400,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", choices=["3+1", "5", "standalone"], default="3+1")
     p.add_argument("--steps", type=int, default=300, help="faulty steps before everything heals")
     p.add_argument("--keep-going", action="store_true", help="do not stop at the first failing seed")
-    p.add_argument("--broken", choices=["early-durable", "reuse-epoch"],
+    p.add_argument("--broken", choices=["early-durable", "reuse-epoch", "lose-history"],
                    help="a test-only broken build, to see the simulation catch it")
     p = command("fuzz", help="fuzz a local server's client port and an ensemble's quorum ports over real sockets "
                              "and check that nothing is hurt (see zkpy/testing/fuzz.py)")

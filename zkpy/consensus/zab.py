@@ -41,6 +41,10 @@ BROKEN_REUSE_EPOCH = False
 # commits, and so acknowledges, what it alone has logged, without waiting for a quorum's acks.
 # Off in every real build; read once per commit attempt (a batch), not per txn.
 BROKEN_COMMIT_WITHOUT_QUORUM = False
+# Test-only broken build (the simulator must catch it): the bug zkpy verify found — commits are
+# handed out only when the commit point advances, so a learner elected before its sync finished
+# (its point already past its DIFF) leads with its tree behind its own log.  Off in every real build.
+BROKEN_APPLY_ONLY_ON_ADVANCE = False
 
 
 def epoch_of(zxid: int) -> int:
@@ -251,6 +255,8 @@ class Zab:
         new leader must not prep a single request against a tree that lacks its own history."""
         if zxid > self.commit_zxid:
             self.commit_zxid = min(zxid, self.last_zxid)
+        elif BROKEN_APPLY_ONLY_ON_ADVANCE:
+            return
         if not self.serving and self.state != LEADING:
             return  # a learner applies only once synced
         if self.applied_zxid < self.commit_zxid:

@@ -19,6 +19,8 @@ BUILDS = {
     "reuse-epoch": (zab, "BROKEN_REUSE_EPOCH"),
     # The leader commits (acknowledges) what it alone has logged, before a quorum has it.
     "ack-before-quorum": (zab, "BROKEN_COMMIT_WITHOUT_QUORUM"),
+    # A learner elected before its sync finished leads without applying its own history.
+    "lose-history": (zab, "BROKEN_APPLY_ONLY_ON_ADVANCE"),
 }
 
 

@@ -10,7 +10,9 @@ lost (the client times out and reconnects), since a connection that breaks loses
 Connections are reported as peers.py reports them: `peer_connected(sid)` when one comes up,
 `peer_disconnected(sid)` when it goes down (the other end crashed, or a partition cut both
 directions and the keepalive noticed).  A one-way partition drops messages silently in one
-direction: only timeouts can find it.
+direction: only timeouts can find it.  A kind cut loses every message of one ZAB kind on one
+link until the network heals (an UPTODATE lost while the COMMITs after it arrive): the
+schedules that random loss of single messages almost never makes.
 """
 
 from __future__ import annotations
@@ -30,6 +32,10 @@ class NetFaults:
     partition: float = 0.01  # per step: cut a link (both ways, or one way)
     one_way: float = 0.3  # of partitions
     heal: float = 0.05  # per step: heal every cut
+    kind_cut: float = 0.0  # per step: lose one ZAB message kind on one link (until healed)
+
+
+ZAB_KINDS = ("followerinfo", "leaderinfo", "ackepoch", "sync", "ack", "uptodate", "proposal", "commit", "ping")
 
 
 class SimNetwork:
@@ -41,6 +47,7 @@ class SimNetwork:
         self.in_flight: list[tuple[int, int, int, int, Any]] = []  # (deliver_at, order, src, dst, msg)
         self.order = 0
         self.blocked: set[tuple[int, int]] = set()  # (src, dst) pairs whose messages are dropped
+        self.blocked_kinds: set[tuple[int, int, str]] = set()  # (src, dst, ZAB kind) dropped
         self.app_last: dict[tuple[int, int], int] = {}  # link -> delivery step of its last app message
         self.latest: dict[tuple[int, int], int] = {}  # link -> latest delivery step of any message
         self.sent = 0
@@ -51,7 +58,7 @@ class SimNetwork:
         for dst, msg in messages:
             self.sent += 1
             wire = msgpack.unpackb(msgpack.packb(msg, use_bin_type=True), raw=False)
-            if (src, dst) in self.blocked:
+            if (src, dst) in self.blocked or (self.blocked_kinds and (src, dst, msg[0]) in self.blocked_kinds):
                 self.dropped += 1
                 continue
             faulty = self.faulty
@@ -99,6 +106,11 @@ class SimNetwork:
         if both:
             self.blocked.add((b, a))
         return a, b, both
+
+    def cut_kind(self) -> None:
+        """Lose one ZAB message kind on a random link, one way."""
+        a, b = self.rng.sample(self.sids, 2)
+        self.blocked_kinds.add((a, b, self.rng.choice(ZAB_KINDS)))
 
     def severed(self, a: int, b: int) -> bool:
         """No connection can exist between a and b (both directions cut)."""

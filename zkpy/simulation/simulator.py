@@ -53,7 +53,7 @@ class Faults:
                    jump=rng.uniform(0, 0.004), flip=rng.uniform(0, 0.006),
                    net=NetFaults(drop=rng.uniform(0, 0.15), duplicate=rng.uniform(0, 0.08),
                                  max_delay=rng.randint(0, 4), partition=rng.uniform(0, 0.02),
-                                 heal=rng.uniform(0.01, 0.1)),
+                                 heal=rng.uniform(0.01, 0.1), kind_cut=rng.uniform(0, 0.02)),
                    disk=DiskFaults(delay=rng.randint(1, 4), enospc=rng.uniform(0, 0.01), eio=rng.uniform(0, 0.01)))
 
 
@@ -267,11 +267,14 @@ class Simulator:
             if both and rng.random() < 0.7:  # the keepalive notices on both ends
                 self._link_down(a, b)
                 self._link_down(b, a)
-        if self.net.blocked and rng.random() < f.net.heal:
+        if rng.random() < f.net.kind_cut:
+            self.net.cut_kind()
+        if (self.net.blocked or self.net.blocked_kinds) and rng.random() < f.net.heal:
             self._heal_network()
 
     def _heal_network(self) -> None:
         self.net.blocked.clear()
+        self.net.blocked_kinds.clear()
         for a in self.sids:
             for b in self.sids:
                 if a != b and self.nodes[a].up and self.nodes[b].up:
