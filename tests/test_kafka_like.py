@@ -232,6 +232,13 @@ class Observer:
         method = getattr(self.client, name)
         return lambda *args, **kwargs: self.client.retry(method, *args, **kwargs)
 
+    def synced_children(self, path: str) -> list[str]:
+        """The children as of now: a read alone may come from a member that has not applied a
+        write another client was just told succeeded (ZooKeeper's reads are only sequentially
+        consistent); a sync first makes it linearizable."""
+        self.client.retry(self.client.sync, path)
+        return self.client.retry(self.client.get_children, path)
+
 
 @contextlib.contextmanager
 def observing(hosts: str) -> Iterator[Observer]:
@@ -365,13 +372,13 @@ def test_isr_config_and_acl_changes_reach_the_controller(cluster, observer, star
 
     # The leader of orders-1 (broker 2) drops broker 1 from its ISR and notifies the controller.
     brokers[2].shrink_isr("orders", 1, [2, 3])
-    wait_for(lambda: not observer.get_children(zkdata.ISR_CHANGES), "the ISR change to be consumed")
+    wait_for(lambda: not observer.synced_children(zkdata.ISR_CHANGES), "the ISR change to be consumed")
     brokers[1].events.drain()
     assert ctl.states[("orders", 1)] == (LeaderAndIsr(2, 0, (2, 3), 1), 1)
 
     set_config(observer.client, "topics", "orders", {"retention.ms": "60000"})
     set_config(observer.client, "clients", "app", {"producer_byte_rate": "1024"})
-    wait_for(lambda: not observer.get_children(zkdata.CONFIG_CHANGES), "the config changes to be consumed")
+    wait_for(lambda: not observer.synced_children(zkdata.CONFIG_CHANGES), "the config changes to be consumed")
     brokers[1].events.drain()
     assert ctl.configs[("topics", "orders")] == {"retention.ms": "60000"}
     assert ctl.configs[("clients", "app")] == {"producer_byte_rate": "1024"}
