@@ -25,13 +25,16 @@ def run(server: str, timeout_ms: int = 30000, command: list[str] | None = None, 
 
     shell = Shell(server, timeout_ms, read_only=read_only)
     shell.out(f"Connecting to {server}")
+    if not command:
+        # Before the session starts: its connected event, printed from the session's thread,
+        # must not come first (it did on a loaded machine).
+        shell.out("Welcome to ZooKeeper!")
     shell.connect(server, wait=False)
     try:
         if command:
             shell.wait_connected()
             shell.run(command if len(command) > 1 else split_command(command[0]))
         else:
-            shell.out("Welcome to ZooKeeper!")
             shell.wait_connected()
             if sys.stdin.isatty():
                 _interactive(shell)
