@@ -445,7 +445,12 @@ def test_kazoo_clients_across_a_leader_kill_are_linearizable_and_an_altered_read
     broken = check(history)
     assert not broken.ok
     caught = {a.kind for a in broken.anomalies if altered.id in {op.id for op in a.ops}}
-    assert caught == {"linearizability", "read-unwritten"}, str(broken)  # after its sync; at its zxid
+    # At its zxid the session check names the altered read itself.  After its sync the object is
+    # not linearizable; its shrunk witness may be another failing cut of the same object instead
+    # (create, a set whose reply was lost, a later set: the chain between them dropped), seen in
+    # 1 of 4 clean CI runs: the witness must be on the altered read's znode.
+    assert "read-unwritten" in caught, str(broken)
+    assert any(a.kind == "linearizability" and a.key == altered.key for a in broken.anomalies), str(broken)
 
     history.save(tmp_path / "history.jsonl")  # saved, then replayed by the command line
     replay = subprocess.run([sys.executable, "-m", "zkpy.verify", str(tmp_path / "history.jsonl")],
