@@ -243,14 +243,9 @@ class Member:
                 # later write of its own session applied in the same batch.
                 self._wake_syncs()
         propagation = m.propagation
-        first = times[0]
-        if times.count(first) == len(times):  # the common case: all prepped in one pass
-            if now >= first:
-                propagation.add_many(now - first, len(times))
-        else:
-            for prepped, n in Counter(times).items():
-                if now >= prepped:
-                    propagation.add_many(now - prepped, n)
+        for prepped, n in Counter(times).items():
+            if now >= prepped:
+                propagation.add_many(now - prepped, n)
         self.storage.applied(len(commits))
         self.clients.unthrottle()
 
