@@ -156,6 +156,16 @@ class Quantiles(Summary):
         return [(q, self.quantile(q, ordered)) for q in (0.5, 0.9, 0.99)]
 
 
+def buffer_sizes(sizes: list[int], last: int, low: int, high: int) -> None:
+    """ZooKeeper's BufferStats: `sizes` is [last, min, max] (-1 before the first), updated by
+    a batch whose last, smallest and largest sizes are given."""
+    sizes[0] = last
+    if sizes[1] < 0 or low < sizes[1]:
+        sizes[1] = low
+    if high > sizes[2]:
+        sizes[2] = high
+
+
 def reset_all(holder: object) -> None:
     """srst (ServerMetrics.resetAll): every Summary in `holder`'s slots starts again, every int
     there goes back to 0."""

@@ -15,7 +15,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..logs import get_logger
-from ..summary import Quantiles
+from ..summary import Quantiles, buffer_sizes
 from ..tree import acl as acls
 from .config import Config
 from .ratelimit import RateLimitedLog
@@ -90,17 +90,11 @@ class ServerStats:
         """A batch of frames (`total` bytes with their prefixes) written to one connection."""
         n = len(frames)
         self.sent_bytes += total - 4 * n
-        sizes = self.response_sizes
         if n == 1:
-            low = high = last = total - 4
+            buffer_sizes(self.response_sizes, total - 4, total - 4, total - 4)
         else:
             lengths = list(map(len, frames))
-            low, high, last = min(lengths) - 4, max(lengths) - 4, lengths[-1] - 4
-        sizes[0] = last
-        if sizes[1] < 0 or low < sizes[1]:
-            sizes[1] = low
-        if high > sizes[2]:
-            sizes[2] = high
+            buffer_sizes(self.response_sizes, lengths[-1] - 4, min(lengths) - 4, max(lengths) - 4)
 
 
 class ClientTable:

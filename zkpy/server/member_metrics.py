@@ -5,7 +5,7 @@ per request, so that the write path pays for them once a batch."""
 from __future__ import annotations
 
 from ..consensus.zab import FOLLOWING, LEADING, LOOKING, OBSERVING, SoftState
-from ..summary import Quantiles, Summary, reset_all
+from ..summary import Quantiles, Summary, buffer_sizes, reset_all
 
 
 class MemberMetrics:
@@ -57,14 +57,8 @@ class MemberMetrics:
     def proposed(self, entries: list[tuple[int, bytes]]) -> None:
         """An ensemble leader's batch of proposals: counted and sized (ZooKeeper's BufferStats)."""
         self.proposal_count += len(entries)
-        sizes = self.proposal_sizes
         lengths = [len(record) for _, record in entries]
-        low, high = min(lengths), max(lengths)
-        sizes[0] = lengths[-1]
-        if sizes[1] < 0 or low < sizes[1]:
-            sizes[1] = low
-        if high > sizes[2]:
-            sizes[2] = high
+        buffer_sizes(self.proposal_sizes, lengths[-1], min(lengths), max(lengths))
 
     def triggered(self, events: list) -> None:
         """node_*_watch_count: one sample per path and event type that triggered watchers, the
