@@ -10,18 +10,38 @@ and a reference model of ZooKeeper's tree for property-based tests.
     TestMyTree = ReferenceMachine.TestCase    # random ops, model vs zkpy, op by op
 """
 
-from .history import History, Op, RecordedElection, RecordedLock, Recorder
-from .linearizability import check, linearizable, minimal_failing
-from .machine import Mismatch, ReferenceMachine, ZxidOrder
-from .models import MODELS, Counter, Lock, Model, Register, Sequence
-from .reference import ReferenceTree
-from .report import Anomaly, Report
-from .schedule import Advance, ExpireClient, Fault, Heal, Kill, Partition, Pause, Restart, apply_fault
-from .strategies import SOCKET_MODES, fault_schedules, zkpy_node_operations, zkpy_operations
-from .systems import PureSystem, System
+import importlib
 
-__all__ = ["MODELS", "SOCKET_MODES", "Advance", "Anomaly", "Counter", "ExpireClient", "Fault", "Heal", "History",
-           "Kill", "Lock", "Mismatch", "Model", "Op", "Partition", "Pause", "PureSystem", "RecordedElection",
-           "RecordedLock", "Recorder", "ReferenceMachine", "ReferenceTree", "Register", "Report", "Restart",
-           "Sequence", "System", "ZxidOrder", "apply_fault", "check", "fault_schedules", "linearizable",
-           "minimal_failing", "zkpy_node_operations", "zkpy_operations"]
+# Loaded on first use (PEP 562): `zkpy serve` builds the `zkpy verify` parser, which imports
+# this package, and a server installed without the test extras has no hypothesis (machine,
+# strategies) or kazoo.  `from zkpy.verify import check` works as before.
+_EXPORTS = {
+    "History": "history", "Op": "history", "RecordedElection": "history", "RecordedLock": "history",
+    "Recorder": "history",
+    "check": "linearizability", "linearizable": "linearizability", "minimal_failing": "linearizability",
+    "Mismatch": "machine", "ReferenceMachine": "machine", "ZxidOrder": "machine",
+    "Counter": "models", "Lock": "models", "MODELS": "models", "Model": "models", "Register": "models",
+    "Sequence": "models",
+    "ReferenceTree": "reference",
+    "Anomaly": "report", "Report": "report",
+    "Advance": "schedule", "ExpireClient": "schedule", "Fault": "schedule", "Heal": "schedule", "Kill": "schedule",
+    "Partition": "schedule", "Pause": "schedule", "Restart": "schedule", "apply_fault": "schedule",
+    "SOCKET_MODES": "strategies", "fault_schedules": "strategies", "zkpy_node_operations": "strategies",
+    "zkpy_operations": "strategies",
+    "PureSystem": "systems", "System": "systems",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> object:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
