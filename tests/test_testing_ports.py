@@ -111,6 +111,6 @@ def test_ensemble_with_a_bad_setting_fails_at_once_with_the_members_error():
         ens.start()
     assert time.monotonic() - started < 10  # every member exits in well under a second
     message = str(failure.value)
-    assert "exited during start-up" in message and ": 2" in message  # zkpy's exit code for a bad config
+    assert "members exited while it waited" in message and ": 2" in message  # zkpy's exit code for a bad config
     assert "globalOutstandingLimit: 'lots' is not an integer" in message
     assert not os.path.exists(ens.base)  # cleaned up

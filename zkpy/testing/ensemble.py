@@ -206,7 +206,7 @@ class Ensemble:
         codes = {sid: self.procs[sid].poll() for sid in sids if sid in self.procs}
         exited = {sid: code for sid, code in codes.items() if code is not None}
         if exited:
-            raise RuntimeError(f"ensemble members exited during start-up (exit codes { exited })\n"
+            raise RuntimeError(f"ensemble members exited while it waited for them to serve (exit codes { exited })\n"
                                + self.log_tails(sids=sorted(exited)))
 
     def log_tails(self, lines: int = 12, sids=None) -> str:
