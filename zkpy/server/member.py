@@ -234,8 +234,12 @@ class Member:
             if self._leading:
                 m.commit_count += len(commits)
         times = []  # the txns' prep times: counted by value below (txns prepped in one pass share one)
+        remote = []  # those that came from the leader, for proposal_latency
         for zxid, record in commits:
-            txn = (local.pop(zxid, None) if local else None) or self._decode(zxid, record)
+            txn = local.pop(zxid, None) if local else None
+            if txn is None:
+                txn = decode_txn(record)
+                remote.append(txn)
             times.append(txn.time)
             self._apply(txn)
             if self.sync_waiters:
@@ -246,20 +250,26 @@ class Member:
         for prepped, n in Counter(times).items():
             if now >= prepped:
                 propagation.add_many(now - prepped, n)
+        if remote and self._arrivals:
+            self._proposal_latencies(remote)
         self.storage.applied(len(commits))
         self.clients.unthrottle()
 
-    def _decode(self, zxid: int, record: bytes) -> Txn:
-        """A txn not prepped here; on a learner, proposal_latency: from the leader's prep to
-        the arrival here of the batch of proposals that brought it."""
-        txn = decode_txn(record)
+    def _proposal_latencies(self, txns: list[Txn]) -> None:
+        """A learner's proposal_latency: from the leader's prep of each txn to the arrival here
+        of the batch of proposals that brought it; one add per distinct latency of the batch."""
         arrivals = self._arrivals
-        if arrivals:
-            while arrivals and arrivals[0][0] < zxid:
+        latencies: dict[int, int] = {}
+        for txn in txns:
+            while arrivals and arrivals[0][0] < txn.zxid:
                 arrivals.popleft()
-            if arrivals and arrivals[0][1] >= txn.time:
-                self.metrics.proposal_latency.add(arrivals[0][1] - txn.time)
-        return txn
+            if not arrivals:
+                break
+            latency = arrivals[0][1] - txn.time
+            if latency >= 0:
+                latencies[latency] = latencies.get(latency, 0) + 1
+        for latency, n in latencies.items():
+            self.metrics.proposal_latency.add_many(latency, n)
 
     def _apply(self, txn: Txn) -> None:
         result, events = self.tree.apply(txn)
