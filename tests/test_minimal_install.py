@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -20,7 +19,7 @@ import time
 
 from kazoo.client import KazooClient
 
-from zkpy.testing.external import free_port
+from zkpy.testing.external import four_letter_word, free_port
 
 CORE = {"uvloop", "msgpack", "structlog", "zkpy"}
 
@@ -40,12 +39,6 @@ LAUNCHER = textwrap.dedent("""
 """)
 
 
-def _four_letter_word(port: int, word: bytes) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-        s.sendall(word)
-        return s.makefile("rb").read()
-
-
 def test_the_server_serves_with_only_its_core_dependencies(tmp_path):
     port = free_port()
     cfg = tmp_path / "zoo.cfg"
@@ -59,7 +52,7 @@ def test_the_server_serves_with_only_its_core_dependencies(tmp_path):
         while True:
             assert proc.poll() is None, f"zkpy serve exited {proc.returncode}:\n{proc.stdout.read()}"
             try:
-                if b"Mode: standalone" in _four_letter_word(port, b"srvr"):
+                if "Mode: standalone" in four_letter_word("127.0.0.1", port, "srvr"):
                     break
             except OSError:
                 pass
