@@ -72,7 +72,7 @@ def _spread(values: list[float]) -> str:
     return f"{statistics.median(values):.3f} ({min(values):.3f}-{max(values):.3f})"
 
 
-def report(runs: dict[str, list[dict]], names: dict[str, str]) -> list[str]:
+def report(runs: dict[str, list[dict]]) -> list[str]:
     lines = ["| op | base ops/s | head ops/s | ops/s head/base | base p99 ms | head p99 ms | p99 head/base "
              "| base CPU us/req | head CPU us/req | CPU/req head/base |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -104,7 +104,7 @@ def main() -> int:
     args, script = p.parse_args(argv[:cut]), argv[cut + 1:]
     if not script or script[0] not in ("run.py", "ensemble.py"):
         p.error("give the benchmark after --: run.py or ensemble.py and its arguments")
-    names = {"base": _describe(args.base), "head": _describe(args.head) if args.head else _describe(None)}
+    names = {"base": _describe(args.base), "head": _describe(args.head)}
     started = datetime.datetime.now(datetime.timezone.utc)
     runs: dict[str, list[dict]] = {"base": [], "head": []}
     steal: dict[str, int] = {"base": 0, "head": 0}
@@ -137,7 +137,7 @@ def main() -> int:
         f"- CPU us/req: the server processes' CPU during the measured interval per request; steal (CPU time this "
         f"machine's hypervisor gave to others): base {steal['base'] / hz:.1f} s, head {steal['head'] / hz:.1f} s",
         ""]
-    lines = report(runs, names)
+    lines = report(runs)
     print("\n".join(lines))
     write_results("\n".join(header + lines) + "\n", args.name)
     return 0
