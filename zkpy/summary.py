@@ -23,6 +23,7 @@ RESERVOIR = 4096
 _INVERSE = 1.0 / RESERVOIR
 _TINY = 5e-324  # the smallest float above 0.0
 _SCALE = Decimal("0.0001")
+_random, _log, _log1p = random.random, math.log, math.log1p
 QUANTILES = (("p50", 0.5), ("p95", 0.95), ("p99", 0.99), ("p999", 0.999))
 
 
@@ -69,6 +70,42 @@ class Summary:
         yield "sum_" + name, self.total
 
 
+class Runs:
+    """Samples that come in runs of equal values, counted into `summary` a run at a time.
+    The writes answered in one batch were mostly received in one batch, so their latencies
+    are equal: the write path adds one with a comparison and an integer add, written out
+    where it runs (`if v == runs.value: runs.run += 1` / `else: runs.start(v)`)."""
+
+    __slots__ = ("value", "run", "summary")
+
+    def __init__(self, summary: Summary) -> None:
+        self.summary = summary
+        self.value = self.run = 0
+
+    def add(self, value: int) -> None:
+        if value == self.value:
+            self.run += 1
+        else:
+            self.start(value)
+
+    def start(self, value: int) -> None:
+        """A run ended: count it and start the next with `value`."""
+        if self.run:
+            self.summary.add_many(self.value, self.run)
+        self.value, self.run = value, 1
+
+    def folded(self) -> Summary:
+        """The summary, the open run counted (later equal values go on counting from 0)."""
+        if self.run:
+            self.summary.add_many(self.value, self.run)
+            self.run = 0
+        return self.summary
+
+    def reset(self) -> None:
+        self.summary.reset()
+        self.value = self.run = 0
+
+
 class Quantiles(Summary):
     """A uniform reservoir of RESERVOIR samples, as ZooKeeper's ResettableUniformReservoir keeps
     (algorithm R: each of n values stays with chance RESERVOIR/n), drawn with Li's algorithm L:
@@ -85,42 +122,42 @@ class Quantiles(Summary):
         self._next = 0  # the 1-based index of the next value to keep, once full
 
     def add(self, value: int) -> None:
-        Summary.add(self, value)
-        if self.count <= RESERVOIR:
-            self.samples.append(value)
-            if self.count == RESERVOIR:
-                self._skip_from(RESERVOIR)
-        elif self.count >= self._next:
-            self._keep(value)
+        self.add_many(value, 1)
 
     def add_many(self, value: int, n: int) -> None:
-        """As n `add`s of one value (n requests of one batch)."""
+        """As n `add`s of one value (n requests of one batch).  Summary's bookkeeping and the
+        keeps are written out here: this runs for every batch of the write path."""
         if n <= 0:
             return
-        Summary.add_many(self, value, n)
+        count = self.count
+        if not count or value < self.min:
+            self.min = value
+        if value > self.max:
+            self.max = value
+        self.count = count = count + n
+        self.total += value * n
         samples = self.samples
-        room = RESERVOIR - len(samples)
-        if room > 0:
-            samples.extend([value] * min(n, room))
+        if len(samples) < RESERVOIR:
+            samples.extend([value] * min(n, RESERVOIR - len(samples)))
             if len(samples) < RESERVOIR:
                 return
             self._skip_from(RESERVOIR)
-        while self._next <= self.count:
-            self._keep(value)
+        nxt = self._next
+        if nxt > count:
+            return
+        # Value `nxt` replaces a random sample; then the gap to the next one kept.  (A draw
+        # of 0.0, whose log algorithm L cannot take, counts as the smallest float above it.)
+        w = self._w
+        while nxt <= count:
+            samples[int(_random() * RESERVOIR)] = value
+            w *= (_random() or _TINY) ** _INVERSE
+            nxt += int(_log(_random() or _TINY) / _log1p(-w)) + 1
+        self._w, self._next = w, nxt
 
     def _skip_from(self, index: int) -> None:
         """The reservoir filled at value `index`: draw where the first replacement falls."""
-        rand = random.random
-        self._w = (rand() or _TINY) ** _INVERSE
-        self._next = index + int(math.log(rand() or _TINY) / math.log1p(-self._w)) + 1
-
-    def _keep(self, value: int) -> None:
-        """Value `_next` replaces a random sample; draw the gap to the one after it.  (A draw of
-        0.0, whose log algorithm L cannot take, counts as the smallest float above it.)"""
-        rand = random.random
-        self.samples[int(rand() * RESERVOIR)] = value
-        w = self._w = self._w * (rand() or _TINY) ** _INVERSE
-        self._next += int(math.log(rand() or _TINY) / math.log1p(-w)) + 1
+        self._w = (_random() or _TINY) ** _INVERSE
+        self._next = index + int(_log(_random() or _TINY) / _log1p(-self._w)) + 1
 
     def reset(self) -> None:
         Summary.reset(self)

@@ -15,7 +15,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..logs import get_logger
-from ..summary import Quantiles, buffer_sizes
+from ..summary import Quantiles, Runs, buffer_sizes
 from ..tree import acl as acls
 from .config import Config
 from .ratelimit import RateLimitedLog
@@ -30,16 +30,16 @@ bad_input = RateLimitedLog(log)  # every line here is about bad input: at most o
 class ServerStats:
     """ZooKeeper's ServerStats and the client side of its ServerMetrics, counted by the
     connections: per batch (bytes in, answers out and their sizes), per write answered (its
-    latency), per watch event (its bytes).  A read is answered in its batch: 0 ms."""
+    latency, into `writes`: a comparison and an add), per watch event (its bytes).  A read
+    is answered in its batch: 0 ms."""
 
-    __slots__ = ("started", "packets_received", "packets_sent", "outstanding", "min_latency", "max_latency",
-                 "total_latency", "count", "connections_total", "connections_rejected", "auth_failed",
-                 "bytes_received", "sent_bytes", "watch_bytes", "response_sizes", "update_latency", "run_latency",
-                 "run")
+    __slots__ = ("started", "packets_received", "packets_sent", "outstanding", "min_latency", "count",
+                 "connections_total", "connections_rejected", "auth_failed", "bytes_received", "sent_bytes",
+                 "watch_bytes", "response_sizes", "writes")
 
     def __init__(self) -> None:
         self.started = time.time()
-        self.update_latency = Quantiles()
+        self.writes = Runs(Quantiles())  # update latencies (ms): srvr's avg and max, mntr's updatelatency
         self.auth_failed = 0  # auth packets and SASL exchanges that failed (ServerStats': srst leaves it)
         self.reset()
 
@@ -48,9 +48,7 @@ class ServerStats:
         self.packets_received = 0
         self.packets_sent = 0
         self.outstanding = 0
-        self.min_latency = 0
-        self.max_latency = 0
-        self.total_latency = 0
+        self.min_latency = 0  # over every request, reads (0 ms) included
         self.count = 0
         self.connections_total = 0  # connection_request_count: ConnectRequests (not four-letter words)
         self.connections_rejected = 0  # over maxClientCnxns (per address) or maxCnxns
@@ -58,33 +56,19 @@ class ServerStats:
         self.sent_bytes = 0  # the frames written to clients, without their length prefixes
         self.watch_bytes = 0  # watch_bytes: those of watch events
         self.response_sizes = [-1, -1, -1]  # last, min, max frame (BufferStats; -1 before the first)
-        self.update_latency.reset()
-        # Writes answered in one pass mostly took the same ms: a run of equal latencies goes
-        # into update_latency as one add_many (`latencies()` folds the last run in).
-        self.run_latency = self.run = 0
-
-    def update(self, latency: int) -> None:
-        """An update answered after `latency` ms (srvr's latencies, mntr's updatelatency)."""
-        self.total_latency += latency
-        if latency == self.run_latency:
-            self.run += 1
-        else:
-            self.write_latency(latency)
-        if latency > self.max_latency:
-            self.max_latency = latency
-
-    def write_latency(self, latency: int) -> None:
-        """A run of equal latencies ended: fold it in and start the next with `latency`."""
-        if self.run:
-            self.update_latency.add_many(self.run_latency, self.run)
-        self.run_latency, self.run = latency, 1
+        self.writes.reset()
 
     def latencies(self) -> "Quantiles":
-        """updatelatency, the current run included."""
-        if self.run:
-            self.update_latency.add_many(self.run_latency, self.run)
-            self.run = 0
-        return self.update_latency
+        """updatelatency: every answered write's latency."""
+        return self.writes.folded()  # type: ignore[return-value]
+
+    @property
+    def total_latency(self) -> int:
+        return self.latencies().total
+
+    @property
+    def max_latency(self) -> int:
+        return self.latencies().max
 
     def sent(self, frames: list[bytes], total: int) -> None:
         """A batch of frames (`total` bytes with their prefixes) written to one connection."""

@@ -18,6 +18,7 @@ from ..protocol.codes import XID_AUTH, Err, Op, State
 from ..protocol.framing import BufferLimitError, FrameLengthError, Frames, four_letter_word
 from ..protocol.jute import INT, INT_INT, REPLY_HEADER, JuteError, Reader, enc_buffer
 from ..requests.final import READS, WRITES
+from ..summary import Runs, Summary
 from ..tree.acl import SUPER
 from . import fourletter
 from .faults import Action, FaultTable
@@ -56,26 +57,17 @@ class _Pending:
         self.with_read_only = False
 
 
-class WriteLatencies:
-    """A connection's answered writes, for cons (reads are answered in their batch: 0 ms).
-    Its own object, made at the first write: a connection's instance dict stays within
-    CPython's 30 shared keys, whose attribute access the hot path relies on."""
+class WriteLatencies(Runs):
+    """A connection's answered writes, for cons (reads are answered in their batch: 0 ms):
+    their latencies as runs, and the cxid of the last.  Its own object, made at the first
+    write: a connection's instance dict stays within CPython's 30 shared keys, whose
+    attribute access the hot path relies on."""
 
-    __slots__ = ("cxid", "last", "count", "total", "min", "max")
+    __slots__ = ("cxid",)
 
     def __init__(self) -> None:
-        self.cxid = -1  # of the last write answered, whose latency is `last`
-        self.last = self.count = self.total = self.min = self.max = 0
-
-    def add(self, cxid: int, latency: int) -> None:
-        self.cxid = cxid
-        self.last = latency
-        self.total += latency
-        if latency > self.max:
-            self.max = latency
-        if latency < self.min or not self.count:
-            self.min = latency
-        self.count += 1
+        super().__init__(Summary())
+        self.cxid = -1  # of the last write answered, whose latency is `value`
 
 
 class _Held(Exception):
@@ -286,7 +278,7 @@ class ClientConnection(asyncio.Protocol):
         else:
             if entry.received_ms and session_id:
                 # A new session's createSession txn: an update, as ZooKeeper times it.
-                self.table.stats.update(self.member.clock() - entry.received_ms)
+                self.table.stats.writes.add(self.member.clock() - entry.received_ms)
             self._complete(entry, frame)
 
     # ------------------------------------------------------------ requests
@@ -461,13 +453,22 @@ class ClientConnection(asyncio.Protocol):
         self.last_cxid = entry.xid
         self.last_op = entry.op
         if entry.received_ms:
-            self.last_response_ms = now = self.member.clock()
+            # The member's clock as of this batch of commits: one read per batch, not per write.
+            self.last_response_ms = now = self.member.now_ms
             latency = now - entry.received_ms
-            self.table.stats.update(latency)
-            mine = self.write_latencies
-            if mine is None:
-                mine = self.write_latencies = WriteLatencies()
-            mine.add(entry.xid, latency)
+            runs = self.table.stats.writes
+            if latency == runs.value:
+                runs.run += 1
+            else:
+                runs.start(latency)
+            runs = self.write_latencies
+            if runs is None:
+                runs = self.write_latencies = WriteLatencies()
+            runs.cxid = entry.xid
+            if latency == runs.value:
+                runs.run += 1
+            else:
+                runs.start(latency)
         self._complete(entry, _pack_int(16 + len(body)) + _pack_reply(entry.xid, zxid, err) + body)
 
     def _complete(self, entry: _Pending, frame: bytes) -> None:

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import math
 import random
-from collections import Counter, deque
+from collections import deque
+from operator import attrgetter, itemgetter
 from typing import Any, Callable, Protocol
 
 from ..consensus import forwarding
@@ -44,6 +45,8 @@ bad_input = RateLimitedLog(log)  # refused connect requests: a client may send t
 _APP_SCHEMA = forwarding.schema(WRITES)
 _CREATE_SESSION = int(Op.CREATE_SESSION)  # plain ints: an IntEnum member lookup costs ~100 ns
 _CLOSE_SESSION = int(Op.CLOSE_SESSION)
+_RECORD = itemgetter(1)  # of a (zxid, record) entry
+_TIME = attrgetter("time")  # of a Txn
 _ROLES = {LEADING: "leader", FOLLOWING: "follower", OBSERVING: "observer", LOOKING: "looking"}
 
 
@@ -227,49 +230,23 @@ class Member:
 
     def _apply_commits(self, commits: list[tuple[int, bytes]]) -> None:
         local = self.local_txns
-        m = self.metrics
-        now = self.clock()
-        if not self.standalone:
-            m.commits_queued += len(commits)
-            if self._leading:
-                m.commit_count += len(commits)
-        times = []  # the txns' prep times: counted by value below (txns prepped in one pass share one)
-        remote = []  # those that came from the leader, for proposal_latency
-        for zxid, record in commits:
-            txn = local.pop(zxid, None) if local else None
-            if txn is None:
-                txn = decode_txn(record)
-                remote.append(txn)
-            times.append(txn.time)
+        # One clock read per batch: the answers' latencies (connection.write_done) use it too.
+        now = self.now_ms = self.clock()
+        if local:  # leading: the txns it prepped (or, after a change of leader, decoded)
+            txns = [local.pop(zxid, None) or decode_txn(record) for zxid, record in commits]
+        else:
+            txns = list(map(decode_txn, map(_RECORD, commits)))
+        for txn in txns:
             self._apply(txn)
             if self.sync_waiters:
                 # At once, not after the batch: a read queued behind the sync must not see a
                 # later write of its own session applied in the same batch.
                 self._wake_syncs()
-        propagation = m.propagation
-        for prepped, n in Counter(times).items():
-            if now >= prepped:
-                propagation.add_many(now - prepped, n)
-        if remote and self._arrivals:
-            self._proposal_latencies(remote)
+        # The txns' prep times (the leader's clock) for the latency metrics, gathered in C.
+        self.metrics.committed(commits, list(map(_TIME, txns)), now, None if self.standalone else self._leading,
+                               self._arrivals)
         self.storage.applied(len(commits))
         self.clients.unthrottle()
-
-    def _proposal_latencies(self, txns: list[Txn]) -> None:
-        """A learner's proposal_latency: from the leader's prep of each txn to the arrival here
-        of the batch of proposals that brought it; one add per distinct latency of the batch."""
-        arrivals = self._arrivals
-        latencies: dict[int, int] = {}
-        for txn in txns:
-            while arrivals and arrivals[0][0] < txn.zxid:
-                arrivals.popleft()
-            if not arrivals:
-                break
-            latency = arrivals[0][1] - txn.time
-            if latency >= 0:
-                latencies[latency] = latencies.get(latency, 0) + 1
-        for latency, n in latencies.items():
-            self.metrics.proposal_latency.add_many(latency, n)
 
     def _apply(self, txn: Txn) -> None:
         result, events = self.tree.apply(txn)

@@ -116,12 +116,13 @@ def connection_stats(conn: Any) -> dict[str, Any]:
     if w is None:
         return {"last_operation": OP_NAMES.get(conn.last_op, "NA"), "last_latency": 0, "min_latency": 0,
                 "avg_latency": 0, "max_latency": 0}
+    s = w.folded()
     return {
         "last_operation": OP_NAMES.get(conn.last_op, "NA"),
-        "last_latency": w.last if conn.last_cxid == w.cxid >= 0 else 0,
-        "min_latency": 0 if answered > w.count else w.min,
-        "avg_latency": w.total // answered if answered else 0,
-        "max_latency": w.max,
+        "last_latency": w.value if conn.last_cxid == w.cxid >= 0 else 0,
+        "min_latency": 0 if answered > s.count else s.min,
+        "avg_latency": s.total // answered if answered else 0,
+        "max_latency": s.max,
     }
 
 
