@@ -9,7 +9,7 @@ import random
 
 import pytest
 
-from zkpy.summary import RESERVOIR, Quantiles, Summary
+from zkpy.summary import RESERVOIR, Quantiles, Runs, Summary
 
 N = 100_000
 
@@ -68,3 +68,30 @@ def test_summary_avg_is_rounded_as_zookeeper_prints_it() -> None:
     for value in (1, 2, 2):
         s.add(value)
     assert dict(s.rows("y")) == {"avg_y": 1.6667, "min_y": 1, "max_y": 2, "cnt_y": 3, "sum_y": 5}
+
+
+def test_runs_count_every_value_as_adding_them_one_by_one() -> None:
+    """The write path counts latencies as runs of equal values (Runs); read at any moment
+    (srvr, mntr, a scrape), the summary must be what adding each value would have made."""
+    rng = random.Random(11)
+    runs, each = Runs(Summary()), Summary()
+    for _ in range(5000):
+        value = rng.choice([0, 0, 0, 1, 1, 2, 7, 40])
+        runs.add(value) if rng.random() < 0.5 else _inline_add(runs, value)
+        each.add(value)
+        if rng.random() < 0.05:
+            folded = runs.folded()
+            assert (folded.count, folded.total, folded.min, folded.max) == (each.count, each.total, each.min, each.max)
+    folded = runs.folded()
+    assert (folded.count, folded.total, folded.min, folded.max) == (each.count, each.total, each.min, each.max)
+    assert runs.value == value  # the last latency (cons' llat) stays readable after a fold
+    runs.reset()
+    assert runs.folded().count == 0 and runs.run == 0
+
+
+def _inline_add(runs: Runs, value: int) -> None:
+    """What connection.write_done writes out instead of calling Runs.add."""
+    if value == runs.value:
+        runs.run += 1
+    else:
+        runs.start(value)
