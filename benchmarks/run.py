@@ -87,7 +87,7 @@ def build_loadgen() -> str:
 
 
 def _java_cmd(build: str, *args: object) -> list[str]:
-    return (["java", "-Xms512m", "-Xmx1g", "-XX:+UseParallelGC", "-cp", f"{_classpath()}:{build}",
+    return (["java", "-XX:-UsePerfData", "-Xms512m", "-Xmx1g", "-XX:+UseParallelGC", "-cp", f"{_classpath()}:{build}",
              "-Dlog4j.configuration=file:/dev/null", "ZkBench"] + [str(a) for a in args])
 
 

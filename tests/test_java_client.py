@@ -28,7 +28,7 @@ from zkpy.testing.external import ApacheZooKeeper, ZkpyProcess
 
 from java_support import MARK, classpath, java_missing, javac, program_checks, zkcli_script
 
-JVM = ["java", "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Xshare:auto"]
+JVM = ["java", "-XX:-UsePerfData", "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Xshare:auto"]
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -42,7 +42,7 @@ from zkpy.testing.ensemble import Ensemble
 
 from java_support import MARK, classpath, java_missing, javac, program_checks, zkcli_script
 
-JVM = ["java", "-Xmx128m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Xshare:auto"]
+JVM = ["java", "-XX:-UsePerfData", "-Xmx128m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Xshare:auto"]
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -388,7 +388,7 @@ JAVA_COMMANDS = [
 
 
 def _zkcli(server, jaas_path: str) -> list[str]:
-    r = subprocess.run(["java", "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+    r = subprocess.run(["java", "-XX:-UsePerfData", "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
                         f"-Djava.security.auth.login.config={jaas_path}", "-cp", classpath(),
                         "org.apache.zookeeper.ZooKeeperMain", "-server", server.connect_string],
                        input=zkcli_script(JAVA_COMMANDS), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -441,7 +441,7 @@ def test_java_client_wrong_password_is_auth_failed_as_against_zookeeper(tmp_path
     outputs = []
     for server in (ZkpyProcess(config=cfg, java_props=props), ApacheZooKeeper(config=cfg, java_props=props)):
         with server:
-            r = subprocess.run(["java", "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+            r = subprocess.run(["java", "-XX:-UsePerfData", "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
                                 f"-Djava.security.auth.login.config={client_jaas}", "-cp", classpath(),
                                 "org.apache.zookeeper.ZooKeeperMain", "-server", server.connect_string, "ls", "/"],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=90)

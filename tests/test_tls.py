@@ -472,7 +472,7 @@ def _zkcli_over_tls(server, secure_port: int, directory: str, pki) -> list[str]:
              "zookeeper.clientCnxnSocket": "org.apache.zookeeper.ClientCnxnSocketNetty",
              "zookeeper.ssl.keyStore.location": keystore, "zookeeper.ssl.keyStore.password": certs.PASSWORD,
              "zookeeper.ssl.trustStore.location": truststore, "zookeeper.ssl.trustStore.password": certs.PASSWORD}
-    r = subprocess.run(["java", "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1"]
+    r = subprocess.run(["java", "-XX:-UsePerfData", "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1"]
                        + [f"-D{k}={v}" for k, v in props.items()]
                        + ["-cp", java_classpath(), "org.apache.zookeeper.ZooKeeperMain",
                           "-server", f"127.0.0.1:{secure_port}"],
