@@ -43,28 +43,9 @@ from zkpy.server.connection import ClientConnection
 from zkpy.server.node import ZkServer, wall_clock_ms
 from zkpy.testing.external import free_port
 
-OPEN_ACL = [(31, "world", "anyone")]
+from request_cpu import OPEN_ACL, NullTransport  # the same do-nothing transport
+
 NODES = 100
-
-
-class NullTransport:
-    def write(self, data: bytes) -> None:
-        pass
-
-    def get_extra_info(self, key: str, default: object = None) -> object:
-        return ("127.0.0.1", 5555) if key == "peername" else default
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-    def is_closing(self) -> bool:
-        return False
-
-    def close(self) -> None:
-        pass
 
 
 class SteppedClock:

@@ -125,17 +125,11 @@ class Quantiles(Summary):
         self.add_many(value, 1)
 
     def add_many(self, value: int, n: int) -> None:
-        """As n `add`s of one value (n requests of one batch).  Summary's bookkeeping and the
-        keeps are written out here: this runs for every batch of the write path."""
+        """As n `add`s of one value (n requests of one batch)."""
         if n <= 0:
             return
+        Summary.add_many(self, value, n)
         count = self.count
-        if not count or value < self.min:
-            self.min = value
-        if value > self.max:
-            self.max = value
-        self.count = count = count + n
-        self.total += value * n
         samples = self.samples
         if len(samples) < RESERVOIR:
             samples.extend([value] * min(n, RESERVOIR - len(samples)))
